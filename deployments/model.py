@@ -1,0 +1,48 @@
+"""Model deployment: ONNX Runtime behind ``@serve.batch``, merging calls from every ingress replica."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import numpy as np
+from ray import serve
+
+from deployments.common import served_card, settings_from_args
+from samo_serve.batching import count_texts, merge_token_batches, split_rows
+from samo_serve.model_runner import OrtModelRunner
+from samo_serve.settings import BatchingSettings
+from samo_serve.tokenizer import TokenBatch
+
+
+class EmotionModel:
+    def __init__(self, args: dict[str, Any]) -> None:
+        settings = settings_from_args(args)
+        self._card = served_card(settings, verify=settings.verify_model_sha256)
+        self._runner = OrtModelRunner(
+            settings.model_dir / self._card.onnx_file, self._card.activation, settings.runner
+        )
+        self._apply_batching(settings.batching)
+
+    def _apply_batching(self, batching: BatchingSettings) -> None:
+        self.predict.set_max_batch_size(batching.model_max_batch_size)  # type: ignore[attr-defined]
+        self.predict.set_batch_wait_timeout_s(batching.model_batch_wait_s)  # type: ignore[attr-defined]
+
+    def reconfigure(self, user_config: dict[str, Any]) -> None:
+        if "batching" in user_config:
+            self._apply_batching(BatchingSettings(**user_config["batching"]))
+
+    # max_batch_size counts texts (batch_size_fn), not calls: each call is a micro-batch already.
+    @serve.batch(max_batch_size=128, batch_wait_timeout_s=0.002, batch_size_fn=count_texts)
+    async def predict(self, batches: list[TokenBatch]) -> list[np.ndarray]:
+        merged = merge_token_batches(batches)
+        # ORT releases the GIL: run it off the event loop so the next batch fills meanwhile.
+        scores = await asyncio.to_thread(self._runner.predict, merged)
+        return split_rows(scores, [len(b) for b in batches])
+
+    def info(self) -> dict[str, object]:
+        self._runner.health()
+        return {"provider": self._runner.provider, "version": self._card.version}
+
+    def check_health(self) -> None:
+        self._runner.health()

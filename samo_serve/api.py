@@ -1,0 +1,235 @@
+"""The HTTP application (FastAPI), built from settings and a prediction service.
+
+The ingress deployment serves it through ``@serve.ingress``; tests drive it in-process over
+``httpx.ASGITransport``. The hot routes read the body themselves and validate it with pydantic's JSON
+parser, and write JSON with ``json.dumps``: FastAPI's own body/response machinery measured as the
+largest per-request cost after Ray's own.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import uuid
+from typing import Any, TypeVar
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel, ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from samo_serve.errors import (
+    BatchTooLarge,
+    BodyTooLarge,
+    InvalidJSON,
+    ModelUnavailable,
+    SamoError,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
+from samo_serve.postprocess import emotions_catalog
+from samo_serve.schemas import (
+    BatchPredictRequest,
+    BatchPredictResponse,
+    ErrorResponse,
+    PredictOptions,
+    PredictRequest,
+    PredictResponse,
+)
+from samo_serve.service import EmotionService, check_text
+from samo_serve.settings import LimitSettings, Settings
+
+__all__ = ["create_app"]
+
+log = logging.getLogger(__name__)
+M = TypeVar("M", bound=BaseModel)
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse} for code in (400, 413, 415, 422, 503)
+}
+
+
+class RequestIdMiddleware:
+    """Gives every request an id (the caller's ``X-Request-ID`` if sane) and echoes it on the response."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = ""
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                candidate = value.decode("latin-1")
+                if _REQUEST_ID.match(candidate):
+                    request_id = candidate
+                break
+        request_id = request_id or uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        header = (b"x-request-id", request_id.encode())
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], header]
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
+def _json(payload: Any, status: int = 200) -> Response:
+    return Response(json.dumps(payload, separators=(",", ":")), status, media_type="application/json")
+
+
+def _request_id(request: Request) -> str:
+    return str(getattr(request.state, "request_id", "") or uuid.uuid4().hex)
+
+
+def _validation_details(errors: list[Any]) -> list[dict[str, Any]]:
+    # Never echo the input back: it may be a 100k-character text or private words.
+    return [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in errors]
+
+
+async def _parse_body(request: Request, model: type[M], limits: LimitSettings) -> M:
+    content_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+    if content_type != "application/json" and not content_type.endswith("+json"):
+        raise UnsupportedMediaType(f"send JSON with `Content-Type: application/json`, not {content_type!r}")
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limits.max_body_bytes:
+        raise BodyTooLarge(f"request body over {limits.max_body_bytes} bytes")
+    body = await request.body()
+    if len(body) > limits.max_body_bytes:
+        raise BodyTooLarge(f"request body over {limits.max_body_bytes} bytes")
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False, include_input=False, include_context=False)
+        if any(e["type"] in ("json_invalid", "json_type") for e in errors):
+            raise InvalidJSON("request body is not valid JSON (UTF-8)") from None
+        raise ValidationFailed("request body does not match the schema", _validation_details(errors)) from None
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    async def on_samo_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, SamoError)
+        return _json(exc.to_dict(_request_id(request)), exc.http_status)
+
+    async def on_validation_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        error = ValidationFailed("request does not match the schema", _validation_details(list(exc.errors())))
+        return _json(error.to_dict(_request_id(request)), error.http_status)
+
+    async def on_http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(exc.status_code, "HTTP_ERROR")
+        body = {"error": {"code": code, "message": str(exc.detail), "request_id": _request_id(request)}}
+        return _json(body, exc.status_code)
+
+    async def on_unexpected(request: Request, exc: Exception) -> Response:
+        request_id = _request_id(request)
+        log.exception("unhandled error (request %s)", request_id)
+        body = {"error": {"code": "INTERNAL", "message": "internal error", "request_id": request_id}}
+        return _json(body, 500)
+
+    app.add_exception_handler(SamoError, on_samo_error)
+    app.add_exception_handler(RequestValidationError, on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, on_http_error)
+    app.add_exception_handler(Exception, on_unexpected)
+
+
+def _body_schema(name: str) -> dict[str, Any]:
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{name}"}}},
+        }
+    }
+
+
+def _install_openapi(app: FastAPI) -> None:
+    """The hot routes parse their own body, so their request schemas are added to the spec here."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            spec = get_openapi(title=app.title, version=app.version, routes=app.routes, description=app.description)
+            schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+            for model in (PredictRequest, BatchPredictRequest):
+                schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+                schemas.update(schema.pop("$defs", {}))
+                schemas[model.__name__] = schema
+            app.openapi_schema = spec
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def create_app(settings: Settings, service: EmotionService) -> FastAPI:
+    """Build the FastAPI app of the HTTP contract over ``service``."""
+    limits = settings.limits
+    app = FastAPI(
+        title="samo-serve",
+        version="1",
+        description="Emotion detection (GoEmotions, 28 labels, multi-label). Model: " + service.card.version,
+    )
+    app.add_middleware(RequestIdMiddleware)
+    _install_error_handlers(app)
+    _install_openapi(app)
+
+    @app.post(
+        "/predict",
+        response_model=PredictResponse,
+        responses=_ERROR_RESPONSES,
+        openapi_extra=_body_schema("PredictRequest"),
+        summary="Emotions of one text",
+    )
+    async def predict(request: Request) -> Response:
+        req = await _parse_body(request, PredictRequest, limits)
+        check_text(req.text, limits.max_text_chars)
+        (result,) = await service.predict([req.text], req)
+        return _json(result)
+
+    @app.post(
+        "/predict/batch",
+        response_model=BatchPredictResponse,
+        responses=_ERROR_RESPONSES,
+        openapi_extra=_body_schema("BatchPredictRequest"),
+        summary="Emotions of several texts",
+    )
+    async def predict_batch(request: Request) -> Response:
+        req = await _parse_body(request, BatchPredictRequest, limits)
+        if len(req.texts) > limits.max_batch_texts:
+            raise BatchTooLarge(f"{len(req.texts)} texts; the limit is {limits.max_batch_texts} per request")
+        for i, text in enumerate(req.texts):
+            check_text(text, limits.max_text_chars, field=f"texts[{i}]")
+        options = PredictOptions(threshold=req.threshold, top_k=req.top_k, all_scores=req.all_scores)
+        results = await service.predict(req.texts, options)
+        return _json({"results": results, "count": len(results)})
+
+    @app.get("/emotions", summary="The label set with Ekman and sentiment groups")
+    async def emotions() -> Response:
+        return _json(emotions_catalog(service.card))
+
+    @app.get("/healthz", summary="Liveness: 200 while the process lives")
+    async def healthz() -> Response:
+        return _json({"status": "ok"})
+
+    @app.get("/readyz", summary="Readiness: 200 only when the model answers")
+    async def readyz(request: Request) -> Response:
+        try:
+            model = await service.pipeline.model_info()
+        except Exception as exc:  # any failure of the model path means not ready
+            error = ModelUnavailable(f"model did not answer: {type(exc).__name__}")
+            body = error.to_dict(_request_id(request))
+            body.update(status="unavailable")
+            return _json(body, error.http_status)
+        return _json(
+            {"status": "ready", "model": {"version": service.card.version, **model}, "cache": service.cache_stats()}
+        )
+
+    return app

@@ -1,0 +1,146 @@
+"""The ``samo-serve`` command line.
+
+Examples::
+
+    samo-serve run                                  # embedded default on http://127.0.0.1:8000
+    samo-serve model info                           # print the shipped model card
+    samo-serve model eval --split test --data ../shared/data/goemotions
+    samo-serve model train --data ../shared/data/goemotions --out artifacts/ckpt   # needs [train]
+    samo-serve model export --checkpoint artifacts/ckpt --data ../shared/data/goemotions
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from samo_serve.settings import DEFAULT_MODEL_NAME, default_model_dir
+
+__all__ = ["main"]
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from samo_serve.launcher import load_config, serve_forever
+
+    config = load_config(Path(args.config), port=args.port, host=args.host)
+    return serve_forever(config, ready_timeout_s=args.ready_timeout)
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from samo_serve.model_card import load_card
+
+    card = load_card(Path(args.model_dir))
+    print(json.dumps(card.model_dump(), indent=2))
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from samo_serve.model_eval import evaluate_split
+
+    report = evaluate_split(Path(args.model_dir), Path(args.data), args.split)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{report['model_version']} on GoEmotions {args.split} (n={report['n']})")
+    for column in ("label", "precision", "recall", "f1", "support"):
+        table.add_column(column, justify="right" if column != "label" else "left")
+    for label, row in report["per_label"].items():
+        table.add_row(label, *(f"{row[k]:.3f}" for k in ("precision", "recall", "f1")), str(row["support"]))
+    console = Console()
+    console.print(table)
+    console.print(f"macro-F1 {report['macro_f1']:.4f}  micro-F1 {report['micro_f1']:.4f}")
+    if "vs_fp32" in report:
+        v = report["vs_fp32"]
+        console.print(
+            f"vs fp32: macro-F1 {v['fp32_macro_f1']:.4f} (delta {v['macro_f1_delta']:+.4f}), "
+            f"top-label agreement {v['top_label_agreement']:.2%}"
+        )
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from samo_serve.training.train import TrainConfig, train
+
+    config = TrainConfig(
+        data_dir=Path(args.data), out_dir=Path(args.out), epochs=args.epochs, lr=args.lr,
+        batch_size=args.batch_size, max_length=args.max_length, seed=args.seed, threads=args.threads,
+        limit=args.limit, max_steps=args.max_steps, evals_per_epoch=args.evals_per_epoch,
+    )
+    best = train(config)
+    print(f"best checkpoint: step {best['step']}, dev macro-F1 {best['dev_macro_f1']} -> {args.out}")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from samo_serve.training.export import export
+
+    card = export(Path(args.checkpoint), Path(args.out), args.name, Path(args.data) if args.data else None)
+    print(f"exported {card.version} -> {args.out}")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="samo-serve", description="Emotion detection on Ray Serve")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="serve the embedded default on a local Ray (blocks; Ctrl-C stops)")
+    run.add_argument("--config", default=str(Path(__file__).resolve().parent.parent / "configs" / "serve.yaml"))
+    run.add_argument("--port", type=int, default=None, help="HTTP port (default: the config's, 8000)")
+    run.add_argument("--host", default=None, help="bind address (default: the config's, 127.0.0.1)")
+    run.add_argument("--ready-timeout", type=float, default=600.0)
+    run.set_defaults(func=_cmd_run)
+
+    model = sub.add_parser("model", help="train, export, evaluate and inspect models")
+    msub = model.add_subparsers(dest="model_command", required=True)
+    model_dir = str(default_model_dir())
+
+    info = msub.add_parser("info", help="print the model card")
+    info.add_argument("--model-dir", default=model_dir)
+    info.set_defaults(func=_cmd_info)
+
+    ev = msub.add_parser("eval", help="macro/micro F1, per-label P/R/F1, int8 vs fp32 (ORT only)")
+    ev.add_argument("--model-dir", default=model_dir)
+    ev.add_argument("--data", default="../shared/data/goemotions")
+    ev.add_argument("--split", default="test", choices=["train", "dev", "test"])
+    ev.add_argument("--json", action="store_true")
+    ev.set_defaults(func=_cmd_eval)
+
+    tr = msub.add_parser("train", help="fine-tune all-MiniLM-L6-v2 on GoEmotions (needs the train extra)")
+    tr.add_argument("--data", required=True)
+    tr.add_argument("--out", default="artifacts/ckpt")
+    tr.add_argument("--epochs", type=float, default=3.0)
+    tr.add_argument("--lr", type=float, default=8e-5)
+    tr.add_argument("--batch-size", type=int, default=32)
+    tr.add_argument("--max-length", type=int, default=64)
+    tr.add_argument("--seed", type=int, default=13)
+    tr.add_argument("--threads", type=int, default=2)
+    tr.add_argument("--limit", type=int, default=None, help="rows per split (smoke runs)")
+    tr.add_argument("--max-steps", type=int, default=None)
+    tr.add_argument("--evals-per-epoch", type=int, default=2)
+    tr.set_defaults(func=_cmd_train)
+
+    ex = msub.add_parser("export", help="ONNX fp32 + int8 + fp16, parity check, model card")
+    ex.add_argument("--checkpoint", default="artifacts/ckpt", help="ours, or any local HF sequence classifier")
+    ex.add_argument("--out", default=model_dir)
+    ex.add_argument("--name", default=DEFAULT_MODEL_NAME)
+    ex.add_argument("--data", default=None, help="GoEmotions dir: tune thresholds on dev, record metrics")
+    ex.set_defaults(func=_cmd_export)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,87 @@
+"""The error hierarchy of samo-serve; each error knows its contract code and HTTP status.
+
+::
+
+    SamoError (500 INTERNAL)
+    ├── InvalidJSON            400 INVALID_JSON         body is not valid JSON / UTF-8
+    ├── UnsupportedMediaType   415 UNSUPPORTED_MEDIA_TYPE
+    ├── ValidationFailed       422 VALIDATION_ERROR     wrong types, unknown fields, out-of-range options
+    │   └── EmptyText          422 EMPTY_TEXT           empty or whitespace-only text
+    ├── TextTooLong            413 TEXT_TOO_LONG        over the hard character cap
+    ├── BatchTooLarge          413 BATCH_TOO_LARGE      more texts than max_batch_texts
+    ├── BodyTooLarge           413 BODY_TOO_LARGE       request body over max_body_bytes
+    ├── NotFound               404 NOT_FOUND
+    └── ModelUnavailable       503 MODEL_UNAVAILABLE    the model did not answer
+
+Errors are plain picklable exceptions (constructor args only) so they can cross a Ray handle.
+The HTTP mapping happens in exactly one place: the exception handlers in ``samo_serve.api``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "BatchTooLarge",
+    "BodyTooLarge",
+    "EmptyText",
+    "InvalidJSON",
+    "ModelUnavailable",
+    "NotFound",
+    "SamoError",
+    "TextTooLong",
+    "UnsupportedMediaType",
+    "ValidationFailed",
+]
+
+
+class SamoError(Exception):
+    code = "INTERNAL"
+    http_status = 500
+
+    def __init__(self, message: str, details: Any = None) -> None:
+        super().__init__(message, details)
+        self.message = message
+        self.details = details
+
+    def to_dict(self, request_id: str) -> dict[str, Any]:
+        body: dict[str, Any] = {"code": self.code, "message": self.message, "request_id": request_id}
+        if self.details is not None:
+            body["details"] = self.details
+        return {"error": body}
+
+
+class InvalidJSON(SamoError):
+    code, http_status = "INVALID_JSON", 400
+
+
+class UnsupportedMediaType(SamoError):
+    code, http_status = "UNSUPPORTED_MEDIA_TYPE", 415
+
+
+class ValidationFailed(SamoError):
+    code, http_status = "VALIDATION_ERROR", 422
+
+
+class EmptyText(ValidationFailed):
+    code = "EMPTY_TEXT"
+
+
+class TextTooLong(SamoError):
+    code, http_status = "TEXT_TOO_LONG", 413
+
+
+class BatchTooLarge(SamoError):
+    code, http_status = "BATCH_TOO_LARGE", 413
+
+
+class BodyTooLarge(SamoError):
+    code, http_status = "BODY_TOO_LARGE", 413
+
+
+class NotFound(SamoError):
+    code, http_status = "NOT_FOUND", 404
+
+
+class ModelUnavailable(SamoError):
+    code, http_status = "MODEL_UNAVAILABLE", 503

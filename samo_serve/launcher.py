@@ -1,0 +1,107 @@
+"""``samo-serve run``: start a local Ray, deploy configs/serve.yaml, wait until ready, stop cleanly.
+
+This is the same path ``serve run CONFIG`` takes (start Serve with the file's HTTP options, deploy its
+applications), plus readiness polling, a port override, loopback-only defaults and a clean shutdown on
+SIGINT/SIGTERM. Ray is imported lazily so the rest of samo_serve stays importable without it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+__all__ = ["DEFAULT_CONFIG", "load_config", "serve_forever"]
+
+log = logging.getLogger(__name__)
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "serve.yaml"
+
+# Ray defaults tuned for a loaded 2-core laptop; a caller's own environment wins.
+RAY_ENV_DEFAULTS = {
+    # The proxy can take >5 s to start on a busy 2-core machine; Serve then kills it in a loop.
+    "RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S": "60",
+    "RAY_SERVE_PROXY_HEALTH_CHECK_TIMEOUT_S": "30",
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "1",
+}
+
+
+def load_config(path: Path, port: int | None = None, host: str | None = None) -> dict[str, Any]:
+    config: dict[str, Any] = yaml.safe_load(path.read_text(encoding="utf-8"))
+    http = config.setdefault("http_options", {})
+    if port is not None:
+        http["port"] = port
+    if host is not None:
+        http["host"] = host
+    http.setdefault("host", "127.0.0.1")  # embedded default: loopback only
+    http.setdefault("port", 8000)
+    return config
+
+
+def wait_ready(url: str, timeout_s: float, stop: threading.Event) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and not stop.is_set():
+        try:
+            if httpx.get(f"{url}/readyz", timeout=5).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        stop.wait(1.0)
+    return False
+
+
+def serve_forever(config: dict[str, Any], ready_timeout_s: float = 600, num_cpus: int | None = None) -> int:
+    """Deploy ``config`` on a new local Ray and block until SIGINT/SIGTERM. Returns an exit code."""
+    for key, value in RAY_ENV_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+    import ray
+    from ray.serve._private import api as serve_api
+    from ray.serve.config import gRPCOptions
+    from ray.serve.schema import ServeDeploySchema
+
+    schema = ServeDeploySchema.model_validate(config)
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        log.warning("received %s, shutting down", signal.Signals(signum).name)
+        stop.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    ray.init(
+        namespace="serve",
+        num_cpus=num_cpus,
+        include_dashboard=False,
+        logging_level=logging.WARNING,
+    )
+    try:
+        client = serve_api.serve_start(
+            http_options=schema.http_options.model_dump(),
+            proxy_location=schema.proxy_location,
+            grpc_options=gRPCOptions(**schema.grpc_options.model_dump()),
+        )
+        client.deploy_apps(schema, _blocking=False)
+        url = f"http://{schema.http_options.host}:{schema.http_options.port}"
+        if not wait_ready(url, ready_timeout_s, stop):
+            if stop.is_set():
+                return 0
+            print(f"samo-serve did not become ready within {ready_timeout_s:.0f} s", flush=True)
+            return 1
+        print(f"samo-serve ready at {url}  (docs: {url}/docs)  Ctrl-C to stop", flush=True)
+        stop.wait()
+        return 0
+    finally:
+        from ray import serve
+
+        try:
+            serve.shutdown()
+        finally:
+            ray.shutdown()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
