@@ -55,7 +55,8 @@ class Ingress:
         self._service = EmotionService(card, self._pipeline, self._settings)
 
     def __serve_build_asgi_app__(self) -> FastAPI:
-        return create_app(self._settings, self._service)
+        # Serve's proxy sets X-Request-ID on every response itself (the id our handlers see).
+        return create_app(self._settings, self._service, echo_request_id=False)
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         if "batching" in user_config:

@@ -56,8 +56,9 @@ _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 class RequestIdMiddleware:
     """Gives every request an id (the caller's ``X-Request-ID`` if sane) and echoes it on the response."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, echo_header: bool = True) -> None:
         self.app = app
+        self.echo_header = echo_header
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -72,6 +73,9 @@ class RequestIdMiddleware:
                 break
         request_id = request_id or uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
+        if not self.echo_header:
+            await self.app(scope, receive, send)
+            return
         header = (b"x-request-id", request_id.encode())
 
         async def send_with_id(message: Message) -> None:
@@ -169,15 +173,20 @@ def _install_openapi(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-def create_app(settings: Settings, service: EmotionService) -> FastAPI:
-    """Build the FastAPI app of the HTTP contract over ``service``."""
+def create_app(settings: Settings, service: EmotionService, echo_request_id: bool = True) -> FastAPI:
+    """Build the FastAPI app of the HTTP contract over ``service``.
+
+    Args:
+        echo_request_id: add ``X-Request-ID`` to responses. Ray Serve's proxy already does (with the
+            same id, which it passes in as a request header), so the ingress turns this off.
+    """
     limits = settings.limits
     app = FastAPI(
         title="samo-serve",
         version="1",
         description="Emotion detection (GoEmotions, 28 labels, multi-label). Model: " + service.card.version,
     )
-    app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(RequestIdMiddleware, echo_header=echo_request_id)
     _install_error_handlers(app)
     _install_openapi(app)
 

@@ -73,13 +73,14 @@ def serve_forever(config: dict[str, Any], ready_timeout_s: float = 600, num_cpus
         log.warning("received %s, shutting down", signal.Signals(signum).name)
         stop.set()
 
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     ray.init(
         namespace="serve",
         num_cpus=num_cpus,
         include_dashboard=False,
         logging_level=logging.WARNING,
     )
+    # After ray.init: it installs its own SIGTERM handler (exit with the signal's code).
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         client = serve_api.serve_start(
             http_options=schema.http_options.model_dump(),

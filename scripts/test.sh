@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The README's test command: installs what the suite needs into .venv on a fresh machine
+# (Python 3.11 + pip), then runs unit, integration and e2e tests. Extra args go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+# torch==2.13.0 (the train extra) comes from the CPU wheel on this machine; the serving path never imports it.
+.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[train,dev]" 2>&1 | grep -v "^WARNING: Location" || true
+.venv/bin/python -c "import samo_serve, deployments, ray, onnxruntime, torch" 
+
+export PYTHONUNBUFFERED=1
+exec .venv/bin/python -m pytest -p no:cacheprovider "$@"
