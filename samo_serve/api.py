@@ -47,7 +47,7 @@ __all__ = ["create_app"]
 
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse} for code in (400, 413, 415, 422, 503)
 }
@@ -68,7 +68,7 @@ class RequestIdMiddleware:
         for name, value in scope["headers"]:
             if name == b"x-request-id":
                 candidate = value.decode("latin-1")
-                if _REQUEST_ID.match(candidate):
+                if _REQUEST_ID.fullmatch(candidate):
                     request_id = candidate
                 break
         request_id = request_id or uuid.uuid4().hex
@@ -133,7 +133,9 @@ def _install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, StarletteHTTPException)
         code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(exc.status_code, "HTTP_ERROR")
         body = {"error": {"code": code, "message": str(exc.detail), "request_id": _request_id(request)}}
-        return _json(body, exc.status_code)
+        response = _json(body, exc.status_code)
+        response.headers.update(exc.headers or {})  # e.g. Allow on a 405
+        return response
 
     async def on_unexpected(request: Request, exc: Exception) -> Response:
         request_id = _request_id(request)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import unicodedata
 from dataclasses import dataclass
 
@@ -18,9 +19,16 @@ class CachedResult:
     truncated: bool
 
 
+_WHITESPACE = re.compile(r"[ \t\n\r]+")
+
+
 def normalize_text(text: str) -> str:
-    """NFC and collapsed whitespace: what a BERT-style tokenizer cannot tell apart anyway."""
-    return " ".join(unicodedata.normalize("NFC", text).split())
+    """NFC, trimmed, runs of space/tab/newline collapsed: what a BERT-style tokenizer cannot tell apart.
+
+    Only these four count: ``str.split()`` also splits on separators such as U+001C that the tokenizer
+    deletes instead, which made "hello\x1cworld" and "hello world" share a key.
+    """
+    return _WHITESPACE.sub(" ", unicodedata.normalize("NFC", text)).strip(" ")
 
 
 def cache_key(model_version: str, text: str) -> str:

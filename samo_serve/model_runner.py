@@ -38,7 +38,8 @@ class ModelRunner(Protocol):
 def activate(logits: np.ndarray, activation: Literal["sigmoid", "softmax"]) -> np.ndarray:
     logits = logits.astype(np.float32, copy=False)
     if activation == "sigmoid":
-        return 1.0 / (1.0 + np.exp(-logits))
+        # tanh form: no overflow warning for very negative logits, unlike 1 / (1 + exp(-x)).
+        return 0.5 * (1.0 + np.tanh(0.5 * logits))
     shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
     return shifted / shifted.sum(axis=1, keepdims=True)
 

@@ -46,7 +46,8 @@ def save_checkpoint(model: EmotionClassifier, out_dir: Path, meta: dict[str, Any
 def load_checkpoint(ckpt_dir: Path) -> tuple[EmotionClassifier, dict[str, Any]]:
     meta = json.loads((ckpt_dir / CHECKPOINT_CONFIG).read_text(encoding="utf-8"))
     config = AutoConfig.from_pretrained(str(ckpt_dir / "encoder"))
-    encoder = AutoModel.from_config(config)
+    # Eager attention for export: the sdpa path traced with a baked-in mask decision (parity 1e-2).
+    encoder = AutoModel.from_config(config, attn_implementation="eager")
     model = EmotionClassifier(encoder, config.hidden_size, len(meta["labels"]))
     model.load_state_dict(torch.load(ckpt_dir / CHECKPOINT_WEIGHTS, map_location="cpu"))
     model.eval()

@@ -1,0 +1,68 @@
+"""Raw ONNX Runtime throughput of the exported model: fp32 vs int8 at batch 1, 32, 64.
+
+    python bench/model_throughput.py [--texts 2048] [--threads 0]
+
+Runs on GoEmotions test texts (../shared/data/goemotions), tokenization excluded (token ids are
+prepared first), one process, the same ORT settings for both precisions. Prints texts/s and the
+int8/fp32 ratio. fp32 comes from `samo-serve model export` (it is not shipped in git).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from loadgen import goemotions_texts  # noqa: E402
+
+from samo_serve.model_card import load_card, with_variant  # noqa: E402
+from samo_serve.model_runner import OrtModelRunner  # noqa: E402
+from samo_serve.settings import RunnerSettings, default_model_dir  # noqa: E402
+from samo_serve.tokenizer import TextTokenizer  # noqa: E402
+
+BATCH_SIZES = (1, 32, 64)
+
+
+def measure(runner: OrtModelRunner, batches: list, min_seconds: float = 3.0) -> float:
+    for b in batches[:3]:
+        runner.predict(b)
+    done, started = 0, time.perf_counter()
+    while True:
+        for b in batches:
+            runner.predict(b)
+            done += len(b)
+        elapsed = time.perf_counter() - started
+        if elapsed >= min_seconds:
+            return done / elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--texts", type=int, default=2048)
+    parser.add_argument("--threads", type=int, default=0, help="ORT intra-op threads (0 = all cores)")
+    parser.add_argument("--model-dir", type=Path, default=default_model_dir())
+    args = parser.parse_args()
+
+    card = load_card(args.model_dir)
+    texts = goemotions_texts(splits=("test",))[: args.texts]
+    tok = TextTokenizer(args.model_dir / card.tokenizer_file, card.max_length)
+    settings = RunnerSettings(device="cpu", intra_op_threads=args.threads)
+    rates: dict[str, dict[int, float]] = {}
+    for precision in ("fp32", "int8"):
+        variant = with_variant(card, precision, args.model_dir)
+        runner = OrtModelRunner(args.model_dir / variant.onnx_file, card.activation, settings)
+        rates[precision] = {}
+        for bs in BATCH_SIZES:
+            batches = [tok.encode_batch(texts[i : i + bs]) for i in range(0, len(texts) - bs + 1, bs)]
+            rates[precision][bs] = measure(runner, batches[: max(1, 512 // bs)] if bs == 1 else batches)
+            print(f"{precision:>5} batch {bs:>3}: {rates[precision][bs]:8.1f} texts/s", flush=True)
+    print("\nint8/fp32 speed-up: " + ", ".join(
+        f"batch {bs}: {rates['int8'][bs] / rates['fp32'][bs]:.2f}x" for bs in BATCH_SIZES))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+"""The error hierarchy: codes, HTTP statuses, JSON bodies, pickling (errors cross Ray handles)."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+
+from samo_serve.errors import (
+    BatchTooLarge,
+    BodyTooLarge,
+    EmptyText,
+    InvalidJSON,
+    ModelUnavailable,
+    NotFound,
+    SamoError,
+    TextTooLong,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
+
+CASES = [
+    (SamoError, "INTERNAL", 500),
+    (InvalidJSON, "INVALID_JSON", 400),
+    (UnsupportedMediaType, "UNSUPPORTED_MEDIA_TYPE", 415),
+    (ValidationFailed, "VALIDATION_ERROR", 422),
+    (EmptyText, "EMPTY_TEXT", 422),
+    (TextTooLong, "TEXT_TOO_LONG", 413),
+    (BatchTooLarge, "BATCH_TOO_LARGE", 413),
+    (BodyTooLarge, "BODY_TOO_LARGE", 413),
+    (NotFound, "NOT_FOUND", 404),
+    (ModelUnavailable, "MODEL_UNAVAILABLE", 503),
+]
+IDS = [cls.__name__ for cls, _, _ in CASES]
+
+
+@pytest.mark.parametrize(("cls", "code", "status"), CASES, ids=IDS)
+def test_code_and_status(cls: type[SamoError], code: str, status: int) -> None:
+    err = cls("boom")
+    assert isinstance(err, SamoError)
+    assert isinstance(err, Exception)
+    assert err.code == code
+    assert err.http_status == status
+
+
+def test_empty_text_is_a_validation_failure() -> None:
+    assert issubclass(EmptyText, ValidationFailed)
+
+
+@pytest.mark.parametrize(("cls", "code", "status"), CASES, ids=IDS)
+def test_to_dict_without_details(cls: type[SamoError], code: str, status: int) -> None:
+    assert cls("msg").to_dict("rid-1") == {"error": {"code": code, "message": "msg", "request_id": "rid-1"}}
+
+
+def test_to_dict_with_details() -> None:
+    details = [{"loc": ["text"], "msg": "bad", "type": "string_type"}]
+    body = ValidationFailed("no", details).to_dict("r")
+    assert body["error"]["details"] == details
+    assert body["error"]["code"] == "VALIDATION_ERROR"
+
+
+@pytest.mark.parametrize(("cls", "code", "status"), CASES, ids=IDS)
+def test_pickle_round_trip(cls: type[SamoError], code: str, status: int) -> None:
+    err = cls("message", {"k": [1, 2]})
+    back = pickle.loads(pickle.dumps(err))
+    assert type(back) is cls
+    assert back.message == "message"
+    assert back.details == {"k": [1, 2]}
+    assert back.code == code
+    assert back.http_status == status

