@@ -61,24 +61,47 @@ def write_bodies(path: Path, texts: list[str], per_request: int = 1) -> Path:
 
 
 def run_wrk(
-    url: str, bodies: Path, concurrency: int, duration_s: float, label: str,
-    path: str = "/predict", offset: int = 0, texts_per_request: int = 1, threads: int = 1,
+    url: str,
+    bodies: Path,
+    concurrency: int,
+    duration_s: float,
+    label: str,
+    path: str = "/predict",
+    offset: int = 0,
+    texts_per_request: int = 1,
+    threads: int = 1,
 ) -> Result:
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is needed: apt-get install -y wrk")
     cmd = [
-        "wrk", f"-t{min(threads, concurrency)}", f"-c{concurrency}", f"-d{duration_s}s", "--timeout", "10s",
-        "-s", str(HERE / "wrk_bodies.lua"), url, "--", str(bodies), str(offset), path,
+        "wrk",
+        f"-t{min(threads, concurrency)}",
+        f"-c{concurrency}",
+        f"-d{duration_s}s",
+        "--timeout",
+        "10s",
+        "-s",
+        str(HERE / "wrk_bodies.lua"),
+        url,
+        "--",
+        str(bodies),
+        str(offset),
+        path,
     ]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     line = next(x for x in out.splitlines() if x.startswith("WRK_JSON "))
-    s = json.loads(line[len("WRK_JSON "):])
+    s = json.loads(line[len("WRK_JSON ") :])
     errors = sum(v for k, v in s.items() if k.startswith("errors_"))
     return Result(
-        label=label, concurrency=concurrency, requests=s["requests"],
+        label=label,
+        concurrency=concurrency,
+        requests=s["requests"],
         rps=round(s["requests"] / (s["duration_us"] / 1e6), 1),
-        p50_ms=s["p50_us"] / 1000, p95_ms=s["p95_us"] / 1000, p99_ms=s["p99_us"] / 1000,
-        errors=errors, texts_per_request=texts_per_request,
+        p50_ms=s["p50_us"] / 1000,
+        p95_ms=s["p95_us"] / 1000,
+        p99_ms=s["p99_us"] / 1000,
+        errors=errors,
+        texts_per_request=texts_per_request,
     )
 
 
@@ -87,6 +110,7 @@ async def _open_loop(url: str, bodies: list[str], rate: float, duration_s: float
     errors = 0
     limits = httpx.Limits(max_connections=512, max_keepalive_connections=512)
     async with httpx.AsyncClient(base_url=url, timeout=10, limits=limits) as client:
+
         async def one(body: str) -> None:
             nonlocal errors
             started = time.perf_counter()
@@ -123,7 +147,12 @@ def open_loop(url: str, bodies: Path, rate: float, duration_s: float, label: str
     elapsed = time.perf_counter() - started
     lat = np.asarray(latencies) * 1000 if latencies else np.zeros(1)
     return Result(
-        label=label, concurrency=0, requests=len(latencies) + errors, rps=round(len(latencies) / elapsed, 1),
-        p50_ms=float(np.percentile(lat, 50)), p95_ms=float(np.percentile(lat, 95)),
-        p99_ms=float(np.percentile(lat, 99)), errors=errors,
+        label=label,
+        concurrency=0,
+        requests=len(latencies) + errors,
+        rps=round(len(latencies) / elapsed, 1),
+        p50_ms=float(np.percentile(lat, 50)),
+        p95_ms=float(np.percentile(lat, 95)),
+        p99_ms=float(np.percentile(lat, 99)),
+        errors=errors,
     )

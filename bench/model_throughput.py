@@ -60,8 +60,10 @@ def main() -> None:
             batches = [tok.encode_batch(texts[i : i + bs]) for i in range(0, len(texts) - bs + 1, bs)]
             rates[precision][bs] = measure(runner, batches[: max(1, 512 // bs)] if bs == 1 else batches)
             print(f"{precision:>5} batch {bs:>3}: {rates[precision][bs]:8.1f} texts/s", flush=True)
-    print("\nint8/fp32 speed-up: " + ", ".join(
-        f"batch {bs}: {rates['int8'][bs] / rates['fp32'][bs]:.2f}x" for bs in BATCH_SIZES))
+    print(
+        "\nint8/fp32 speed-up: "
+        + ", ".join(f"batch {bs}: {rates['int8'][bs] / rates['fp32'][bs]:.2f}x" for bs in BATCH_SIZES)
+    )
 
 
 if __name__ == "__main__":

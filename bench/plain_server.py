@@ -77,7 +77,8 @@ def build(threads: int) -> object:
     card = load_card(settings.model_dir)
     tokenizer = TextTokenizer(settings.model_dir / card.tokenizer_file, card.max_length)
     runner = OrtModelRunner(
-        settings.model_dir / card.onnx_file, card.activation,
+        settings.model_dir / card.onnx_file,
+        card.activation,
         RunnerSettings(device="cpu", intra_op_threads=threads),
     )
     pipeline = MicroBatchPipeline(LocalPipeline(tokenizer, runner))

@@ -41,8 +41,9 @@ def raw_ort(texts: list[str], threads: int) -> dict[str, float]:
     model_dir = default_model_dir()
     card = load_card(model_dir)
     tok = TextTokenizer(model_dir / card.tokenizer_file, card.max_length)
-    runner = OrtModelRunner(model_dir / card.onnx_file, card.activation,
-                            RunnerSettings(device="cpu", intra_op_threads=threads))
+    runner = OrtModelRunner(
+        model_dir / card.onnx_file, card.activation, RunnerSettings(device="cpu", intra_op_threads=threads)
+    )
     for t in texts[:50]:
         runner.predict(tok.encode_batch([t]))
     singles = []
@@ -50,7 +51,7 @@ def raw_ort(texts: list[str], threads: int) -> dict[str, float]:
         started = time.perf_counter()
         runner.predict(tok.encode_batch([t]))
         singles.append(time.perf_counter() - started)
-    batch_texts = texts[:64 * 60]
+    batch_texts = texts[: 64 * 60]
     started = time.perf_counter()
     for i in range(0, len(batch_texts), 64):
         runner.predict(tok.encode_batch(batch_texts[i : i + 64]))
@@ -66,8 +67,9 @@ class Proc:
     def __init__(self, cmd: list[str], url: str, env: dict[str, str], log: Path) -> None:
         self.url = url
         self.log = log.open("w")
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **env}, stdout=self.log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            cmd, cwd=ROOT, env={**os.environ, **env}, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
+        )
 
     def wait_ready(self, timeout_s: float = 600) -> None:
         deadline = time.monotonic() + timeout_s
@@ -115,8 +117,11 @@ def sweep(url: str, bodies: Path, label: str, duration: float, offset: int) -> t
         r = run_wrk(url, bodies, c, duration if c > 1 else max(4.0, duration / 2), label, offset=offset)
         offset += r.requests
         results.append(r)
-        print(f"  {label:<12} c={c:<3} {r.rps:>8.1f} rps  p50 {r.p50_ms:7.1f}  p95 {r.p95_ms:7.1f}  "
-              f"p99 {r.p99_ms:7.1f} ms  errors {r.errors}", flush=True)
+        print(
+            f"  {label:<12} c={c:<3} {r.rps:>8.1f} rps  p50 {r.p50_ms:7.1f}  p95 {r.p95_ms:7.1f}  "
+            f"p99 {r.p99_ms:7.1f} ms  errors {r.errors}",
+            flush=True,
+        )
     return results, offset
 
 
@@ -143,8 +148,12 @@ def main() -> None:
     plain: list[Result] = []
     if not args.skip_plain:
         print("single-process uvicorn + ORT + micro-batching...", flush=True)
-        srv = Proc([sys.executable, str(HERE / "plain_server.py"), "--port", "8100", "--threads", str(args.threads)],
-                   "http://127.0.0.1:8100", env, tmp / "plain.log")
+        srv = Proc(
+            [sys.executable, str(HERE / "plain_server.py"), "--port", "8100", "--threads", str(args.threads)],
+            "http://127.0.0.1:8100",
+            env,
+            tmp / "plain.log",
+        )
         try:
             srv.wait_ready()
             plain, offset = sweep(srv.url, singles, "plain", args.duration, offset)
@@ -153,20 +162,44 @@ def main() -> None:
         report["plain"] = [r.row() for r in plain]
 
     print("samo-serve run (Ray Serve, 3 deployments)...", flush=True)
-    srv = Proc([sys.executable, "-m", "samo_serve.cli", "run", "--port", "8200"], "http://127.0.0.1:8200",
-               env, tmp / "samo.log")
+    srv = Proc(
+        [sys.executable, "-m", "samo_serve.cli", "run", "--port", "8200"],
+        "http://127.0.0.1:8200",
+        env,
+        tmp / "samo.log",
+    )
     try:
         srv.wait_ready()
         samo, offset = sweep(srv.url, singles, "samo-serve", args.duration, offset)
-        batch = run_wrk(srv.url, batches, 4, args.duration, "samo batch64", path="/predict/batch",
-                        offset=offset // 64, texts_per_request=64)
-        print(f"  /predict/batch x64 c=4: {batch.texts_per_s:.0f} texts/s  p95 {batch.p95_ms:.1f} ms  "
-              f"errors {batch.errors}", flush=True)
+        batch = run_wrk(
+            srv.url,
+            batches,
+            4,
+            args.duration,
+            "samo batch64",
+            path="/predict/batch",
+            offset=offset // 64,
+            texts_per_request=64,
+        )
+        print(
+            f"  /predict/batch x64 c=4: {batch.texts_per_s:.0f} texts/s  p95 {batch.p95_ms:.1f} ms  "
+            f"errors {batch.errors}",
+            flush=True,
+        )
         peak = max(r.rps for r in samo)
-        at80 = open_loop(srv.url, singles, 0.8 * peak, max(10.0, args.duration), "samo 80% open-loop",
-                         offset=(offset + 5000) % len(texts))
-        print(f"  open loop at {0.8 * peak:.0f} rps: p50 {at80.p50_ms:.1f}  p95 {at80.p95_ms:.1f}  "
-              f"p99 {at80.p99_ms:.1f} ms  errors {at80.errors}", flush=True)
+        at80 = open_loop(
+            srv.url,
+            singles,
+            0.8 * peak,
+            max(10.0, args.duration),
+            "samo 80% open-loop",
+            offset=(offset + 5000) % len(texts),
+        )
+        print(
+            f"  open loop at {0.8 * peak:.0f} rps: p50 {at80.p50_ms:.1f}  p95 {at80.p95_ms:.1f}  "
+            f"p99 {at80.p99_ms:.1f} ms  errors {at80.errors}",
+            flush=True,
+        )
         rss = ray_rss_mb()
     finally:
         srv.stop()
@@ -179,7 +212,11 @@ def main() -> None:
         "P2 batch64 texts/s samo/raw (>= 0.8)": round(batch.texts_per_s / raw["batch64_texts_per_s"], 3),
         "P3 c=1 p50 - raw batch-1 (<= 5 ms)": round(c1.p50_ms - raw["batch1_p50_ms"], 2),
         "80% load p50/p95/p99 ms (< 100/500/1000), errors": [
-            round(at80.p50_ms, 1), round(at80.p95_ms, 1), round(at80.p99_ms, 1), at80.errors],
+            round(at80.p50_ms, 1),
+            round(at80.p95_ms, 1),
+            round(at80.p99_ms, 1),
+            at80.errors,
+        ],
         "samo-serve total RSS MB": rss,
     }
     report["ratios"] = ratios

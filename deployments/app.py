@@ -31,23 +31,21 @@ def build_app(args: dict[str, Any] | None = None) -> Application:
     plain = settings.model_dump(mode="json")
     batch = settings.batching
     tokenizer = serve.deployment(
-        Tokenizer,
         name="Tokenizer",
         ray_actor_options={"num_cpus": 0.25},
         max_ongoing_requests=64,
-    ).bind(plain)
+    )(Tokenizer).bind(plain)
     model = serve.deployment(
-        EmotionModel,
         name="EmotionModel",
         ray_actor_options={"num_cpus": 0.5},
         # One call is one ingress micro-batch; several must queue here for batches to merge.
         max_ongoing_requests=max(64, batch.model_max_batch_size),
-    ).bind(plain)
-    ingress_cls = serve.ingress()(Ingress)
-    return serve.deployment(
-        ingress_cls,
+    )(EmotionModel).bind(plain)
+    ingress = serve.deployment(
         name="Ingress",
         ray_actor_options={"num_cpus": 0.25},
         # Must be >= the micro-batch size, or it caps the batch (Serve's default is 5).
         max_ongoing_requests=max(256, batch.ingress_max_batch_size * 2),
-    ).bind(tokenizer, model, plain)
+    )(serve.ingress()(Ingress))
+    app: Application = ingress.bind(tokenizer, model, plain)
+    return app

@@ -19,7 +19,7 @@ from samo_serve.settings import BatchingSettings
 class HandlePipeline:
     """The :class:`samo_serve.pipeline.Pipeline` over Ray handles: one hop per micro-batch per deployment."""
 
-    def __init__(self, tokenizer: DeploymentHandle, model: DeploymentHandle, batching: BatchingSettings) -> None:
+    def __init__(self, tokenizer: DeploymentHandle[Any], model: DeploymentHandle[Any], batching: BatchingSettings) -> None:
         self._tokenizer = tokenizer
         self._model = model
         self.apply_batching(batching)
@@ -39,7 +39,7 @@ class HandlePipeline:
         texts, sizes = flatten(calls)
         tokens = await self._tokenizer.encode.remote(texts)
         scores = await self._model.predict.remote(tokens)
-        results = [CachedResult(row, bool(flag)) for row, flag in zip(scores, tokens.truncated)]
+        results = [CachedResult(row, bool(flag)) for row, flag in zip(scores, tokens.truncated, strict=False)]
         return unflatten(results, sizes)
 
     async def model_info(self) -> dict[str, object]:
@@ -48,7 +48,7 @@ class HandlePipeline:
 
 
 class Ingress:
-    def __init__(self, tokenizer: DeploymentHandle, model: DeploymentHandle, args: dict[str, Any]) -> None:
+    def __init__(self, tokenizer: DeploymentHandle[Any], model: DeploymentHandle[Any], args: dict[str, Any]) -> None:
         self._settings = settings_from_args(args)
         self._pipeline = HandlePipeline(tokenizer, model, self._settings.batching)
         card = served_card(self._settings, verify=False)

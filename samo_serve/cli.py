@@ -68,9 +68,17 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from samo_serve.training.train import TrainConfig, train
 
     config = TrainConfig(
-        data_dir=Path(args.data), out_dir=Path(args.out), epochs=args.epochs, lr=args.lr,
-        batch_size=args.batch_size, max_length=args.max_length, seed=args.seed, threads=args.threads,
-        limit=args.limit, max_steps=args.max_steps, evals_per_epoch=args.evals_per_epoch,
+        data_dir=Path(args.data),
+        out_dir=Path(args.out),
+        epochs=args.epochs,
+        lr=args.lr,
+        batch_size=args.batch_size,
+        max_length=args.max_length,
+        seed=args.seed,
+        threads=args.threads,
+        limit=args.limit,
+        max_steps=args.max_steps,
+        evals_per_epoch=args.evals_per_epoch,
     )
     best = train(config)
     print(f"best checkpoint: step {best['step']}, dev macro-F1 {best['dev_macro_f1']} -> {args.out}")

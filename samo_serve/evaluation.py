@@ -39,9 +39,7 @@ def apply_thresholds(scores: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
     return predicted
 
 
-def tune_thresholds(
-    scores: np.ndarray, targets: np.ndarray, min_support: int = 30
-) -> tuple[np.ndarray, float]:
+def tune_thresholds(scores: np.ndarray, targets: np.ndarray, min_support: int = 30) -> tuple[np.ndarray, float]:
     """Per-label thresholds from a grid, chosen on one split (dev).
 
     Labels with fewer than ``min_support`` positives keep the best global threshold: a per-label grid
@@ -52,8 +50,7 @@ def tune_thresholds(
     """
     n_labels = scores.shape[1]
     global_f1 = [
-        f1_per_label(targets, apply_thresholds(scores, np.full(n_labels, t)))[2].mean()
-        for t in THRESHOLD_GRID
+        f1_per_label(targets, apply_thresholds(scores, np.full(n_labels, t)))[2].mean() for t in THRESHOLD_GRID
     ]
     best_global = float(THRESHOLD_GRID[int(np.argmax(global_f1))])
     thresholds = np.full(n_labels, best_global)

@@ -101,7 +101,7 @@ def serve_forever(config: dict[str, Any], ready_timeout_s: float = 600, num_cpus
         from ray import serve
 
         try:
-            serve.shutdown()
+            serve.shutdown()  # type: ignore[no-untyped-call]
         finally:
             ray.shutdown()
             for sig, handler in previous.items():

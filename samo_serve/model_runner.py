@@ -40,8 +40,9 @@ def activate(logits: np.ndarray, activation: Literal["sigmoid", "softmax"]) -> n
     if activation == "sigmoid":
         # tanh form: no overflow warning for very negative logits, unlike 1 / (1 + exp(-x)).
         return 0.5 * (1.0 + np.tanh(0.5 * logits))
-    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return shifted / shifted.sum(axis=1, keepdims=True)
+    shifted: np.ndarray = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probs: np.ndarray = shifted / shifted.sum(axis=1, keepdims=True)
+    return probs
 
 
 def _providers(settings: RunnerSettings) -> list[str | tuple[str, dict[str, object]]]:
@@ -77,9 +78,7 @@ class OrtModelRunner:
         settings: threads, device, GPU memory cap, sub-batch size and length bucketing.
     """
 
-    def __init__(
-        self, model_path: Path, activation: Literal["sigmoid", "softmax"], settings: RunnerSettings
-    ) -> None:
+    def __init__(self, model_path: Path, activation: Literal["sigmoid", "softmax"], settings: RunnerSettings) -> None:
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = settings.intra_op_threads

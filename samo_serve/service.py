@@ -44,12 +44,12 @@ class EmotionService:
                     found[key] = (hit, "l1")
         # Classify each distinct missing text once, all in one pipeline call.
         missing: dict[str, str] = {}
-        for key, text in zip(keys, texts):
+        for key, text in zip(keys, texts, strict=False):
             if key not in found:
                 missing.setdefault(key, text)
         if missing:
             results = await self.pipeline.classify(list(missing.values()))
-            for key, result in zip(missing, results):
+            for key, result in zip(missing, results, strict=False):
                 found[key] = (result, "miss")
                 if self.l1 is not None:
                     self.l1.set(key, result)
@@ -57,9 +57,7 @@ class EmotionService:
         out = []
         for key in keys:
             result, level = found[key]
-            rendered = self.postprocessor.render(
-                result.scores, options.threshold, options.top_k, options.all_scores
-            )
+            rendered = self.postprocessor.render(result.scores, options.threshold, options.top_k, options.all_scores)
             rendered.update(
                 model_version=self.card.version, cache=level, truncated=result.truncated, latency_ms=latency_ms
             )

@@ -61,6 +61,4 @@ class TextTokenizer:
         if not texts:
             return TokenBatch.from_sequences([], [])
         encodings = self._tok.encode_batch(texts)
-        return TokenBatch.from_sequences(
-            [e.ids for e in encodings], [bool(e.overflowing) for e in encodings]
-        )
+        return TokenBatch.from_sequences([e.ids for e in encodings], [bool(e.overflowing) for e in encodings])

@@ -27,7 +27,8 @@ class EmotionClassifier(nn.Module):
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
         pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-6)
-        return self.head(self.dropout(pooled))
+        logits: torch.Tensor = self.head(self.dropout(pooled))
+        return logits
 
 
 def from_base(base_path: Path, n_labels: int, dropout: float = 0.1) -> EmotionClassifier:
@@ -39,7 +40,8 @@ def save_checkpoint(model: EmotionClassifier, out_dir: Path, meta: dict[str, Any
     """Weights + the encoder config + training metadata (labels, thresholds, max_length...)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), out_dir / CHECKPOINT_WEIGHTS)
-    model.encoder.config.save_pretrained(str(out_dir / "encoder"))
+    encoder: Any = model.encoder
+    encoder.config.save_pretrained(str(out_dir / "encoder"))
     (out_dir / CHECKPOINT_CONFIG).write_text(json.dumps(meta, indent=2), encoding="utf-8")
 
 
@@ -47,7 +49,7 @@ def load_checkpoint(ckpt_dir: Path) -> tuple[EmotionClassifier, dict[str, Any]]:
     meta = json.loads((ckpt_dir / CHECKPOINT_CONFIG).read_text(encoding="utf-8"))
     config = AutoConfig.from_pretrained(str(ckpt_dir / "encoder"))
     # Eager attention for export: the sdpa path traced with a baked-in mask decision (parity 1e-2).
-    encoder = AutoModel.from_config(config, attn_implementation="eager")
+    encoder = AutoModel.from_config(config, attn_implementation="eager")  # type: ignore[no-untyped-call]
     model = EmotionClassifier(encoder, config.hidden_size, len(meta["labels"]))
     model.load_state_dict(torch.load(ckpt_dir / CHECKPOINT_WEIGHTS, map_location="cpu"))
     model.eval()

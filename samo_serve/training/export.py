@@ -61,7 +61,8 @@ class _LogitsOnly(torch.nn.Module):
         self.model = model
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
+        logits: torch.Tensor = self.model(input_ids=input_ids, attention_mask=attention_mask).logits
+        return logits
 
 
 def _load(checkpoint: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
@@ -94,7 +95,8 @@ def _torch_logits(model: torch.nn.Module, ids: np.ndarray, mask: np.ndarray) -> 
     # created in train mode turns dropout back on: always compare in eval mode.
     model.eval()
     with torch.no_grad():
-        return model(torch.from_numpy(ids), torch.from_numpy(mask)).numpy()
+        logits: np.ndarray = model(torch.from_numpy(ids), torch.from_numpy(mask)).numpy()
+    return logits
 
 
 def _parity(model: torch.nn.Module, onnx_path: Path, tokenizer: TextTokenizer) -> float:
@@ -112,17 +114,18 @@ def _export_onnx(model: torch.nn.Module, ids: np.ndarray, mask: np.ndarray, path
         str(path),
         input_names=["input_ids", "attention_mask"],
         output_names=["logits"],
-        dynamic_axes={"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"},
-                      "logits": {0: "batch"}},
+        dynamic_axes={
+            "input_ids": {0: "batch", 1: "sequence"},
+            "attention_mask": {0: "batch", 1: "sequence"},
+            "logits": {0: "batch"},
+        },
         opset_version=opset,
         do_constant_folding=True,
         dynamo=False,
     )
 
 
-def export(
-    checkpoint: Path, out_dir: Path, name: str, data_dir: Path | None = None, opset: int = 17
-) -> ModelCard:
+def export(checkpoint: Path, out_dir: Path, name: str, data_dir: Path | None = None, opset: int = 17) -> ModelCard:
     """Write ``model.{fp32,int8,fp16}.onnx``, ``tokenizer.json`` and ``card.json`` into ``out_dir``.
 
     With ``data_dir`` (GoEmotions layout) the served int8 variant's thresholds are re-tuned on dev and
@@ -157,8 +160,10 @@ def export(
     fp16 = convert_float_to_float16(onnx.load(str(fp32_path)), keep_io_types=True)
     onnx.save(fp16, str(fp16_path))
 
-    variants = {p: {"file": f.name, "sha256": sha256_file(f)} for p, f in
-                (("fp32", fp32_path), ("int8", int8_path), ("fp16", fp16_path))}
+    variants = {
+        p: {"file": f.name, "sha256": sha256_file(f)}
+        for p, f in (("fp32", fp32_path), ("int8", int8_path), ("fp16", fp16_path))
+    }
     card = ModelCard(
         name=name,
         version=make_version(name, variants["int8"]["sha256"]),

@@ -20,8 +20,8 @@ import torch
 from tokenizers import Tokenizer
 
 from samo_serve.evaluation import classification_report, tune_thresholds
-from samo_serve.training import classifier
 from samo_serve.goemotions import Split, read_groups, read_labels, read_split
+from samo_serve.training import classifier
 
 log = logging.getLogger(__name__)
 

@@ -36,7 +36,8 @@ def test_predict_returns_contract_fields(client: httpx.Client) -> None:
     labels = client.get("/emotions").json()
     names = {e["label"] for e in labels["emotions"]}
     assert body["primary"]["label"] in names
-    assert body["emotions"] and body["emotions"][0] == body["primary"]
+    assert body["emotions"]
+    assert body["emotions"][0] == body["primary"]
     scores = [e["score"] for e in body["emotions"]]
     assert scores == sorted(scores, reverse=True)
     assert body["model_version"] == labels["model_version"]
@@ -72,7 +73,7 @@ def test_batch_equals_single(client: httpx.Client) -> None:
     assert batch.status_code == 200, batch.text
     body = batch.json()
     assert body["count"] == len(texts)
-    for text, result in zip(texts, body["results"]):
+    for text, result in zip(texts, body["results"], strict=False):
         single = client.post("/predict", json={"text": text, "all_scores": True}).json()
         assert single["primary"]["label"] == result["primary"]["label"]
         for label, score in single["scores"].items():
@@ -81,7 +82,13 @@ def test_batch_equals_single(client: httpx.Client) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["I love it 😍🔥🎉", "אני מאוד שמח היום", "مرحبا، أنا سعيد جدا", "Cafe\u0301 cre\u0300me, n\u0303o", "日本語のテキスト"],
+    [
+        "I love it 😍🔥🎉",
+        "אני מאוד שמח היום",
+        "مرحبا، أنا سعيد جدا",
+        "Cafe\u0301 cre\u0300me, n\u0303o",
+        "日本語のテキスト",
+    ],
     ids=["emoji", "hebrew-rtl", "arabic-rtl", "combining-marks", "cjk"],
 )
 def test_unicode_is_classified(client: httpx.Client, text: str) -> None:
@@ -114,7 +121,8 @@ def test_health_and_readiness(client: httpx.Client) -> None:
 def test_docs_and_openapi(client: httpx.Client) -> None:
     assert client.get("/docs").status_code == 200
     spec = client.get("/openapi.json").json()
-    assert "/predict" in spec["paths"] and "/predict/batch" in spec["paths"]
+    assert "/predict" in spec["paths"]
+    assert "/predict/batch" in spec["paths"]
     assert "PredictRequest" in spec["components"]["schemas"]
 
 
@@ -133,7 +141,9 @@ BAD_JSON_BODIES = [
 ]
 
 
-@pytest.mark.parametrize(("raw", "status", "code"), BAD_JSON_BODIES, ids=[b[0][:24] or "empty" for b in BAD_JSON_BODIES])
+@pytest.mark.parametrize(
+    ("raw", "status", "code"), BAD_JSON_BODIES, ids=[b[0][:24] or "empty" for b in BAD_JSON_BODIES]
+)
 def test_bad_predict_bodies(client: httpx.Client, raw: str, status: int, code: str) -> None:
     resp = client.post("/predict", content=raw.encode(), headers={"content-type": "application/json"})
     assert_error(resp, status, code)

@@ -146,9 +146,7 @@ async def test_batch_equals_per_text(
     texts = ["I love it", "so sad", "שלום", "what?!", "word " * 1000]
     options = {"threshold": 0.3, "top_k": 5, "all_scores": True}
     async with _client(create_app(settings, make_service(fake_runner_cls(), settings))) as batch_client:
-        batch = (await batch_client.post("/predict/batch", json={"texts": texts, **options})).json()[
-            "results"
-        ]
+        batch = (await batch_client.post("/predict/batch", json={"texts": texts, **options})).json()["results"]
     async with _client(create_app(settings, make_service(fake_runner_cls(), settings))) as single_client:
         for text, from_batch in zip(texts, batch, strict=True):
             single = (await single_client.post("/predict", json={"text": text, **options})).json()
@@ -187,9 +185,7 @@ async def test_readyz(client: httpx.AsyncClient, card: ModelCard) -> None:
     [ModelUnavailable("down"), RuntimeError("boom"), TimeoutError()],
     ids=["model-unavailable", "runtime-error", "timeout"],
 )
-async def test_readyz_503_when_health_raises(
-    client: httpx.AsyncClient, fake_runner, error: Exception
-) -> None:
+async def test_readyz_503_when_health_raises(client: httpx.AsyncClient, fake_runner, error: Exception) -> None:
     fake_runner.health_error = error
     r = await client.get("/readyz")
     err = _assert_error(r, 503, "MODEL_UNAVAILABLE")
@@ -249,9 +245,7 @@ async def test_sane_request_id_kept(client: httpx.AsyncClient, request_id: str) 
     ids=["space", "too-long", "empty", "semicolon", "quote", "html", "latin1"],
 )
 async def test_insane_request_id_replaced(client: httpx.AsyncClient, request_id: str) -> None:
-    r = await client.post(
-        "/predict", json={"text": ""}, headers=[(b"X-Request-ID", request_id.encode("latin-1"))]
-    )
+    r = await client.post("/predict", json={"text": ""}, headers=[(b"X-Request-ID", request_id.encode("latin-1"))])
     assert HEX32.match(r.headers["x-request-id"])
     assert r.json()["error"]["request_id"] == r.headers["x-request-id"]
 
@@ -315,9 +309,7 @@ BAD_PREDICT = [
     pytest.param(b'{"text": "\\u00a0\\u3000"}', None, 422, "EMPTY_TEXT", id="text-unicode-whitespace"),
     pytest.param(json.dumps({"text": "a" * 100_000}).encode(), None, 413, "TEXT_TOO_LONG", id="text-100k"),
     pytest.param(json.dumps({"text": "a" * 10_001}).encode(), None, 413, "TEXT_TOO_LONG", id="text-limit+1"),
-    pytest.param(
-        json.dumps({"text": "a" * 1_100_000}).encode(), None, 413, "BODY_TOO_LARGE", id="body-over-1mib"
-    ),
+    pytest.param(json.dumps({"text": "a" * 1_100_000}).encode(), None, 413, "BODY_TOO_LARGE", id="body-over-1mib"),
     pytest.param(b'{"text": ', None, 400, "INVALID_JSON", id="truncated-json"),
     pytest.param(b"", None, 400, "INVALID_JSON", id="empty-body"),
     pytest.param(b"{'text': 'hi'}", None, 400, "INVALID_JSON", id="single-quotes"),
@@ -329,17 +321,13 @@ BAD_PREDICT = [
     pytest.param(b"--b--", "multipart/form-data; boundary=b", 415, "UNSUPPORTED_MEDIA_TYPE", id="multipart"),
     pytest.param(b'{"text": "hi", "foo": 1}', None, 422, "VALIDATION_ERROR", id="unknown-field"),
     pytest.param(b'{"text": "hi", "threshold": 1.5}', None, 422, "VALIDATION_ERROR", id="threshold-1.5"),
-    pytest.param(
-        b'{"text": "hi", "threshold": -0.5}', None, 422, "VALIDATION_ERROR", id="threshold-negative"
-    ),
+    pytest.param(b'{"text": "hi", "threshold": -0.5}', None, 422, "VALIDATION_ERROR", id="threshold-negative"),
     pytest.param(b'{"text": "hi", "threshold": "0.5"}', None, 422, "VALIDATION_ERROR", id="threshold-string"),
     pytest.param(b'{"text": "hi", "threshold": NaN}', None, 422, "VALIDATION_ERROR", id="threshold-nan"),
     pytest.param(b'{"text": "hi", "threshold": Infinity}', None, 422, "VALIDATION_ERROR", id="threshold-inf"),
     pytest.param(b'{"text": "hi", "top_k": 0}', None, 422, "VALIDATION_ERROR", id="top_k-0"),
     pytest.param(b'{"text": "hi", "top_k": 2.5}', None, 422, "VALIDATION_ERROR", id="top_k-float"),
-    pytest.param(
-        b'{"text": "hi", "all_scores": "yes"}', None, 422, "VALIDATION_ERROR", id="all_scores-string"
-    ),
+    pytest.param(b'{"text": "hi", "all_scores": "yes"}', None, 422, "VALIDATION_ERROR", id="all_scores-string"),
 ]
 
 
@@ -347,9 +335,7 @@ BAD_PREDICT = [
 async def test_bad_predict_input(
     client: httpx.AsyncClient, fake_runner, body: bytes, content_type: str | None, status: int, code: str
 ) -> None:
-    r = await client.post(
-        "/predict", content=body, headers={"content-type": content_type or "application/json"}
-    )
+    r = await client.post("/predict", content=body, headers={"content-type": content_type or "application/json"})
     _assert_error(r, status, code)
     assert fake_runner.calls == []
 
@@ -450,9 +436,7 @@ async def real_client(
 
 
 async def test_real_model_routes(real_client: httpx.AsyncClient, card: ModelCard) -> None:
-    r = await real_client.post(
-        "/predict", json={"text": "Thank you so much, this is wonderful!", "all_scores": True}
-    )
+    r = await real_client.post("/predict", json={"text": "Thank you so much, this is wonderful!", "all_scores": True})
     assert r.status_code == 200
     body = r.json()
     assert list(body["scores"]) == card.labels
@@ -471,9 +455,7 @@ async def test_real_model_routes(real_client: httpx.AsyncClient, card: ModelCard
     assert ready.json()["model"]["provider"] == "CPUExecutionProvider"
 
 
-@pytest.mark.parametrize(
-    "payload", [{"text": ""}, {"text": 1}, {"texts": []}], ids=["empty", "int", "empty-batch"]
-)
+@pytest.mark.parametrize("payload", [{"text": ""}, {"text": 1}, {"texts": []}], ids=["empty", "int", "empty-batch"])
 async def test_real_model_bad_input_is_4xx(real_client: httpx.AsyncClient, payload: dict[str, Any]) -> None:
     path = "/predict/batch" if "texts" in payload else "/predict"
     r = await real_client.post(path, json=payload)

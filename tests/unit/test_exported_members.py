@@ -9,9 +9,7 @@ import pytest
 
 import samo_serve
 
-MODULES = sorted(
-    info.name for info in pkgutil.iter_modules(samo_serve.__path__, "samo_serve.") if not info.ispkg
-)
+MODULES = sorted(info.name for info in pkgutil.iter_modules(samo_serve.__path__, "samo_serve.") if not info.ispkg)
 CORE = [
     "samo_serve.api",
     "samo_serve.batching",

@@ -27,9 +27,7 @@ def data_dir(tmp_path: Path) -> Path:
     (tmp_path / "ekman_mapping.json").write_text(
         json.dumps({"joy": ["joy"], "anger": ["anger"], "sadness": ["sadness"]})
     )
-    (tmp_path / "sentiment_dict.json").write_text(
-        json.dumps({"positive": ["joy"], "negative": ["anger", "sadness"]})
-    )
+    (tmp_path / "sentiment_dict.json").write_text(json.dumps({"positive": ["joy"], "negative": ["anger", "sadness"]}))
     return tmp_path
 
 

@@ -86,9 +86,7 @@ def test_broken_nvidia_smi(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scri
     assert is_gpu_visible() is False
 
 
-@pytest.mark.parametrize(
-    "visible", ["", " ", "-1", "NoDevFiles"], ids=["empty", "blank", "minus-one", "nodevfiles"]
-)
+@pytest.mark.parametrize("visible", ["", " ", "-1", "NoDevFiles"], ids=["empty", "blank", "minus-one", "nodevfiles"])
 def test_hidden_gpu_is_not_visible(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, visible: str) -> None:
     _fake_nvidia_smi(tmp_path, monkeypatch, 'echo "81559"')
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)

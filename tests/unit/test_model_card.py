@@ -150,9 +150,7 @@ def test_make_version() -> None:
 
 def test_sha256_file_of_empty_file(tmp_path: Path) -> None:
     (tmp_path / "empty").write_bytes(b"")
-    assert (
-        sha256_file(tmp_path / "empty") == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-    )
+    assert sha256_file(tmp_path / "empty") == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
 
 def test_with_variant_switches_file_and_version(tmp_path: Path) -> None:

@@ -121,9 +121,7 @@ def test_cuda_options(
 
 def test_cpu_device_ignores_a_visible_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
     _fake_gpu(monkeypatch, 80 * 2**30)
-    assert model_runner._providers(RunnerSettings(device="cpu", gpu_fraction=0.25)) == [
-        "CPUExecutionProvider"
-    ]
+    assert model_runner._providers(RunnerSettings(device="cpu", gpu_fraction=0.25)) == ["CPUExecutionProvider"]
 
 
 # ----------------------------------------------------------------------------- the shipped ONNX model
@@ -160,17 +158,13 @@ def test_health_wraps_inference_errors(ort_runner: OrtModelRunner, monkeypatch: 
         ort_runner.health()
 
 
-def test_health_refuses_non_finite_scores(
-    ort_runner: OrtModelRunner, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_health_refuses_non_finite_scores(ort_runner: OrtModelRunner, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ort_runner, "predict", lambda batch: np.full((1, 28), np.nan, dtype=np.float32))
     with pytest.raises(ModelUnavailable, match="non-finite"):
         ort_runner.health()
 
 
-def test_duplicate_texts_in_a_batch_score_identically(
-    ort_runner: OrtModelRunner, tokenizer: TextTokenizer
-) -> None:
+def test_duplicate_texts_in_a_batch_score_identically(ort_runner: OrtModelRunner, tokenizer: TextTokenizer) -> None:
     probs = ort_runner.predict(tokenizer.encode_batch(["same text here", "other", "same text here"]))
     np.testing.assert_array_equal(probs[0], probs[2])
 
@@ -181,9 +175,7 @@ def test_batch_order_does_not_change_results(ort_runner: OrtModelRunner, tokeniz
     np.testing.assert_allclose(forward, backward, atol=ATOL, rtol=0)
 
 
-def test_truncated_text_scores_like_its_first_tokens(
-    ort_runner: OrtModelRunner, tokenizer: TextTokenizer
-) -> None:
+def test_truncated_text_scores_like_its_first_tokens(ort_runner: OrtModelRunner, tokenizer: TextTokenizer) -> None:
     a, b = ort_runner.predict(tokenizer.encode_batch(["word " * 20_000, "word " * 30_000]))
     np.testing.assert_allclose(a, b, atol=ATOL, rtol=0)
 
@@ -213,9 +205,7 @@ def test_served_model_bucketing_does_not_change_results(
 ) -> None:
     batch = tokenizer.encode_batch(TEXTS)
     results = [
-        OrtModelRunner(
-            model_dir / card.onnx_file, card.activation, RunnerSettings(device="cpu", **kw)
-        ).predict(batch)
+        OrtModelRunner(model_dir / card.onnx_file, card.activation, RunnerSettings(device="cpu", **kw)).predict(batch)
         for kw in ({"length_bucketing": True}, {"length_bucketing": False}, {"max_sub_batch": 2})
     ]
     for other in results[1:]:

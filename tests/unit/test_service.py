@@ -68,9 +68,7 @@ async def test_predict_renders_each_text(
     assert [item["truncated"] for item in out] == [False, True]
 
 
-async def test_empty_list_does_not_call_the_model(
-    make_service: Callable[..., EmotionService], fake_runner
-) -> None:
+async def test_empty_list_does_not_call_the_model(make_service: Callable[..., EmotionService], fake_runner) -> None:
     service = make_service(fake_runner)
     assert await service.predict([], DEFAULT) == []
     assert fake_runner.calls == []
@@ -86,9 +84,7 @@ async def test_second_request_hits_l1(make_service: Callable[..., EmotionService
     assert service.cache_stats()["l1"]["hits"] == 1
 
 
-async def test_duplicates_are_classified_once(
-    make_service: Callable[..., EmotionService], fake_runner
-) -> None:
+async def test_duplicates_are_classified_once(make_service: Callable[..., EmotionService], fake_runner) -> None:
     service = make_service(fake_runner)
     out = await service.predict(["a b", "c", "a  b", "c", "d"], DEFAULT)
     assert fake_runner.calls == [3]
@@ -96,9 +92,7 @@ async def test_duplicates_are_classified_once(
     assert [o["cache"] for o in out] == ["miss"] * 5
 
 
-async def test_mixed_hits_and_misses_in_one_call(
-    make_service: Callable[..., EmotionService], fake_runner
-) -> None:
+async def test_mixed_hits_and_misses_in_one_call(make_service: Callable[..., EmotionService], fake_runner) -> None:
     service = make_service(fake_runner)
     await service.predict(["known"], DEFAULT)
     out = await service.predict(["new one", "known", "another"], DEFAULT)
@@ -115,9 +109,7 @@ async def test_l1_disabled(make_service: Callable[..., EmotionService], fake_run
     assert service.cache_stats() == {"l1": None}
 
 
-async def test_options_change_rendering_not_the_cache(
-    make_service: Callable[..., EmotionService], fake_runner
-) -> None:
+async def test_options_change_rendering_not_the_cache(make_service: Callable[..., EmotionService], fake_runner) -> None:
     service = make_service(fake_runner)
     (plain,) = await service.predict(["text"], DEFAULT)
     (full,) = await service.predict(["text"], PredictOptions(threshold=0.0, all_scores=True))

@@ -119,9 +119,7 @@ def test_invalid_settings_are_refused(kwargs: dict[str, Any]) -> None:
 
 
 def test_consistent_smaller_limits_are_accepted() -> None:
-    s = Settings(
-        batching={"ingress_max_batch_size": 8, "model_max_batch_size": 8}, limits={"max_batch_texts": 8}
-    )
+    s = Settings(batching={"ingress_max_batch_size": 8, "model_max_batch_size": 8}, limits={"max_batch_texts": 8})
     assert s.limits.max_batch_texts == 8
 
 

