@@ -80,7 +80,6 @@ class Settings(BaseSettings):
     batching: BatchingSettings = BatchingSettings()
     cache: CacheSettings = CacheSettings()
     limits: LimitSettings = LimitSettings()
-    request_timeout_s: float = Field(default=30.0, gt=0)
 
     @model_validator(mode="after")
     def _check(self) -> Settings:

@@ -34,7 +34,6 @@ def test_defaults_are_valid_and_consistent() -> None:
     assert s.model_dir == default_model_dir()
     assert s.verify_model_sha256 is True
     assert s.runner.device == "auto"
-    assert s.request_timeout_s > 0
 
 
 def test_default_model_dir_is_the_shipped_model() -> None:
@@ -53,7 +52,7 @@ def test_default_model_dir_is_the_shipped_model() -> None:
             lambda s: s.limits.max_batch_texts == 32,
         ),
         ({"SAMO_CACHE__L1_ENABLED": "false"}, lambda s: s.cache.l1_enabled is False),
-        ({"SAMO_REQUEST_TIMEOUT_S": "2.5"}, lambda s: s.request_timeout_s == 2.5),
+        ({"SAMO_VERIFY_MODEL_SHA256": "false"}, lambda s: s.verify_model_sha256 is False),
         ({"SAMO_MODEL_DIR": "/tmp/some-model"}, lambda s: str(s.model_dir) == "/tmp/some-model"),
         (
             {"SAMO_RUNNER__GPU_FRACTION": "0.25", "SAMO_RUNNER__PRECISION": "fp16"},
@@ -75,9 +74,9 @@ def test_env_vars_are_read(monkeypatch: pytest.MonkeyPatch, env: dict[str, str],
         {"SAMO_RUNNER__DEVICE": "tpu"},
         {"SAMO_LIMITS__MAX_BATCH_TEXTS": "0"},
         {"SAMO_LIMITS__MAX_BATCH_TEXTS": "1000"},  # over ingress_max_batch_size
-        {"SAMO_REQUEST_TIMEOUT_S": "0"},
+        {"SAMO_CACHE__L1_TTL_S": "0"},
     ],
-    ids=["gpu-fraction-2", "unknown-device", "zero-batch-texts", "batch-texts-over-ingress", "zero-timeout"],
+    ids=["gpu-fraction-2", "unknown-device", "zero-batch-texts", "batch-texts-over-ingress", "zero-ttl"],
 )
 def test_bad_env_values_are_refused(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> None:
     for key, value in env.items():
@@ -95,7 +94,7 @@ def test_bad_env_values_are_refused(monkeypatch: pytest.MonkeyPatch, env: dict[s
         {"limits": {"max_batch_texts": 65}},
         {"unknown_option": 1},
         {"runner": {"no_such_field": 1}},
-        {"request_timeout_s": -1},
+        {"runner": {"intra_op_threads": -1}},
         {"limits": {"max_body_bytes": 100}},
         {"cache": {"l1_ttl_s": 0}},
         {"cache": {"l1_max_entries": 0}},
@@ -169,6 +168,6 @@ def test_gpu_fraction_bounds_accepted(fraction: float) -> None:
 def test_settings_are_frozen() -> None:
     s = Settings()
     with pytest.raises(ValidationError):
-        s.request_timeout_s = 5.0  # type: ignore[misc]
+        s.verify_model_sha256 = False  # type: ignore[misc]
     with pytest.raises(ValidationError):
         s.runner.device = "cpu"  # type: ignore[misc]
