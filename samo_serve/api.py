@@ -19,6 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -143,7 +144,13 @@ def _install_error_handlers(app: FastAPI) -> None:
         body = {"error": {"code": "INTERNAL", "message": "internal error", "request_id": request_id}}
         return _json(body, 500)
 
+    async def on_client_disconnect(request: Request, exc: Exception) -> Response:
+        # The client is gone: nothing to answer and nothing to log as a failure.
+        log.info("client disconnected before its body arrived (request %s)", _request_id(request))
+        return Response(status_code=400)
+
     app.add_exception_handler(SamoError, on_samo_error)
+    app.add_exception_handler(ClientDisconnect, on_client_disconnect)
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
     app.add_exception_handler(Exception, on_unexpected)

@@ -26,7 +26,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from samo_serve.launcher import load_config, serve_forever
 
     config = load_config(Path(args.config), port=args.port, host=args.host)
-    return serve_forever(config, ready_timeout_s=args.ready_timeout)
+    return serve_forever(config, ready_timeout_s=args.ready_timeout, direct_ingress=not args.classic_proxy)
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
@@ -103,6 +103,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--port", type=int, default=None, help="HTTP port (default: the config's, 8000)")
     run.add_argument("--host", default=None, help="bind address (default: the config's, 127.0.0.1)")
     run.add_argument("--ready-timeout", type=float, default=600.0)
+    run.add_argument(
+        "--classic-proxy",
+        action="store_true",
+        help="serve through Ray's HTTP proxy instead of directly from the ingress replica (slower; see docs)",
+    )
     run.set_defaults(func=_cmd_run)
 
     model = sub.add_parser("model", help="train, export, evaluate and inspect models")
