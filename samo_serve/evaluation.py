@@ -91,5 +91,14 @@ def classification_report(
     }
 
 
-def top_label_agreement(scores_a: np.ndarray, scores_b: np.ndarray) -> float:
-    return float((scores_a.argmax(axis=1) == scores_b.argmax(axis=1)).mean())
+def top_label_agreement(scores_a: np.ndarray, scores_b: np.ndarray, min_margin: float = 0.0) -> float:
+    """Share of rows whose top label is the same in both.
+
+    With ``min_margin`` only rows where ``scores_b`` (the reference) puts its top label at least that far
+    above its second count: near-ties flip under any quantization noise.
+    """
+    top2 = np.sort(scores_b, axis=1)[:, -2:]
+    rows = (top2[:, 1] - top2[:, 0]) >= min_margin
+    if not rows.any():
+        return 1.0
+    return float((scores_a.argmax(axis=1) == scores_b.argmax(axis=1))[rows].mean())

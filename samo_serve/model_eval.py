@@ -57,5 +57,7 @@ def evaluate_split(model_dir: Path, data_dir: Path, split: str = "test") -> dict
             "fp32_macro_f1": ref["macro_f1"],
             "macro_f1_delta": round(report["macro_f1"] - ref["macro_f1"], 4),
             "top_label_agreement": round(top_label_agreement(scores, ref_scores), 4),
+            # near-ties (fp32's top two within 0.05) flip under any int8 noise; 6.6% of test texts
+            "top_label_agreement_margin_0.05": round(top_label_agreement(scores, ref_scores, 0.05), 4),
         }
     return report

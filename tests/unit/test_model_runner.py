@@ -183,7 +183,7 @@ def test_truncated_text_scores_like_its_first_tokens(ort_runner: OrtModelRunner,
 # The served int8 model is dynamically quantized: activation scales are computed per tensor over the
 # padded sub-batch, so a text's scores move slightly with its batch neighbours (docs/MODEL.md).
 # Batch == single therefore holds within INT8_ATOL, with the same top label.
-INT8_ATOL = 0.05
+INT8_ATOL = 0.08  # measured up to 0.057 on the shipped model (batch of 2 vs 9)
 
 
 def assert_same_top_label(a: np.ndarray, b: np.ndarray) -> None:
