@@ -77,7 +77,7 @@ def run_wrk(
         "wrk",
         f"-t{min(threads, concurrency)}",
         f"-c{concurrency}",
-        f"-d{duration_s}s",
+        f"-d{max(1, round(duration_s))}s",
         "--timeout",
         "10s",
         "-s",
@@ -105,37 +105,110 @@ def run_wrk(
     )
 
 
+class _Conn:
+    """One keep-alive HTTP/1.1 connection; a hand-written client costs a fraction of httpx's CPU, which
+    matters when the load generator shares 2 cores with the server it measures."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    async def post(self, host: str, path: str, body: bytes) -> int:
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode()
+        self.writer.write(head + body)
+        status_line = await self.reader.readline()
+        length = 0
+        while (line := await self.reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.decode("latin-1").partition(":")
+            if name.lower() == "content-length":
+                length = int(value)
+        await self.reader.readexactly(length)
+        return int(status_line.split()[1])
+
+
 async def _open_loop(url: str, bodies: list[str], rate: float, duration_s: float) -> tuple[list[float], int]:
+    parsed = httpx.URL(url)
+    host, port = parsed.host, parsed.port or 80
     latencies: list[float] = []
     errors = 0
-    limits = httpx.Limits(max_connections=512, max_keepalive_connections=512)
-    async with httpx.AsyncClient(base_url=url, timeout=10, limits=limits) as client:
+    idle: list[_Conn] = []
 
-        async def one(body: str) -> None:
-            nonlocal errors
-            started = time.perf_counter()
-            try:
-                resp = await client.post("/predict", content=body, headers={"content-type": "application/json"})
-                if resp.status_code != 200:
-                    errors += 1
-            except httpx.HTTPError:
-                errors += 1
-                return
-            latencies.append(time.perf_counter() - started)
+    async def one(body: bytes, scheduled: float) -> None:
+        nonlocal errors
+        conn = idle.pop() if idle else _Conn(*await asyncio.open_connection(host, port))
+        try:
+            status = await asyncio.wait_for(conn.post(host, "/predict", body), 30)
+        except (OSError, asyncio.IncompleteReadError, TimeoutError, ValueError, IndexError):
+            errors += 1
+            conn.writer.close()
+            return
+        if status != 200:
+            errors += 1
+        latencies.append(time.perf_counter() - scheduled)  # from the arrival, queueing included
+        idle.append(conn)
 
-        tasks = []
-        start = time.perf_counter()
-        n = int(rate * duration_s)
-        rng = random.Random(0)
-        next_at = start
-        for i in range(n):
-            next_at += rng.expovariate(rate)  # Poisson arrivals
-            delay = next_at - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(bodies[i % len(bodies)])))
-        await asyncio.gather(*tasks)
+    encoded = [b.encode() for b in bodies]
+    tasks = []
+    rng = random.Random(0)
+    next_at = time.perf_counter()
+    for i in range(int(rate * duration_s)):
+        next_at += rng.expovariate(rate)  # Poisson arrivals
+        delay = next_at - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(encoded[i % len(encoded)], next_at)))
+    await asyncio.gather(*tasks)
+    for conn in idle:
+        conn.writer.close()
     return latencies, errors
+
+
+async def _closed_loop(url: str, bodies: list[str], concurrency: int, duration_s: float) -> tuple[list[float], int]:
+    parsed = httpx.URL(url)
+    host, port = parsed.host, parsed.port or 80
+    latencies: list[float] = []
+    errors = 0
+    deadline = time.perf_counter() + duration_s
+    counter = iter(range(10**9))
+
+    async def worker() -> None:
+        nonlocal errors
+        conn = _Conn(*await asyncio.open_connection(host, port))
+        while time.perf_counter() < deadline:
+            body = bodies[next(counter) % len(bodies)].encode()
+            started = time.perf_counter()
+            if await conn.post(host, "/predict", body) != 200:
+                errors += 1
+            latencies.append(time.perf_counter() - started)
+        conn.writer.close()
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return latencies, errors
+
+
+def closed_loop(url: str, bodies: Path, concurrency: int, duration_s: float, label: str, offset: int = 0) -> Result:
+    """The open-loop client's own closed-loop peak: the same client CPU cost as the open-loop run."""
+    lines = bodies.read_text(encoding="utf-8").splitlines()
+    lines = lines[offset:] + lines[:offset]
+    started = time.perf_counter()
+    latencies, errors = asyncio.run(_closed_loop(url, lines, concurrency, duration_s))
+    return _result(label, concurrency, latencies, errors, time.perf_counter() - started)
+
+
+def _result(label: str, concurrency: int, latencies: list[float], errors: int, elapsed: float) -> Result:
+    lat = np.asarray(latencies) * 1000 if latencies else np.zeros(1)
+    return Result(
+        label=label,
+        concurrency=concurrency,
+        requests=len(latencies) + errors,
+        rps=round(len(latencies) / elapsed, 1),
+        p50_ms=float(np.percentile(lat, 50)),
+        p95_ms=float(np.percentile(lat, 95)),
+        p99_ms=float(np.percentile(lat, 99)),
+        errors=errors,
+    )
 
 
 def open_loop(url: str, bodies: Path, rate: float, duration_s: float, label: str, offset: int = 0) -> Result:

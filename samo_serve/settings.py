@@ -32,7 +32,7 @@ class RunnerSettings(_Section):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     #: which exported variant of the card to serve: ``default`` is the card's (int8 on the shipped model)
     precision: Literal["default", "int8", "fp32", "fp16"] = "default"
-    intra_op_threads: int = Field(default=1, ge=0)  # 0 = ORT decides (all physical cores)
+    intra_op_threads: int = Field(default=2, ge=0)  # 0 = ORT decides (all physical cores)
     inter_op_threads: int = Field(default=1, ge=0)
     allow_spinning: bool = False
     #: this replica's share of a GPU (its num_gpus); gpu_mem_limit = fraction x device memory
@@ -47,7 +47,7 @@ class BatchingSettings(_Section):
     """Micro-batching on both batched hops. Runtime-tunable through Serve's ``user_config``."""
 
     ingress_max_batch_size: int = Field(default=64, ge=1)
-    ingress_batch_wait_s: float = Field(default=0.003, ge=0.0)
+    ingress_batch_wait_s: float = Field(default=0.005, ge=0.0)
     ingress_max_concurrent_batches: int = Field(default=2, ge=1)
     #: counted in texts, not calls: one model call carries a whole ingress micro-batch
     model_max_batch_size: int = Field(default=128, ge=1)
