@@ -19,7 +19,9 @@ from samo_serve.settings import BatchingSettings
 class HandlePipeline:
     """The :class:`samo_serve.pipeline.Pipeline` over Ray handles: one hop per micro-batch per deployment."""
 
-    def __init__(self, tokenizer: DeploymentHandle[Any], model: DeploymentHandle[Any], batching: BatchingSettings) -> None:
+    def __init__(
+        self, tokenizer: DeploymentHandle[Any], model: DeploymentHandle[Any], batching: BatchingSettings
+    ) -> None:
         self._tokenizer = tokenizer
         self._model = model
         self.apply_batching(batching)
