@@ -13,7 +13,7 @@ from samo_serve.api import create_app
 from samo_serve.batching import count_texts, flatten, unflatten
 from samo_serve.cache import CachedResult
 from samo_serve.service import EmotionService
-from samo_serve.settings import BatchingSettings
+from samo_serve.settings import BatchingSettings, updated_batching
 
 
 class HandlePipeline:
@@ -27,6 +27,7 @@ class HandlePipeline:
         self.apply_batching(batching)
 
     def apply_batching(self, batching: BatchingSettings) -> None:
+        self.batching = batching
         self._classify_batch.set_max_batch_size(batching.ingress_max_batch_size)  # type: ignore[attr-defined]
         self._classify_batch.set_batch_wait_timeout_s(batching.ingress_batch_wait_s)  # type: ignore[attr-defined]
 
@@ -61,8 +62,7 @@ class Ingress:
         return create_app(self._settings, self._service, echo_request_id=False)
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
-        if "batching" in user_config:
-            self._pipeline.apply_batching(BatchingSettings(**user_config["batching"]))
+        self._pipeline.apply_batching(updated_batching(self._pipeline.batching, user_config))
 
 
 __all__ = ["HandlePipeline", "Ingress"]

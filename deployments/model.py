@@ -11,7 +11,7 @@ from ray import serve
 from deployments.common import served_card, settings_from_args
 from samo_serve.batching import count_texts, merge_token_batches, split_rows
 from samo_serve.model_runner import OrtModelRunner
-from samo_serve.settings import BatchingSettings
+from samo_serve.settings import BatchingSettings, updated_batching
 from samo_serve.tokenizer import TokenBatch
 
 
@@ -23,12 +23,12 @@ class EmotionModel:
         self._apply_batching(settings.batching)
 
     def _apply_batching(self, batching: BatchingSettings) -> None:
+        self._batching = batching
         self.predict.set_max_batch_size(batching.model_max_batch_size)  # type: ignore[attr-defined]
         self.predict.set_batch_wait_timeout_s(batching.model_batch_wait_s)  # type: ignore[attr-defined]
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
-        if "batching" in user_config:
-            self._apply_batching(BatchingSettings(**user_config["batching"]))
+        self._apply_batching(updated_batching(self._batching, user_config))
 
     # max_batch_size counts texts (batch_size_fn), not calls: each call is a micro-batch already.
     @serve.batch(max_batch_size=128, batch_wait_timeout_s=0.002, batch_size_fn=count_texts)

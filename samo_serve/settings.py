@@ -7,12 +7,20 @@ Nothing is read at import time: build a :class:`Settings` where it is needed and
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["BatchingSettings", "CacheSettings", "LimitSettings", "RunnerSettings", "Settings", "default_model_dir"]
+__all__ = [
+    "BatchingSettings",
+    "CacheSettings",
+    "LimitSettings",
+    "RunnerSettings",
+    "Settings",
+    "default_model_dir",
+    "updated_batching",
+]
 
 DEFAULT_MODEL_NAME = "goemotions-minilm"
 
@@ -44,15 +52,26 @@ class RunnerSettings(_Section):
 
 
 class BatchingSettings(_Section):
-    """Micro-batching on both batched hops. Runtime-tunable through Serve's ``user_config``."""
+    """Micro-batching on both batched hops. Runtime-tunable through Serve's ``user_config``.
+
+    Concurrent batches are fixed in the deployments (2 in the ingress, 1 in the model): Serve's
+    ``@serve.batch`` cannot change them after the decorator runs.
+    """
 
     ingress_max_batch_size: int = Field(default=64, ge=1)
     ingress_batch_wait_s: float = Field(default=0.005, ge=0.0)
-    ingress_max_concurrent_batches: int = Field(default=2, ge=1)
     #: counted in texts, not calls: one model call carries a whole ingress micro-batch
     model_max_batch_size: int = Field(default=128, ge=1)
     model_batch_wait_s: float = Field(default=0.002, ge=0.0)
-    model_max_concurrent_batches: int = Field(default=1, ge=1)
+
+
+def updated_batching(current: BatchingSettings, user_config: dict[str, Any]) -> BatchingSettings:
+    """Apply a Serve ``user_config`` (``{"batching": {...}}``) on top of the current values.
+
+    Keys the update leaves out keep their current value (not the default), and the result is validated.
+    """
+    update = user_config.get("batching") or {}
+    return BatchingSettings(**{**current.model_dump(), **update})
 
 
 class CacheSettings(_Section):
