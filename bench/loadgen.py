@@ -190,11 +190,14 @@ async def _closed_loop(url: str, bodies: list[str], concurrency: int, duration_s
 
 def closed_loop(url: str, bodies: Path, concurrency: int, duration_s: float, label: str, offset: int = 0) -> Result:
     """The open-loop client's own closed-loop peak: the same client CPU cost as the open-loop run."""
-    lines = bodies.read_text(encoding="utf-8").splitlines()
-    lines = lines[offset:] + lines[:offset]
     started = time.perf_counter()
-    latencies, errors = asyncio.run(_closed_loop(url, lines, concurrency, duration_s))
+    latencies, errors = asyncio.run(_closed_loop(url, _rotated(bodies, offset), concurrency, duration_s))
     return _result(label, concurrency, latencies, errors, time.perf_counter() - started)
+
+
+def _rotated(bodies: Path, offset: int) -> list[str]:
+    lines = bodies.read_text(encoding="utf-8").splitlines()
+    return lines[offset:] + lines[:offset]
 
 
 def _result(label: str, concurrency: int, latencies: list[float], errors: int, elapsed: float) -> Result:
@@ -213,19 +216,6 @@ def _result(label: str, concurrency: int, latencies: list[float], errors: int, e
 
 def open_loop(url: str, bodies: Path, rate: float, duration_s: float, label: str, offset: int = 0) -> Result:
     """Fixed arrival rate (open loop): latency includes queueing when the server falls behind."""
-    lines = bodies.read_text(encoding="utf-8").splitlines()
-    lines = lines[offset:] + lines[:offset]
     started = time.perf_counter()
-    latencies, errors = asyncio.run(_open_loop(url, lines, rate, duration_s))
-    elapsed = time.perf_counter() - started
-    lat = np.asarray(latencies) * 1000 if latencies else np.zeros(1)
-    return Result(
-        label=label,
-        concurrency=0,
-        requests=len(latencies) + errors,
-        rps=round(len(latencies) / elapsed, 1),
-        p50_ms=float(np.percentile(lat, 50)),
-        p95_ms=float(np.percentile(lat, 95)),
-        p99_ms=float(np.percentile(lat, 99)),
-        errors=errors,
-    )
+    latencies, errors = asyncio.run(_open_loop(url, _rotated(bodies, offset), rate, duration_s))
+    return _result(label, 0, latencies, errors, time.perf_counter() - started)
