@@ -54,15 +54,17 @@ class RunnerSettings(_Section):
 class BatchingSettings(_Section):
     """Micro-batching on both batched hops. Runtime-tunable through Serve's ``user_config``.
 
-    Concurrent batches are fixed in the deployments (2 in the ingress, 1 in the model): Serve's
-    ``@serve.batch`` cannot change them after the decorator runs.
+    The model's concurrent batches are fixed at 1 in the deployment: Serve's ``@serve.batch`` cannot
+    change that after the decorator runs.
     """
 
     ingress_max_batch_size: int = Field(default=64, ge=1)
-    ingress_batch_wait_s: float = Field(default=0.005, ge=0.0)
+    #: batches the ingress keeps in flight; calls arriving meanwhile queue and leave together (no timer)
+    ingress_max_in_flight: int = Field(default=2, ge=1)
     #: counted in texts, not calls: one model call carries a whole ingress micro-batch
     model_max_batch_size: int = Field(default=128, ge=1)
-    model_batch_wait_s: float = Field(default=0.002, ge=0.0)
+    #: 0: take whatever calls are queued when the model frees up (they queue while it runs)
+    model_batch_wait_s: float = Field(default=0.0, ge=0.0)
 
 
 def updated_batching(current: BatchingSettings, user_config: dict[str, Any]) -> BatchingSettings:

@@ -176,10 +176,10 @@ def test_settings_are_frozen() -> None:
 def test_user_config_updates_only_the_keys_it_names() -> None:
     from samo_serve.settings import BatchingSettings, updated_batching
 
-    current = BatchingSettings(ingress_batch_wait_s=0.01, model_batch_wait_s=0.004)
+    current = BatchingSettings(ingress_max_in_flight=3, model_batch_wait_s=0.004)
     updated = updated_batching(current, {"batching": {"model_batch_wait_s": 0.0}})
     assert updated.model_batch_wait_s == 0.0
-    assert updated.ingress_batch_wait_s == 0.01  # kept, not reset to the default
+    assert updated.ingress_max_in_flight == 3  # kept, not reset to the default
     assert updated_batching(current, {}) == current
     with pytest.raises(ValidationError):
         updated_batching(current, {"batching": {"ingress_max_batch_size": 0}})
