@@ -21,7 +21,7 @@ __all__ = ["build_app"]
 
 
 def build_app(args: dict[str, Any] | None = None) -> Application:
-    """Bind Ingress -> Tokenizer -> EmotionModel.
+    """Bind Ingress -> EmotionModel (tokenizing in the ingress), or Ingress -> Tokenizer -> EmotionModel.
 
     Example:
         ``serve run configs/serve.yaml`` or, from Python, ``serve.run(build_app({"runner": {"device": "cpu"}}))``.
@@ -30,11 +30,6 @@ def build_app(args: dict[str, Any] | None = None) -> Application:
     # Replicas get the validated values (plain JSON: it must pickle and must not re-read another env).
     plain = settings.model_dump(mode="json")
     batch = settings.batching
-    tokenizer = serve.deployment(
-        name="Tokenizer",
-        ray_actor_options={"num_cpus": 0.25},
-        max_ongoing_requests=64,
-    )(Tokenizer).bind(plain)
     model = serve.deployment(
         name="EmotionModel",
         ray_actor_options={"num_cpus": 0.5},
@@ -47,5 +42,13 @@ def build_app(args: dict[str, Any] | None = None) -> Application:
         # Must be >= the micro-batch size, or it caps the batch (Serve's default is 5).
         max_ongoing_requests=max(256, batch.ingress_max_batch_size * 2),
     )(serve.ingress()(Ingress))
-    app: Application = ingress.bind(tokenizer, model, plain)
+    if settings.tokenize_in == "ingress":
+        app: Application = ingress.bind(model, plain)
+        return app
+    tokenizer = serve.deployment(
+        name="Tokenizer",
+        ray_actor_options={"num_cpus": 0.25},
+        max_ongoing_requests=64,
+    )(Tokenizer).bind(plain)
+    app = ingress.bind(model, plain, tokenizer)
     return app

@@ -30,11 +30,11 @@ def ray_processes() -> set[int]:
 
 
 class Server:
-    def __init__(self, port: int, log_path: Path) -> None:
+    def __init__(self, port: int, log_path: Path, env: dict[str, str] | None = None) -> None:
         self.url = f"http://127.0.0.1:{port}"
         self.log_path = log_path
         self._log = log_path.open("w")
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "samo_serve.cli", "run", "--port", str(port)],
             cwd=ROOT,
@@ -74,10 +74,10 @@ class Server:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
 
 
-@pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def run_server(tmp_path_factory: pytest.TempPathFactory, env: dict[str, str] | None = None) -> Iterator[Server]:
+    """Start `samo-serve run`, yield it once ready, stop it with SIGTERM and check it left nothing behind."""
     before = ray_processes()
-    srv = Server(free_port(), tmp_path_factory.mktemp("serve") / "samo-serve.log")
+    srv = Server(free_port(), tmp_path_factory.mktemp("serve") / "samo-serve.log", env)
     try:
         srv.wait_ready()
         yield srv
@@ -89,6 +89,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     while ray_processes() - before and time.monotonic() < deadline:
         time.sleep(1)
     assert not ray_processes() - before, "Ray processes left after SIGTERM"
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    yield from run_server(tmp_path_factory)
 
 
 @pytest.fixture(scope="session")
