@@ -1,7 +1,7 @@
 """Benchmark fixture (not product code): the same app in ONE process, uvicorn + ORT + micro-batching.
 
-It serves samo_serve's own FastAPI app and EmotionService over an in-process pipeline with an asyncio
-micro-batcher, so the comparison with samo-serve isolates what the Ray Serve split costs.
+It serves samo_serve's own FastAPI app and EmotionService over an in-process pipeline with the same
+micro-batcher and ORT threads as samo-serve, so the comparison isolates what the Ray Serve split costs.
 
     python bench/plain_server.py --port 8100
 """
@@ -14,7 +14,9 @@ import asyncio
 import uvicorn
 
 from samo_serve.api import create_app
+from samo_serve.batching import flatten, unflatten
 from samo_serve.cache import CachedResult
+from samo_serve.micro_batcher import MicroBatcher
 from samo_serve.model_card import load_card
 from samo_serve.model_runner import OrtModelRunner
 from samo_serve.pipeline import LocalPipeline
@@ -24,49 +26,18 @@ from samo_serve.tokenizer import TextTokenizer
 
 
 class MicroBatchPipeline:
-    """Gathers concurrent classify() calls for up to ``wait_s`` or ``max_texts`` and runs them at once."""
+    """The same timer-free micro-batcher samo-serve's ingress uses, over the in-process pipeline."""
 
-    def __init__(self, inner: LocalPipeline, max_texts: int = 64, wait_s: float = 0.003) -> None:
+    def __init__(self, inner: LocalPipeline, max_texts: int = 64) -> None:
         self._inner = inner
-        self._max_texts = max_texts
-        self._wait_s = wait_s
-        self._queue: asyncio.Queue[tuple[list[str], asyncio.Future[list[CachedResult]]]] | None = None
+        self._batcher: MicroBatcher[list[str], list[CachedResult]] = MicroBatcher(self._run, max_texts)
 
-    async def _loop(self) -> None:
-        assert self._queue is not None
-        while True:
-            items = [await self._queue.get()]
-            count = len(items[0][0])
-            deadline = asyncio.get_running_loop().time() + self._wait_s
-            while count < self._max_texts:
-                timeout = deadline - asyncio.get_running_loop().time()
-                if timeout <= 0:
-                    break
-                try:
-                    item = await asyncio.wait_for(self._queue.get(), timeout)
-                except TimeoutError:
-                    break
-                items.append(item)
-                count += len(item[0])
-            texts = [t for texts, _ in items for t in texts]
-            try:
-                results = await asyncio.to_thread(self._inner.classify_sync, texts)
-            except Exception as exc:  # hand the failure to every waiting caller
-                for _, fut in items:
-                    fut.set_exception(exc)
-                continue
-            start = 0
-            for texts_i, fut in items:
-                fut.set_result(results[start : start + len(texts_i)])
-                start += len(texts_i)
+    async def _run(self, calls: list[list[str]]) -> list[list[CachedResult]]:
+        texts, sizes = flatten(calls)
+        return unflatten(await asyncio.to_thread(self._inner.classify_sync, texts), sizes)
 
     async def classify(self, texts: list[str]) -> list[CachedResult]:
-        if self._queue is None:
-            self._queue = asyncio.Queue()
-            asyncio.get_running_loop().create_task(self._loop())
-        fut: asyncio.Future[list[CachedResult]] = asyncio.get_running_loop().create_future()
-        await self._queue.put((texts, fut))
-        return await fut
+        return await self._batcher.submit(texts)
 
     async def model_info(self) -> dict[str, object]:
         return await self._inner.model_info()
@@ -88,7 +59,7 @@ def build(threads: int) -> object:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, default=8100)
-    parser.add_argument("--threads", type=int, default=1, help="ORT intra-op threads")
+    parser.add_argument("--threads", type=int, default=2, help="ORT intra-op threads (samo-serve's default)")
     args = parser.parse_args()
     uvicorn.run(build(args.threads), host="127.0.0.1", port=args.port, log_level="warning", access_log=False)
 

@@ -128,7 +128,7 @@ def sweep(url: str, bodies: Path, label: str, duration: float, offset: int) -> t
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=float, default=8.0, help="seconds per concurrency level")
-    parser.add_argument("--threads", type=int, default=1, help="ORT intra-op threads in the plain server")
+    parser.add_argument("--threads", type=int, default=2, help="ORT intra-op threads in the plain server")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "serve_vs_plain.json")
     parser.add_argument("--skip-plain", action="store_true")
     args = parser.parse_args()
