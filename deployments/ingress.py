@@ -49,7 +49,7 @@ class HandlePipeline:
         else:
             tokens = await self._tokenizer.encode.remote(texts)
         scores = await self._model.predict.remote(tokens)
-        results = [CachedResult(row, bool(flag)) for row, flag in zip(scores, tokens.truncated, strict=False)]
+        results = [CachedResult(row, bool(flag)) for row, flag in zip(scores, tokens.truncated, strict=True)]
         return unflatten(results, sizes)
 
     async def model_info(self) -> dict[str, object]:
@@ -63,12 +63,14 @@ class Ingress:
     ) -> None:
         self._settings = settings_from_args(args)
         card = served_card(self._settings, verify=False)
-        local = TextTokenizer(self._settings.model_dir / card.tokenizer_file, card.max_length)
-        self._pipeline = HandlePipeline(tokenizer or local, model, self._settings.batching)
+        tokenize: TextTokenizer | DeploymentHandle[Any] = tokenizer or TextTokenizer(
+            self._settings.model_dir / card.tokenizer_file, card.max_length
+        )
+        self._pipeline = HandlePipeline(tokenize, model, self._settings.batching)
         self._service = EmotionService(card, self._pipeline, self._settings)
 
     def __serve_build_asgi_app__(self) -> FastAPI:
-        # Serve's proxy sets X-Request-ID on every response itself (the id our handlers see).
+        # Serve (proxy or direct ingress) sets X-Request-ID on every response itself: the id our handlers see.
         return create_app(self._settings, self._service, echo_request_id=False)
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:

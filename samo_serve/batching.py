@@ -50,7 +50,7 @@ def merge_token_batches(batches: Sequence[TokenBatch]) -> TokenBatch:
         return batches[0]
     shifts = np.cumsum([0] + [int(b.offsets[-1]) for b in batches[:-1]])
     offsets = np.concatenate(
-        [batches[0].offsets[:1]] + [b.offsets[1:] + s for b, s in zip(batches, shifts, strict=False)]
+        [batches[0].offsets[:1]] + [b.offsets[1:] + s for b, s in zip(batches, shifts, strict=True)]
     )
     return TokenBatch(
         ids=np.concatenate([b.ids for b in batches]),
@@ -94,7 +94,7 @@ def pad_rows(batch: TokenBatch, rows: np.ndarray, pad_id: int = 0) -> tuple[np.n
     width = int(lengths.max()) if len(rows) else 0
     ids = np.full((len(rows), width), pad_id, dtype=np.int64)
     mask = np.zeros((len(rows), width), dtype=np.int64)
-    for i, (row, length) in enumerate(zip(rows, lengths, strict=False)):
+    for i, (row, length) in enumerate(zip(rows, lengths, strict=True)):
         start = int(batch.offsets[row])
         ids[i, :length] = batch.ids[start : start + length]
         mask[i, :length] = 1

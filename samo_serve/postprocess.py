@@ -51,7 +51,7 @@ class Postprocessor:
             "primary": {"label": self.labels[top], "score": round(float(scores[top]), 6)},
         }
         if all_scores:
-            out["scores"] = {label: round(float(s), 6) for label, s in zip(self.labels, scores, strict=False)}
+            out["scores"] = {label: round(float(s), 6) for label, s in zip(self.labels, scores, strict=True)}
         return out
 
 

@@ -44,12 +44,12 @@ class EmotionService:
                     found[key] = (hit, "l1")
         # Classify each distinct missing text once, all in one pipeline call.
         missing: dict[str, str] = {}
-        for key, text in zip(keys, texts, strict=False):
+        for key, text in zip(keys, texts, strict=True):
             if key not in found:
                 missing.setdefault(key, text)
         if missing:
             results = await self.pipeline.classify(list(missing.values()))
-            for key, result in zip(missing, results, strict=False):
+            for key, result in zip(missing, results, strict=True):
                 found[key] = (result, "miss")
                 if self.l1 is not None:
                     self.l1.set(key, result)
