@@ -48,6 +48,19 @@ def load_config(path: Path, port: int | None = None, host: str | None = None) ->
     return config
 
 
+def check_port_free(host: str, port: int) -> None:
+    """Fail fast: a taken port would otherwise leave the ingress replica retrying until the ready timeout.
+
+    Raises:
+        OSError: with a message naming the port.
+    """
+    with socket.socket() as sock:
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise OSError(f"{host}:{port} is already in use (another samo-serve?); choose one with --port") from exc
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
         sock.bind((host, 0))
@@ -95,9 +108,14 @@ def serve_forever(
     config: dict[str, Any], ready_timeout_s: float = 600, num_cpus: int | None = None, direct_ingress: bool = True
 ) -> int:
     """Deploy ``config`` on a new local Ray and block until SIGINT/SIGTERM. Returns an exit code."""
+    url = f"http://{config['http_options']['host']}:{config['http_options']['port']}"
+    try:
+        check_port_free(config["http_options"]["host"], int(config["http_options"]["port"]))
+    except OSError as exc:
+        print(f"samo-serve: {exc}", flush=True)
+        return 2
     for key, value in RAY_ENV_DEFAULTS.items():
         os.environ.setdefault(key, value)
-    url = f"http://{config['http_options']['host']}:{config['http_options']['port']}"
     if direct_ingress:
         config = use_direct_ingress(config, os.environ)
     import ray

@@ -33,3 +33,20 @@ def test_direct_ingress_keeps_a_callers_explicit_mode() -> None:
     env = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "0"}
     use_direct_ingress(load_config(DEFAULT_CONFIG), env)
     assert env["RAY_SERVE_THROUGHPUT_OPTIMIZED"] == "0"
+
+
+def test_a_taken_port_is_reported_before_ray_starts() -> None:
+    import socket
+
+    import pytest
+
+    from samo_serve.launcher import check_port_free, serve_forever
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(OSError, match=f"127.0.0.1:{port} is already in use"):
+            check_port_free("127.0.0.1", port)
+        # serve_forever returns before importing or starting Ray (the unit conftest forbids ray.init)
+        assert serve_forever(load_config(DEFAULT_CONFIG, port=port)) == 2
