@@ -10,6 +10,7 @@ by themselves, and a lone request never waits.
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
@@ -34,7 +35,7 @@ class MicroBatcher(Generic[C, R]):
         self._run = run
         self.max_size = max_size
         self.max_in_flight = max_in_flight
-        self._pending: list[tuple[C, asyncio.Future[R]]] = []
+        self._pending: deque[tuple[C, asyncio.Future[R]]] = deque()
         self._in_flight = 0
         self.batches = 0  # counters for stats: batches run and items in them
         self.items = 0
@@ -51,11 +52,11 @@ class MicroBatcher(Generic[C, R]):
         while self._pending:
             call, future = self._pending[0]
             if future.done():  # cancelled while waiting (client gone)
-                self._pending.pop(0)
+                self._pending.popleft()
                 continue
             if batch and size + len(call) > self.max_size:
                 break
-            batch.append(self._pending.pop(0))
+            batch.append(self._pending.popleft())
             size += len(call)
         return batch
 
