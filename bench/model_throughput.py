@@ -49,12 +49,12 @@ def main() -> None:
 
     card = load_card(args.model_dir)
     texts = goemotions_texts(splits=("test",))[: args.texts]
-    tok = TextTokenizer(args.model_dir / card.tokenizer_file, card.max_length)
+    tok = TextTokenizer.for_card(card, args.model_dir)
     settings = RunnerSettings(device="cpu", intra_op_threads=args.threads)
     rates: dict[str, dict[int, float]] = {}
     for precision in ("fp32", "int8"):
         variant = with_variant(card, precision, args.model_dir)
-        runner = OrtModelRunner(args.model_dir / variant.onnx_file, card.activation, settings)
+        runner = OrtModelRunner.for_card(variant, args.model_dir, settings)
         rates[precision] = {}
         for bs in BATCH_SIZES:
             batches = [tok.encode_batch(texts[i : i + bs]) for i in range(0, len(texts) - bs + 1, bs)]

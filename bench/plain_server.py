@@ -46,12 +46,8 @@ class MicroBatchPipeline:
 def build(threads: int) -> object:
     settings = Settings()
     card = load_card(settings.model_dir)
-    tokenizer = TextTokenizer(settings.model_dir / card.tokenizer_file, card.max_length)
-    runner = OrtModelRunner(
-        settings.model_dir / card.onnx_file,
-        card.activation,
-        RunnerSettings(device="cpu", intra_op_threads=threads),
-    )
+    tokenizer = TextTokenizer.for_card(card, settings.model_dir)
+    runner = OrtModelRunner.for_card(card, settings.model_dir, RunnerSettings(device="cpu", intra_op_threads=threads))
     pipeline = MicroBatchPipeline(LocalPipeline(tokenizer, runner))
     return create_app(settings, EmotionService(card, pipeline, settings))  # type: ignore[arg-type]
 

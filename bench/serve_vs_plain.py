@@ -40,10 +40,8 @@ def raw_ort(texts: list[str], threads: int) -> dict[str, float]:
     """Tokenize + ORT in this process: batch-1 latency and batch-64 throughput (texts/s)."""
     model_dir = default_model_dir()
     card = load_card(model_dir)
-    tok = TextTokenizer(model_dir / card.tokenizer_file, card.max_length)
-    runner = OrtModelRunner(
-        model_dir / card.onnx_file, card.activation, RunnerSettings(device="cpu", intra_op_threads=threads)
-    )
+    tok = TextTokenizer.for_card(card, model_dir)
+    runner = OrtModelRunner.for_card(card, model_dir, RunnerSettings(device="cpu", intra_op_threads=threads))
     for t in texts[:50]:
         runner.predict(tok.encode_batch([t]))
     singles = []

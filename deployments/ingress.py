@@ -63,8 +63,8 @@ class Ingress:
     ) -> None:
         self._settings = settings_from_args(args)
         card = served_card(self._settings, verify=False)
-        tokenize: TextTokenizer | DeploymentHandle[Any] = tokenizer or TextTokenizer(
-            self._settings.model_dir / card.tokenizer_file, card.max_length
+        tokenize: TextTokenizer | DeploymentHandle[Any] = tokenizer or TextTokenizer.for_card(
+            card, self._settings.model_dir
         )
         self._pipeline = HandlePipeline(tokenize, model, self._settings.batching)
         self._service = EmotionService(card, self._pipeline, self._settings)

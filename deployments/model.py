@@ -19,7 +19,7 @@ class EmotionModel:
     def __init__(self, args: dict[str, Any]) -> None:
         settings = settings_from_args(args)
         self._card = served_card(settings, verify=settings.verify_model_sha256)
-        self._runner = OrtModelRunner(settings.model_dir / self._card.onnx_file, self._card.activation, settings.runner)
+        self._runner = OrtModelRunner.for_card(self._card, settings.model_dir, settings.runner)
         self._apply_batching(settings.batching)
 
     def _apply_batching(self, batching: BatchingSettings) -> None:

@@ -12,7 +12,7 @@ class Tokenizer:
     def __init__(self, args: dict[str, Any]) -> None:
         settings = settings_from_args(args)
         card = served_card(settings, verify=False)
-        self._tokenizer = TextTokenizer(settings.model_dir / card.tokenizer_file, card.max_length)
+        self._tokenizer = TextTokenizer.for_card(card, settings.model_dir)
 
     def encode(self, texts: list[str]) -> TokenBatch:
         return self._tokenizer.encode_batch(texts)

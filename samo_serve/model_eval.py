@@ -22,11 +22,9 @@ def score_texts(
     model_dir: Path, card: ModelCard, texts: list[str], batch_size: int = 64, threads: int = 0
 ) -> np.ndarray:
     """Probabilities of ``texts`` under the card's ONNX file, on CPU."""
-    tokenizer = TextTokenizer(model_dir / card.tokenizer_file, card.max_length)
-    runner = OrtModelRunner(
-        model_dir / card.onnx_file,
-        card.activation,
-        RunnerSettings(device="cpu", intra_op_threads=threads, max_sub_batch=batch_size),
+    tokenizer = TextTokenizer.for_card(card, model_dir)
+    runner = OrtModelRunner.for_card(
+        card, model_dir, RunnerSettings(device="cpu", intra_op_threads=threads, max_sub_batch=batch_size)
     )
     out = []
     for start in range(0, len(texts), 512):

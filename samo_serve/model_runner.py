@@ -12,6 +12,7 @@ import onnxruntime as ort
 from samo_serve.batching import pad_rows, plan_buckets
 from samo_serve.errors import ModelUnavailable
 from samo_serve.gpu import device_memory_bytes, gpu_mem_limit, is_gpu_visible
+from samo_serve.model_card import ModelCard
 from samo_serve.settings import RunnerSettings
 from samo_serve.tokenizer import TokenBatch
 
@@ -94,6 +95,11 @@ class OrtModelRunner:
         self._activation: Literal["sigmoid", "softmax"] = activation
         self._settings = settings
         log.info("ONNX model %s on %s", model_path.name, self.provider)
+
+    @classmethod
+    def for_card(cls, card: ModelCard, model_dir: Path, settings: RunnerSettings) -> OrtModelRunner:
+        """A runner over the ONNX file a model card names, with the card's activation."""
+        return cls(model_dir / card.onnx_file, card.activation, settings)
 
     def predict(self, batch: TokenBatch) -> np.ndarray:
         out = np.empty((len(batch), self.n_labels), dtype=np.float32)

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from tokenizers import Tokenizer
+
+if TYPE_CHECKING:
+    from samo_serve.model_card import ModelCard
 
 __all__ = ["TextTokenizer", "TokenBatch"]
 
@@ -56,6 +60,11 @@ class TextTokenizer:
         self._tok.no_padding()
         self._tok.enable_truncation(max_length=max_length)
         self.max_length = max_length
+
+    @classmethod
+    def for_card(cls, card: ModelCard, model_dir: Path) -> TextTokenizer:
+        """The tokenizer a model card names, with the card's sequence limit."""
+        return cls(model_dir / card.tokenizer_file, card.max_length)
 
     def encode_batch(self, texts: list[str]) -> TokenBatch:
         if not texts:
