@@ -67,7 +67,8 @@ class Ingress:
             card, self._settings.model_dir
         )
         self._pipeline = HandlePipeline(tokenize, model, self._settings.batching)
-        self._service = EmotionService(card, self._pipeline, self._settings)
+        # Redis, the request log and its writer task come up in the app's lifespan (Serve runs it per replica).
+        self._service = EmotionService.from_settings(card, self._pipeline, self._settings)
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         # Serve (proxy or direct ingress) sets X-Request-ID on every response itself: the id our handlers see.

@@ -12,6 +12,8 @@ import json
 import logging
 import re
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
@@ -24,6 +26,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from samo_serve.errors import (
+    AnalyticsUnavailable,
     BatchTooLarge,
     BodyTooLarge,
     InvalidJSON,
@@ -33,6 +36,7 @@ from samo_serve.errors import (
     ValidationFailed,
 )
 from samo_serve.postprocess import emotions_catalog
+from samo_serve.request_log import RequestLog, parse_range
 from samo_serve.schemas import (
     BatchPredictRequest,
     BatchPredictResponse,
@@ -41,7 +45,7 @@ from samo_serve.schemas import (
     PredictRequest,
     PredictResponse,
 )
-from samo_serve.service import EmotionService, check_text
+from samo_serve.service import EmotionService, RequestContext, check_text
 from samo_serve.settings import LimitSettings, Settings
 
 __all__ = ["create_app"]
@@ -94,6 +98,10 @@ def _json(payload: Any, status: int = 200) -> Response:
 
 def _request_id(request: Request) -> str:
     return str(getattr(request.state, "request_id", "") or uuid.uuid4().hex)
+
+
+def _context(request: Request) -> RequestContext:
+    return RequestContext(_request_id(request), getattr(request.state, "api_key_id", None))
 
 
 def _validation_details(errors: list[Any]) -> list[dict[str, Any]]:
@@ -190,7 +198,18 @@ def create_app(settings: Settings, service: EmotionService, echo_request_id: boo
             same id, which it passes in as a request header), so the ingress turns this off.
     """
     limits = settings.limits
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # Serve runs this in each ingress replica: start the log writer, and flush it on shutdown.
+        await service.start()
+        try:
+            yield
+        finally:
+            await service.stop()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="samo-serve",
         version="1",
         description="Emotion detection (GoEmotions, 28 labels, multi-label). Model: " + service.card.version,
@@ -209,7 +228,7 @@ def create_app(settings: Settings, service: EmotionService, echo_request_id: boo
     async def predict(request: Request) -> Response:
         req = await _parse_body(request, PredictRequest, limits)
         check_text(req.text, limits.max_text_chars)
-        (result,) = await service.predict([req.text], req)
+        (result,) = await service.predict([req.text], req, _context(request))
         return _json(result)
 
     @app.post(
@@ -226,7 +245,7 @@ def create_app(settings: Settings, service: EmotionService, echo_request_id: boo
         for i, text in enumerate(req.texts):
             check_text(text, limits.max_text_chars, field=f"texts[{i}]")
         options = PredictOptions(threshold=req.threshold, top_k=req.top_k, all_scores=req.all_scores)
-        results = await service.predict(req.texts, options)
+        results = await service.predict(req.texts, options, _context(request))
         return _json({"results": results, "count": len(results)})
 
     @app.get("/emotions", summary="The label set with Ekman and sentiment groups")
@@ -246,8 +265,43 @@ def create_app(settings: Settings, service: EmotionService, echo_request_id: boo
             body = error.to_dict(_request_id(request))
             body.update(status="unavailable")
             return _json(body, error.http_status)
+        dependencies = await service.dependencies()
+        degraded = any(d["state"] != "up" for d in dependencies.values())
         return _json(
-            {"status": "ready", "model": {"version": service.card.version, **model}, "cache": service.cache_stats()}
+            {
+                "status": "degraded" if degraded else "ready",
+                "model": {"version": service.card.version, **model},
+                "dependencies": dependencies,
+            }
         )
+
+    @app.get("/stats", summary="Counters of this replica: cache levels, request-log rows")
+    async def stats() -> Response:
+        return _json(service.stats())
+
+    def request_log() -> RequestLog:
+        if service.request_log is None:
+            raise AnalyticsUnavailable("the request log is off (request_log.enabled=false)")
+        return service.request_log
+
+    @app.get(
+        "/analytics/emotions",
+        responses={422: {"model": ErrorResponse}, 503: {"model": ErrorResponse}},
+        summary="Per primary emotion in [start, end): count, mean confidence, mean processing time",
+    )
+    async def analytics_emotions(start: str | None = None, end: str | None = None) -> Response:
+        start_at, end_at = parse_range(start, end)
+        rows = await request_log().emotion_counts(start_at, end_at)
+        return _json({"start": start_at.isoformat(), "end": end_at.isoformat(), "emotions": rows})
+
+    @app.get(
+        "/analytics/summary",
+        responses={422: {"model": ErrorResponse}, 503: {"model": ErrorResponse}},
+        summary="Requests, texts, cache hit rate and p50/p95 processing time in [start, end)",
+    )
+    async def analytics_summary(start: str | None = None, end: str | None = None) -> Response:
+        start_at, end_at = parse_range(start, end)
+        summary = await request_log().summary(start_at, end_at)
+        return _json({"start": start_at.isoformat(), "end": end_at.isoformat(), **summary})
 
     return app

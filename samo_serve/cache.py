@@ -1,4 +1,8 @@
-"""Result caching. L1: a per-process LRU with TTL (cachetools). Keys include the model version."""
+"""Result caching primitives: keys, the compact value format, per-level stats, and L1.
+
+L1 is a per-process LRU with TTL (cachetools). L2 (Redis) is in :mod:`samo_serve.redis_cache`, L3 is
+the request log; :mod:`samo_serve.cache_router` puts the levels together.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,17 @@ from dataclasses import dataclass
 import numpy as np
 from cachetools import TTLCache
 
-__all__ = ["CachedResult", "L1Cache", "cache_key", "normalize_text"]
+__all__ = [
+    "CachedResult",
+    "L1Cache",
+    "LevelStats",
+    "TextKeys",
+    "cache_key",
+    "decode_result",
+    "encode_result",
+    "normalize_text",
+    "text_keys",
+]
 
 
 @dataclass(frozen=True)
@@ -31,13 +45,59 @@ def normalize_text(text: str) -> str:
     return _WHITESPACE.sub(" ", unicodedata.normalize("NFC", text)).strip(" ")
 
 
+@dataclass(frozen=True)
+class TextKeys:
+    #: sha256(model version, normalized text): L1/L2 key; a new model never hits an old entry
+    cache_key: str
+    #: sha256(normalized text): what the request log stores instead of the text, and L3's lookup key
+    text_hash: str
+
+
+def text_keys(model_version: str, text: str) -> TextKeys:
+    normalized = normalize_text(text).encode("utf-8", "surrogatepass")
+    versioned = hashlib.sha256(model_version.encode())
+    versioned.update(b"\x00")
+    versioned.update(normalized)
+    return TextKeys(versioned.hexdigest(), hashlib.sha256(normalized).hexdigest())
+
+
 def cache_key(model_version: str, text: str) -> str:
-    """sha256 over the model version and the normalized text; a new model never hits an old entry."""
-    digest = hashlib.sha256()
-    digest.update(model_version.encode())
-    digest.update(b"\x00")
-    digest.update(normalize_text(text).encode("utf-8", "surrogatepass"))
-    return digest.hexdigest()
+    return text_keys(model_version, text).cache_key
+
+
+_TRUNCATED = 1
+
+
+def encode_result(result: CachedResult) -> bytes:
+    """One flag byte + little-endian float32 scores: 113 bytes for 28 labels, exact, no JSON parsing."""
+    flags = _TRUNCATED if result.truncated else 0
+    return bytes((flags,)) + np.asarray(result.scores, dtype="<f4").tobytes()
+
+
+def decode_result(value: bytes, n_labels: int) -> CachedResult | None:
+    """The result, or None for a value of another shape (a foreign or corrupt entry is a miss)."""
+    if len(value) != 1 + 4 * n_labels:
+        return None
+    scores = np.frombuffer(value, dtype="<f4", offset=1).astype(np.float32)
+    return CachedResult(scores, bool(value[0] & _TRUNCATED))
+
+
+@dataclass
+class LevelStats:
+    hits: int = 0
+    misses: int = 0
+    sets: int = 0
+    errors: int = 0
+
+    def snapshot(self) -> dict[str, float | int]:
+        lookups = self.hits + self.misses
+        return {
+            "hits": self.hits,
+            "misses": self.misses,
+            "sets": self.sets,
+            "errors": self.errors,
+            "hit_rate": round(self.hits / lookups, 4) if lookups else 0.0,
+        }
 
 
 class L1Cache:
@@ -45,31 +105,22 @@ class L1Cache:
 
     def __init__(self, max_entries: int, ttl_s: float) -> None:
         self._cache: TTLCache[str, CachedResult] = TTLCache(maxsize=max_entries, ttl=ttl_s)
-        self.hits = 0
-        self.misses = 0
-        self.sets = 0
+        self.stats = LevelStats()
 
     def get(self, key: str) -> CachedResult | None:
         value = self._cache.get(key)
         if value is None:
-            self.misses += 1
+            self.stats.misses += 1
         else:
-            self.hits += 1
+            self.stats.hits += 1
         return value
 
     def set(self, key: str, value: CachedResult) -> None:
         self._cache[key] = value
-        self.sets += 1
+        self.stats.sets += 1
 
     def __len__(self) -> int:
         return len(self._cache)
 
-    def stats(self) -> dict[str, float | int]:
-        lookups = self.hits + self.misses
-        return {
-            "hits": self.hits,
-            "misses": self.misses,
-            "sets": self.sets,
-            "entries": len(self._cache),
-            "hit_rate": round(self.hits / lookups, 4) if lookups else 0.0,
-        }
+    def snapshot(self) -> dict[str, float | int]:
+        return {**self.stats.snapshot(), "entries": len(self._cache)}

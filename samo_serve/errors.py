@@ -11,7 +11,8 @@
     ├── BatchTooLarge          413 BATCH_TOO_LARGE      more texts than max_batch_texts
     ├── BodyTooLarge           413 BODY_TOO_LARGE       request body over max_body_bytes
     ├── NotFound               404 NOT_FOUND
-    └── ModelUnavailable       503 MODEL_UNAVAILABLE    the model did not answer
+    ├── ModelUnavailable       503 MODEL_UNAVAILABLE    the model did not answer
+    └── AnalyticsUnavailable   503 ANALYTICS_UNAVAILABLE the request log is off or its database is down
 
 Errors are plain picklable exceptions (constructor args only) so they can cross a Ray handle.
 The HTTP mapping happens in exactly one place: the exception handlers in ``samo_serve.api``.
@@ -22,6 +23,7 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "AnalyticsUnavailable",
     "BatchTooLarge",
     "BodyTooLarge",
     "EmptyText",
@@ -85,3 +87,7 @@ class NotFound(SamoError):
 
 class ModelUnavailable(SamoError):
     code, http_status = "MODEL_UNAVAILABLE", 503
+
+
+class AnalyticsUnavailable(SamoError):
+    code, http_status = "ANALYTICS_UNAVAILABLE", 503

@@ -6,6 +6,7 @@ Nothing is read at import time: build a :class:`Settings` where it is needed and
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -16,13 +17,21 @@ __all__ = [
     "BatchingSettings",
     "CacheSettings",
     "LimitSettings",
+    "RequestLogSettings",
     "RunnerSettings",
     "Settings",
+    "default_data_dir",
     "default_model_dir",
     "updated_batching",
 ]
 
 DEFAULT_MODEL_NAME = "goemotions-minilm"
+
+
+def default_data_dir() -> Path:
+    """Where the embedded default keeps its SQLite request log and spill files (XDG data home)."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "samo-serve"
 
 
 def default_model_dir() -> Path:
@@ -77,9 +86,38 @@ def updated_batching(current: BatchingSettings, user_config: dict[str, Any]) -> 
 
 
 class CacheSettings(_Section):
+    """L1 in each ingress replica, L2 in Redis (only when ``redis_url`` is set), L3 in the request log."""
+
     l1_enabled: bool = True
     l1_max_entries: int = Field(default=50_000, ge=1)
     l1_ttl_s: float = Field(default=3600.0, gt=0)
+    l2_enabled: bool = True
+    l2_ttl_s: int = Field(default=86_400, ge=1)
+    #: a new value format gets a new prefix, so old replicas and new ones never read each other's values
+    l2_prefix: str = "samo:r1:"
+    #: Redis sits on the request path: a slow Redis must cost at most this, then the model answers
+    l2_timeout_s: float = Field(default=0.05, gt=0)
+    l2_max_connections: int = Field(default=32, ge=1)
+    #: look earlier results up in the request log (by text hash and model version); off: it costs a query
+    l3_enabled: bool = False
+    l3_timeout_s: float = Field(default=0.1, gt=0)
+    #: consecutive errors that open a level's circuit, and how long it stays open before one trial call
+    circuit_failures: int = Field(default=3, ge=1)
+    circuit_open_s: float = Field(default=5.0, gt=0)
+
+
+class RequestLogSettings(_Section):
+    """The request log: a bounded queue written in batches, off the request path (docs/STORAGE.md)."""
+
+    enabled: bool = True
+    #: rows held in memory; past this they are spilled to a file under ``data_dir/spill`` and replayed later
+    queue_max_rows: int = Field(default=20_000, ge=1)
+    flush_interval_ms: int = Field(default=250, ge=1)
+    flush_rows: int = Field(default=1_000, ge=1)
+    #: a failed write is retried with exponential backoff up to this many seconds apart
+    retry_max_backoff_s: float = Field(default=5.0, gt=0)
+    #: per-statement bound, so a hung database cannot stall shutdown
+    statement_timeout_s: float = Field(default=10.0, gt=0)
 
 
 class LimitSettings(_Section):
@@ -105,6 +143,16 @@ class Settings(BaseSettings):
     batching: BatchingSettings = BatchingSettings()
     cache: CacheSettings = CacheSettings()
     limits: LimitSettings = LimitSettings()
+    request_log: RequestLogSettings = RequestLogSettings()
+    #: L2 cache (and shared rate limits): ``redis://host:6379/0``; unset: no L2
+    redis_url: str | None = None
+    #: request log: ``postgresql://user@host:5432/db`` or ``sqlite:///path``; unset: SQLite in ``data_dir``
+    database_url: str | None = None
+    #: the SQLite request log and spill files of the embedded default
+    data_dir: Path = Field(default_factory=default_data_dir)
+    #: also store each text in the request log. Off by default: journal text is private; the log keeps
+    #: a sha256 of the normalized text either way
+    log_text: bool = False
 
     @model_validator(mode="after")
     def _check(self) -> Settings:

@@ -177,7 +177,10 @@ async def test_readyz(client: httpx.AsyncClient, card: ModelCard) -> None:
     body = r.json()
     assert body["status"] == "ready"
     assert body["model"] == {"version": card.version, "provider": "FakeExecutionProvider"}
-    assert body["cache"]["l1"]["sets"] == 1
+    assert body["dependencies"] == {}  # no Redis, no request log configured
+    stats = (await client.get("/stats")).json()
+    assert stats["cache"]["l1"]["sets"] == 1
+    assert stats["request_log"] is None
 
 
 @pytest.mark.parametrize(

@@ -125,13 +125,13 @@ def test_hit_and_miss_counters() -> None:
     assert cache.get("k") is value
     assert cache.get("k") is value
     assert cache.get("other") is None
-    assert (cache.hits, cache.misses, cache.sets) == (2, 2, 1)
-    assert cache.stats() == {"hits": 2, "misses": 2, "sets": 1, "entries": 1, "hit_rate": 0.5}
+    assert (cache.stats.hits, cache.stats.misses, cache.stats.sets) == (2, 2, 1)
+    assert cache.snapshot() == {"hits": 2, "misses": 2, "sets": 1, "errors": 0, "entries": 1, "hit_rate": 0.5}
     assert len(cache) == 1
 
 
 def test_stats_of_an_unused_cache() -> None:
-    assert L1Cache(1, 1.0).stats() == {"hits": 0, "misses": 0, "sets": 0, "entries": 0, "hit_rate": 0.0}
+    assert L1Cache(1, 1.0).snapshot() == {"hits": 0, "misses": 0, "sets": 0, "errors": 0, "entries": 0, "hit_rate": 0.0}
 
 
 def test_overwrite_counts_a_set_but_one_entry() -> None:
@@ -139,7 +139,7 @@ def test_overwrite_counts_a_set_but_one_entry() -> None:
     cache.set("k", _result(0.1))
     cache.set("k", _result(0.2))
     assert len(cache) == 1
-    assert cache.sets == 2
+    assert cache.stats.sets == 2
     hit = cache.get("k")
     assert hit is not None
     assert hit.scores[0] == pytest.approx(0.2)
@@ -163,7 +163,7 @@ def test_ttl_expiry() -> None:
     assert cache.get("k") is not None
     time.sleep(0.1)
     assert cache.get("k") is None
-    assert cache.misses == 1
+    assert cache.stats.misses == 1
     assert len(cache) == 0
 
 

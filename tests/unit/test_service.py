@@ -81,7 +81,7 @@ async def test_second_request_hits_l1(make_service: Callable[..., EmotionService
     assert (first["cache"], second["cache"]) == ("miss", "l1")
     assert first["emotions"] == second["emotions"]
     assert fake_runner.calls == [1]
-    assert service.cache_stats()["l1"]["hits"] == 1
+    assert service.stats()["cache"]["l1"]["hits"] == 1
 
 
 async def test_duplicates_are_classified_once(make_service: Callable[..., EmotionService], fake_runner) -> None:
@@ -106,7 +106,7 @@ async def test_l1_disabled(make_service: Callable[..., EmotionService], fake_run
         (out,) = await service.predict(["same"], DEFAULT)
         assert out["cache"] == "miss"
     assert fake_runner.calls == [1, 1]
-    assert service.cache_stats() == {"l1": None}
+    assert service.stats()["cache"]["l1"] is None
 
 
 async def test_options_change_rendering_not_the_cache(make_service: Callable[..., EmotionService], fake_runner) -> None:
