@@ -128,9 +128,7 @@ class RedisCache:
         was = self.breaker.state
         self.breaker.failure()
         if was != "open" and self.breaker.state == "open":
-            log.warning(
-                "Redis %s failed (%s: %s); L2 off for %.0f s", what, type(exc).__name__, exc, self.breaker.open_s
-            )
+            log.warning("Redis %s failed (%s: %s); L2 off for %g s", what, type(exc).__name__, exc, self.breaker.open_s)
 
     async def health(self) -> dict[str, Any]:
         """For /readyz: whether Redis answers a PING now, and the circuit's state."""

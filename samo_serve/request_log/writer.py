@@ -117,34 +117,39 @@ class LogWriter:
                 raise
             finally:
                 self._in_flight = 0
-            if not stored:
+            if stored is None:
                 self._queue.extendleft(reversed(batch))  # oldest first, as they came
                 excess = len(self._queue) - self.settings.queue_max_rows
                 if excess > 0:
                     self._spill([self._queue.pop() for _ in range(excess)][::-1])
                 return False
-            self.counters.written += len(batch)
+            self.counters.written += stored
         return True
 
-    async def _insert(self, rows: list[LogRow]) -> bool:
-        """True when the rows are stored (or set aside as rejected); False to retry later."""
+    async def _insert(self, rows: list[LogRow]) -> int | None:
+        """How many rows were stored (the rest set aside as rejected), or None: retry them later."""
         try:
             await self.store.insert(rows)
         except RejectedRows as exc:
-            log.error("database refused %d request-log rows (kept in spill/rejected): %s", len(rows), exc)
+            if len(rows) > 1:  # find the offending rows by halves; store the rest
+                half = len(rows) // 2
+                first = await self._insert(rows[:half])
+                second = await self._insert(rows[half:]) if first is not None else None
+                return None if second is None or first is None else first + second
+            log.error("database refused a request-log row (kept in spill/rejected): %s", exc)
             self._spill(rows, rejected=True)
-            return True
+            return 0
         except Exception as exc:  # the database is unavailable, whatever the driver calls it
             self.counters.failed_writes += 1
             self.last_error = f"{type(exc).__name__}: {exc}"[:300]
             if self.database_up is not False:
                 log.warning("request log: database write failed (%s); retrying with backoff", self.last_error)
             self.database_up = False
-            return False
+            return None
         if self.database_up is False:
             log.warning("request log: database is back")
         self.database_up = True
-        return True
+        return len(rows)
 
     async def _replay(self) -> bool:
         self.spill.rotate()
@@ -157,11 +162,12 @@ class LogWriter:
             stored = True
             for start in range(0, len(claim.rows), self.settings.flush_rows):
                 chunk = claim.rows[start : start + self.settings.flush_rows]
-                if not await self._insert(chunk):
+                added = await self._insert(chunk)
+                if added is None:
                     stored = False
                     break
-                self.counters.written += len(chunk)
-                self.counters.replayed += len(chunk)
+                self.counters.written += added
+                self.counters.replayed += added
             if not stored:
                 claim.release()
                 self._spill_waiting = True

@@ -1,0 +1,176 @@
+"""The request-log stores on real PostgreSQL and a real SQLite file: schema, idempotent writes, L3, analytics."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from samo_serve.request_log.migrations import MIGRATIONS
+from samo_serve.request_log.rows import LogRow
+from samo_serve.request_log.store import LogStore, RejectedRows, percentile_cont, store_for_url
+
+T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+LEVELS = ("l1", "l2", "l3", "miss")
+EMOTIONS = ("joy", "anger", "neutral", "sadness")
+
+
+def make_row(
+    at: datetime = T0,
+    *,
+    request_id: str = "r",
+    text_hash: str = "a" * 64,
+    version: str = "m-1",
+    emotion: str = "joy",
+    confidence: float = 0.5,
+    level: str = "miss",
+    ms: float = 10.0,
+    scores: dict[str, float] | None = None,
+    key_id: str | None = None,
+) -> LogRow:
+    return LogRow(
+        id=uuid.uuid4(),
+        created_at=at,
+        request_id=request_id,
+        api_key_id=key_id,
+        text_hash=text_hash,
+        text=None,
+        primary_emotion=emotion,
+        confidence=confidence,
+        emotions=json.dumps(scores or {emotion: confidence}),
+        model_version=version,
+        cache_level=level,
+        processing_time_ms=ms,
+        truncated=False,
+    )
+
+
+async def count_rows(store: LogStore) -> int:
+    summary = await store.summary(datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC))
+    return summary.texts
+
+
+async def test_migrations_are_recorded_and_idempotent(store: LogStore) -> None:
+    expected = [m.version for m in MIGRATIONS]
+    assert await store.migrate() == expected
+    assert await store.migrate() == expected
+
+
+async def test_replicas_migrating_at_once_do_not_collide(database_url: str) -> None:
+    stores = [store_for_url(database_url, "", 10) for _ in range(4)]
+    try:
+        results = await asyncio.gather(*(s.migrate() for s in stores))
+    finally:
+        await asyncio.gather(*(s.close() for s in stores))
+    assert all(r == [m.version for m in MIGRATIONS] for r in results)
+
+
+async def test_insert_is_idempotent_by_row_id(store: LogStore) -> None:
+    rows = [make_row() for _ in range(5)]
+    assert await store.insert(rows) == 5
+    assert await store.insert(rows) == 0  # a retried or replayed batch stores nothing twice
+    assert await store.insert([*rows, make_row()]) == 1
+    assert await count_rows(store) == 6
+
+
+async def test_round_trip_of_every_column(store: LogStore) -> None:
+    row = make_row(scores={"joy": 0.25, "anger": 0.125}, key_id="key-1", level="l2", ms=3.5)
+    await store.insert([row])
+    found = await store.lookup("m-1", [row.text_hash])
+    assert json.loads(found[row.text_hash][0]) == {"joy": 0.25, "anger": 0.125}
+    assert found[row.text_hash][1] is False
+
+
+async def test_lookup_is_per_model_version_and_takes_the_latest(store: LogStore) -> None:
+    h = "b" * 64
+    await store.insert(
+        [
+            make_row(T0, text_hash=h, scores={"joy": 0.1}),
+            make_row(T0 + timedelta(seconds=1), text_hash=h, scores={"joy": 0.9}),
+            make_row(T0 + timedelta(seconds=2), text_hash=h, version="m-2", scores={"joy": 0.5}),
+        ]
+    )
+    found = await store.lookup("m-1", [h, "c" * 64])
+    assert set(found) == {h}
+    assert json.loads(found[h][0]) == {"joy": 0.9}
+    assert await store.lookup("m-3", [h]) == {}
+
+
+async def test_nul_in_text_is_refused_as_content_not_as_an_outage(store: LogStore) -> None:
+    row = make_row()
+    bad = LogRow(**{**row.__dict__, "text": "a\x00b"})
+    if store.dialect == "postgresql":
+        with pytest.raises(RejectedRows):
+            await store.insert([bad])
+    else:  # SQLite stores NUL inside text
+        assert await store.insert([bad]) == 1
+
+
+def _random_rows(n: int, rng: random.Random) -> list[LogRow]:
+    rows = []
+    for i in range(n):
+        rows.append(
+            make_row(
+                T0 + timedelta(seconds=rng.uniform(-600, 4200)),
+                request_id=f"req-{i // 3}",  # some requests carry several texts
+                emotion=rng.choice(EMOTIONS),
+                confidence=rng.random(),
+                level=rng.choice(LEVELS),
+                ms=rng.uniform(0.5, 200.0),
+            )
+        )
+    return rows
+
+
+async def test_analytics_equal_a_direct_computation_over_the_same_rows(store: LogStore) -> None:
+    rows = _random_rows(400, random.Random(7))
+    await store.insert(rows)
+    start, end = T0, T0 + timedelta(hours=1)
+    inside = [r for r in rows if start <= r.created_at < end]
+    assert 0 < len(inside) < len(rows)
+
+    by_emotion = {e["emotion"]: e for e in await store.emotion_counts(start, end)}
+    for emotion in EMOTIONS:
+        mine = [r for r in inside if r.primary_emotion == emotion]
+        got = by_emotion[emotion]
+        assert got["count"] == len(mine)
+        assert got["mean_confidence"] == pytest.approx(sum(r.confidence for r in mine) / len(mine), rel=1e-9)
+        assert got["mean_processing_ms"] == pytest.approx(sum(r.processing_time_ms for r in mine) / len(mine), rel=1e-9)
+    counts = [e["count"] for e in by_emotion.values()]
+    assert counts == sorted(counts, reverse=True)
+
+    summary = (await store.summary(start, end)).to_dict()
+    times = sorted(r.processing_time_ms for r in inside)
+    assert summary["texts"] == len(inside)
+    assert summary["requests"] == len({r.request_id for r in inside})
+    hits = sum(r.cache_level != "miss" for r in inside)
+    assert summary["cache"]["hit_rate"] == round(hits / len(inside), 4)
+    assert summary["cache"]["by_level"] == {lv: sum(r.cache_level == lv for r in inside) for lv in LEVELS}
+    assert summary["processing_time_ms"]["p50"] == pytest.approx(percentile_cont(times, 0.5), rel=1e-9)
+    assert summary["processing_time_ms"]["p95"] == pytest.approx(percentile_cont(times, 0.95), rel=1e-9)
+    assert summary["processing_time_ms"]["mean"] == pytest.approx(sum(times) / len(times), rel=1e-9)
+
+
+async def test_analytics_of_an_empty_range(store: LogStore) -> None:
+    await store.insert([make_row(T0)])
+    start = T0 + timedelta(days=1)
+    assert await store.emotion_counts(start, start + timedelta(hours=1)) == []
+    summary = (await store.summary(start, start + timedelta(hours=1))).to_dict()
+    assert summary["texts"] == summary["requests"] == 0
+    assert summary["processing_time_ms"] == {"p50": None, "p95": None, "mean": None}
+
+
+async def test_range_is_half_open(store: LogStore) -> None:
+    await store.insert([make_row(T0), make_row(T0 + timedelta(hours=1))])
+    assert (await store.summary(T0, T0 + timedelta(hours=1))).texts == 1
+
+
+def test_percentile_cont_matches_postgres_definition() -> None:
+    assert percentile_cont([1.0, 2.0, 3.0, 4.0], 0.5) == 2.5
+    assert percentile_cont([10.0], 0.95) == 10.0
+    assert percentile_cont([0.0, 100.0], 0.95) == pytest.approx(95.0)
+    assert percentile_cont([], 0.5) is None
