@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import csv
 import json
+import os
 import random
 import shutil
+import signal
 import subprocess
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -219,3 +222,74 @@ def open_loop(url: str, bodies: Path, rate: float, duration_s: float, label: str
     started = time.perf_counter()
     latencies, errors = asyncio.run(_open_loop(url, _rotated(bodies, offset), rate, duration_s))
     return _result(label, 0, latencies, errors, time.perf_counter() - started)
+
+
+class Proc:
+    def __init__(self, cmd: list[str], url: str, env: dict[str, str], log: Path) -> None:
+        self.url = url
+        self.log = log.open("w")
+        self.proc = subprocess.Popen(
+            cmd,
+            cwd=HERE.parent,
+            env={**os.environ, **env},
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def wait_ready(self, timeout_s: float = 600) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.url}: server exited early, see {self.log.name}")
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=5).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(1)
+        raise TimeoutError(self.url)
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(120)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.log.close()
+
+
+async def _counted(
+    url: str, bodies: list[str], n: int, concurrency: int, on_progress: Callable[[int], Awaitable[None]]
+) -> dict[int, int]:
+    """n requests at a fixed concurrency; ``on_progress(done)`` after each one (to inject faults)."""
+    parsed = httpx.URL(url)
+    host, port = parsed.host, parsed.port or 80
+    statuses: dict[int, int] = {}
+    todo = iter(range(n))
+    done = 0
+
+    async def worker() -> None:
+        nonlocal done
+        conn = _Conn(*await asyncio.open_connection(host, port))
+        for i in todo:
+            try:
+                status = await asyncio.wait_for(conn.post(host, "/predict", bodies[i % len(bodies)].encode()), 30)
+            except (OSError, asyncio.IncompleteReadError, TimeoutError, ValueError, IndexError):
+                status = 0  # connection-level failure
+                conn.writer.close()
+                conn = _Conn(*await asyncio.open_connection(host, port))
+            statuses[status] = statuses.get(status, 0) + 1
+            done += 1
+            await on_progress(done)
+        conn.writer.close()
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return statuses
+
+
+def counted(
+    url: str, bodies: Path, n: int, concurrency: int, on_progress: Callable[[int], Awaitable[None]], offset: int = 0
+) -> dict[int, int]:
+    """Status code -> count for n requests (0: the connection failed)."""
+    return asyncio.run(_counted(url, _rotated(bodies, offset), n, concurrency, on_progress))

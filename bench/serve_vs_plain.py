@@ -12,21 +12,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import httpx
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from loadgen import Result, closed_loop, goemotions_texts, open_loop, run_wrk, write_bodies  # noqa: E402
+from loadgen import Proc, Result, closed_loop, goemotions_texts, open_loop, run_wrk, write_bodies  # noqa: E402
 
 from samo_serve.model_card import load_card  # noqa: E402
 from samo_serve.model_runner import OrtModelRunner  # noqa: E402
@@ -59,36 +56,6 @@ def raw_ort(texts: list[str], threads: int) -> dict[str, float]:
         "batch1_texts_per_s": round(len(singles) / sum(singles), 1),
         "batch64_texts_per_s": round(len(batch_texts) / elapsed, 1),
     }
-
-
-class Proc:
-    def __init__(self, cmd: list[str], url: str, env: dict[str, str], log: Path) -> None:
-        self.url = url
-        self.log = log.open("w")
-        self.proc = subprocess.Popen(
-            cmd, cwd=ROOT, env={**os.environ, **env}, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-
-    def wait_ready(self, timeout_s: float = 600) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.url}: server exited early, see {self.log.name}")
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=5).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(1)
-        raise TimeoutError(self.url)
-
-    def stop(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(120)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        self.log.close()
 
 
 def ray_rss_mb() -> float:

@@ -11,7 +11,8 @@ from samo_serve.request_log.spill import SpillFiles
 from samo_serve.request_log.store import LogStore, store_for_url
 from samo_serve.request_log.writer import LogWriter
 from samo_serve.settings import RequestLogSettings
-from tests.integration.test_request_log_store import count_rows, make_row
+
+from .helpers import count_rows, make_row
 
 FAST = {"flush_interval_ms": 20, "retry_max_backoff_s": 0.2, "statement_timeout_s": 3}
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
@@ -14,44 +13,10 @@ from samo_serve.request_log.migrations import MIGRATIONS
 from samo_serve.request_log.rows import LogRow
 from samo_serve.request_log.store import LogStore, RejectedRows, percentile_cont, store_for_url
 
-T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+from .helpers import T0, count_rows, make_row
+
 LEVELS = ("l1", "l2", "l3", "miss")
 EMOTIONS = ("joy", "anger", "neutral", "sadness")
-
-
-def make_row(
-    at: datetime = T0,
-    *,
-    request_id: str = "r",
-    text_hash: str = "a" * 64,
-    version: str = "m-1",
-    emotion: str = "joy",
-    confidence: float = 0.5,
-    level: str = "miss",
-    ms: float = 10.0,
-    scores: dict[str, float] | None = None,
-    key_id: str | None = None,
-) -> LogRow:
-    return LogRow(
-        id=uuid.uuid4(),
-        created_at=at,
-        request_id=request_id,
-        api_key_id=key_id,
-        text_hash=text_hash,
-        text=None,
-        primary_emotion=emotion,
-        confidence=confidence,
-        emotions=json.dumps(scores or {emotion: confidence}),
-        model_version=version,
-        cache_level=level,
-        processing_time_ms=ms,
-        truncated=False,
-    )
-
-
-async def count_rows(store: LogStore) -> int:
-    summary = await store.summary(datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC))
-    return summary.texts
 
 
 async def test_migrations_are_recorded_and_idempotent(store: LogStore) -> None:

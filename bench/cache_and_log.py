@@ -1,0 +1,181 @@
+"""What the cache router and the request log cost and buy, and what Redis/PostgreSQL outages do.
+
+    python bench/cache_and_log.py [--duration 8] [--out runs/cache_and_log.json]
+
+One run, same machine, same texts, wrk on loopback (apt-get install -y wrk), private Redis and
+PostgreSQL servers started here (samo_serve.local_services). ``samo-serve run`` is started alternately
+with L2 + request log OFF (no Redis, request_log.enabled=false) and ON (Redis L2 + PostgreSQL log), in
+the order off, on, on, off so that drift on a shared machine cancels out. Prints:
+
+- R1: uncached single-text rps at c=32, on / off (every request carries a new text; target >= 0.9);
+- R2: cache-hit rps (a few hundred texts repeated; L1 answers) / uncached rps, with both on (>= 3);
+- F1: Redis killed under load and restarted: requests sent / succeeded / failed;
+- F2: PostgreSQL stopped under load and restarted: requests sent / succeeded / failed, rows sent / stored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import asyncpg
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+
+from loadgen import Proc, Result, counted, goemotions_texts, run_wrk, write_bodies  # noqa: E402
+
+from samo_serve.local_services import PostgresServer, RedisServer, free_port  # noqa: E402
+
+
+def start_server(env: dict[str, str], log: Path) -> Proc:
+    port = free_port()
+    srv = Proc(
+        [sys.executable, "-m", "samo_serve.cli", "run", "--port", str(port)], f"http://127.0.0.1:{port}", env, log
+    )
+    srv.wait_ready()
+    return srv
+
+
+def show(r: Result) -> None:
+    print(f"    {r.label:<22} c={r.concurrency:<3} {r.rps:>8.1f} rps  p50 {r.p50_ms:6.1f}  p95 {r.p95_ms:6.1f} ms"
+          f"  errors {r.errors}", flush=True)  # fmt: skip
+
+
+async def count_rows(url: str, start: datetime, end: datetime) -> int:
+    conn = await asyncpg.connect(url)
+    try:
+        n: int = await conn.fetchval(
+            "SELECT count(*) FROM emotion_requests WHERE created_at >= $1 AND created_at < $2", start, end
+        )
+        return n
+    finally:
+        await conn.close()
+
+
+def wait_rows(url: str, start: datetime, end: datetime, expected: int, timeout_s: float = 120) -> int:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        n = asyncio.run(count_rows(url, start, end))
+        if n >= expected or time.monotonic() > deadline:
+            return n
+        time.sleep(0.5)
+
+
+def summarize(statuses: dict[int, int]) -> dict[str, int]:
+    sent = sum(statuses.values())
+    return {"sent": sent, "succeeded": statuses.get(200, 0), "failed": sent - statuses.get(200, 0)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=float, default=8.0, help="seconds per measurement")
+    parser.add_argument("--fault-requests", type=int, default=1500, help="requests per fault scenario")
+    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "cache_and_log.json")
+    args = parser.parse_args()
+
+    texts = goemotions_texts()
+    tmp = Path(tempfile.mkdtemp(prefix="samo-bench-cache-"))
+    singles = write_bodies(tmp / "single.jsonl", texts)
+    repeated = write_bodies(tmp / "repeated.jsonl", texts[:300])
+    redis, postgres = RedisServer().start(), PostgresServer().start()
+    off_env = {"SAMO_REQUEST_LOG__ENABLED": "false", "SAMO_DATA_DIR": str(tmp / "off")}
+    on_env = {"SAMO_REDIS_URL": redis.url, "SAMO_DATABASE_URL": postgres.url, "SAMO_DATA_DIR": str(tmp / "on")}
+    uncached: dict[str, list[Result]] = {"off": [], "on": []}
+    hits: list[Result] = []
+    faults: dict[str, dict[str, int]] = {}
+    offset = 0
+    try:
+        for i, variant in enumerate(("off", "on", "on", "off")):
+            print(f"samo-serve with L2 + request log {variant.upper()} (round {i + 1}/4)...", flush=True)
+            srv = start_server(off_env if variant == "off" else on_env, tmp / f"samo-{i}.log")
+            try:
+                run_wrk(srv.url, singles, 8, 3, "warm-up", offset=offset)
+                offset += 5000
+                r = run_wrk(srv.url, singles, 32, args.duration, f"uncached {variant}", offset=offset)
+                offset += r.requests + 1000
+                uncached[variant].append(r)
+                show(r)
+                if variant == "on":
+                    run_wrk(srv.url, repeated, 8, 2, "fill the cache")
+                    h = run_wrk(srv.url, repeated, 32, args.duration, "cache hits on")
+                    hits.append(h)
+                    show(h)
+                if i == 2:  # the last "on" server: the fault drills
+                    faults = fault_drills(srv.url, singles, offset, redis, postgres, args.fault_requests)
+                    offset += 2 * args.fault_requests
+            finally:
+                srv.stop()
+    finally:
+        redis.stop()
+        postgres.remove()
+
+    def mean_rps(rs: list[Result]) -> float:
+        return sum(r.rps for r in rs) / len(rs)
+
+    ratios = {
+        "R1 uncached rps c=32, L2+log on / off (>= 0.9)": round(
+            mean_rps(uncached["on"]) / mean_rps(uncached["off"]), 3
+        ),
+        "R2 cache-hit rps / uncached rps, both on (>= 3)": round(mean_rps(hits) / mean_rps(uncached["on"]), 2),
+        "F1 Redis killed under load": faults.get("redis"),
+        "F2 PostgreSQL restarted under load": faults.get("postgres"),
+    }
+    print("\nresults:")
+    for k, v in ratios.items():
+        print(f"  {k}: {v}")
+    report = {
+        "cpus": os.cpu_count(),
+        "uncached": {k: [r.row() for r in v] for k, v in uncached.items()},
+        "hits": [r.row() for r in hits],
+        "ratios": ratios,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2))
+    print(f"\nwritten {args.out}")
+
+
+def fault_drills(
+    url: str, bodies: Path, offset: int, redis: RedisServer, postgres: PostgresServer, n: int
+) -> dict[str, dict[str, int]]:
+    print(f"  Redis killed after {n // 5} requests, restarted after {n * 3 // 5}, {n} requests at c=16...", flush=True)
+
+    async def redis_chaos(done: int) -> None:
+        if done == n // 5:
+            await asyncio.to_thread(redis.stop)
+        elif done == n * 3 // 5:
+            await asyncio.to_thread(redis.start)
+
+    redis_result = summarize(counted(url, bodies, n, 16, redis_chaos, offset=offset))
+    print(f"    {redis_result}", flush=True)
+
+    print(f"  PostgreSQL stopped after {n // 5} requests, started after {n * 3 // 5}...", flush=True)
+
+    async def postgres_chaos(done: int) -> None:
+        if done == n // 5:
+            await asyncio.to_thread(postgres.stop)
+        elif done == n * 3 // 5:
+            await asyncio.to_thread(postgres.start)
+
+    start = datetime.now(UTC)
+    pg_statuses = counted(url, bodies, n, 16, postgres_chaos, offset=offset + n)
+    end = datetime.now(UTC)
+    pg_result = summarize(pg_statuses)
+    # One row per successful /predict; rows written during the outage come back from spill files.
+    pg_result["rows_sent"] = pg_result["succeeded"]
+    pg_result["rows_stored"] = wait_rows(postgres.url, start, end, pg_result["succeeded"])
+    pg_result["rows_lost"] = pg_result["rows_sent"] - pg_result["rows_stored"]
+    print(f"    {pg_result}", flush=True)
+    return {"redis": redis_result, "postgres": pg_result}
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,141 @@
+"""Pure parts of the cache and the request log: value codec, text keys, time ranges, rows, store choice."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from samo_serve.cache import CachedResult, decode_result, encode_result, normalize_text, text_keys
+from samo_serve.errors import ValidationFailed
+from samo_serve.request_log import parse_range
+from samo_serve.request_log.rows import LogRow, format_time, row_from_json, row_to_json
+from samo_serve.request_log.spill import SpillFiles
+from samo_serve.request_log.store import storable_text, store_for_url
+
+NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("truncated", [True, False])
+def test_codec_round_trip_is_exact(truncated: bool) -> None:
+    scores = np.random.default_rng(0).random(28, dtype=np.float32)
+    value = encode_result(CachedResult(scores, truncated))
+    assert len(value) == 113
+    back = decode_result(value, 28)
+    assert back is not None
+    np.testing.assert_array_equal(back.scores, scores)
+    assert back.truncated is truncated
+    assert back.scores.dtype == np.float32
+
+
+@pytest.mark.parametrize("value", [b"", b"\x00", b"\x00" * 113, b"\x00" * 200])
+def test_codec_refuses_other_shapes(value: bytes) -> None:
+    assert decode_result(value, 27) is None
+
+
+def test_text_hash_is_of_the_normalized_text_and_has_no_version() -> None:
+    a, b = text_keys("m-1", "  Hello\tworld "), text_keys("m-2", "Hello world")
+    assert a.text_hash == b.text_hash == hashlib.sha256(b"Hello world").hexdigest()
+    assert a.cache_key != b.cache_key
+    assert normalize_text("  Hello\tworld ") == "Hello world"
+
+
+def test_range_defaults_to_the_last_day() -> None:
+    assert parse_range(None, None, now=NOW) == (NOW - timedelta(hours=24), NOW)
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "expected"),
+    [
+        ("2026-11-27T10:00:00Z", "2026-11-27T11:00:00Z", (10, 11)),
+        ("2026-11-27T10:00:00", "2026-11-27T11:00:00", (10, 11)),  # naive: UTC
+        ("2026-11-27T11:00:00+01:00", "2026-11-27T11:00:00Z", (10, 11)),
+        ("2026-11-27 10:00", "2026-11-27T11:00:00.000z", (10, 11)),
+    ],
+)
+def test_range_parses_iso_8601(start: str, end: str, expected: tuple[int, int]) -> None:
+    got = parse_range(start, end)
+    assert (got[0].hour, got[1].hour) == expected
+    assert all(t.tzinfo == UTC for t in got)
+
+
+@pytest.mark.parametrize(
+    ("start", "end"),
+    [
+        ("yesterday", None),
+        ("2026-11-27T10:00:00Z", "2026-13-01"),
+        ("2026-11-27T10:00:00Z", "2026-11-27T10:00:00Z"),  # empty
+        ("2026-11-27T11:00:00Z", "2026-11-27T10:00:00Z"),  # reversed
+    ],
+)
+def test_bad_ranges_are_422(start: str | None, end: str | None) -> None:
+    with pytest.raises(ValidationFailed) as info:
+        parse_range(start, end)
+    assert info.value.http_status == 422
+
+
+def _row() -> LogRow:
+    return LogRow(
+        id=uuid.uuid4(),
+        created_at=datetime(2026, 11, 27, 13, 0, tzinfo=timezone(timedelta(hours=1))),
+        request_id="r-1",
+        api_key_id=None,
+        text_hash="a" * 64,
+        text="héllo \U0001f600",
+        primary_emotion="joy",
+        confidence=0.75,
+        emotions='{"joy":0.75}',
+        model_version="m",
+        cache_level="miss",
+        processing_time_ms=1.5,
+        truncated=True,
+    )
+
+
+def test_row_json_round_trip() -> None:
+    row = _row()
+    back = row_from_json(row_to_json(row))
+    assert back == row
+    assert back.created_at.tzinfo is not None
+
+
+def test_time_format_is_fixed_width_utc() -> None:
+    assert format_time(datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)) == "2026-01-02T03:04:05.000000+00:00"
+    assert format_time(_row().created_at) == "2026-11-27T12:00:00.000000+00:00"
+
+
+def test_storable_text_only_replaces_what_databases_cannot_hold() -> None:
+    assert storable_text("plain ünïcode \U0001f600") == "plain ünïcode \U0001f600"
+    assert storable_text("a\x00b") == "a\ufffdb"
+    assert storable_text("lone \ud800 surrogate") == "lone ? surrogate"
+
+
+def test_store_for_url(tmp_path: Path) -> None:
+    assert store_for_url(None, str(tmp_path / "x.db"), 1).dialect == "sqlite"
+    sqlite = store_for_url(f"sqlite:///{tmp_path}/y.db", "", 1)
+    assert sqlite.path == tmp_path / "y.db"  # type: ignore[attr-defined]
+    assert store_for_url("postgresql://u@h/db", "", 1).dialect == "postgresql"
+    assert store_for_url("postgres://u@h/db", "", 1).dialect == "postgresql"
+    with pytest.raises(ValueError, match="database_url"):
+        store_for_url("mysql://h/db", "", 1)
+
+
+def test_spill_files_round_trip_and_rejected_are_kept_apart(tmp_path: Path) -> None:
+    spill = SpillFiles(tmp_path)
+    rows = [_row(), _row()]
+    spill.append(rows)
+    spill.append([_row()], rejected=True)
+    assert spill.pending() == []  # the open file is still being written
+    spill.rotate()
+    (path,) = spill.pending()
+    claim = SpillFiles.claim(path)
+    assert claim is not None
+    assert claim.rows == rows
+    assert SpillFiles.claim(path) is None  # locked by the first claim
+    claim.done()
+    assert not path.exists()
+    assert len(list((tmp_path / "rejected").glob("*.jsonl"))) == 1
