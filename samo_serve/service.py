@@ -62,6 +62,9 @@ class EmotionService:
         self.postprocessor = Postprocessor.from_card(card)
         self.request_log = request_log
         self.log_text = settings.log_text
+        # {"admiration":0.0123,...}, 9 digits: float32 exactly (L3 answers what the model said); a format
+        # string is ~10x cheaper per row than json.dumps of a dict
+        self._emotions_json = "{" + ",".join(f"{json.dumps(label)}:%.9g" for label in card.labels) + "}"
         cache = settings.cache
         self.cache = CacheRouter(
             card.version,
@@ -134,7 +137,6 @@ class EmotionService:
         rows = []
         for text, k, out in zip(texts, keys, rendered, strict=True):
             result, level = found[k.cache_key]
-            scores = {label: round(float(s), 6) for label, s in zip(self.card.labels, result.scores, strict=True)}
             rows.append(
                 LogRow(
                     id=uuid.uuid4(),
@@ -145,7 +147,7 @@ class EmotionService:
                     text=storable_text(text) if self.log_text else None,
                     primary_emotion=out["primary"]["label"],
                     confidence=out["primary"]["score"],
-                    emotions=json.dumps(scores, separators=(",", ":")),
+                    emotions=self._emotions_json % tuple(result.scores.tolist()),
                     model_version=self.card.version,
                     cache_level=level,
                     processing_time_ms=latency_ms,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -131,7 +132,7 @@ async def test_rows_the_database_refuses_are_set_aside_not_retried_forever(
 ) -> None:
     store = store_for_url(postgres_server.url, "", 3)
     good, bad = make_row(datetime.now(UTC)), make_row()
-    bad = type(bad)(**{**bad.__dict__, "text": "nul \x00 inside"})  # PostgreSQL text cannot hold NUL
+    bad = dataclasses.replace(bad, text="nul \x00 inside")  # PostgreSQL text cannot hold NUL
     writer = make_writer(store, tmp_path)
     writer.start()
     writer.enqueue([bad])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import random
 from datetime import timedelta
@@ -67,7 +68,7 @@ async def test_lookup_is_per_model_version_and_takes_the_latest(store: LogStore)
 
 async def test_nul_in_text_is_refused_as_content_not_as_an_outage(store: LogStore) -> None:
     row = make_row()
-    bad = LogRow(**{**row.__dict__, "text": "a\x00b"})
+    bad = dataclasses.replace(row, text="a\x00b")
     if store.dialect == "postgresql":
         with pytest.raises(RejectedRows):
             await store.insert([bad])
