@@ -11,6 +11,7 @@ from deployments.common import served_card, settings_from_args
 from samo_serve.api import create_app
 from samo_serve.batching import flatten, unflatten
 from samo_serve.cache import CachedResult
+from samo_serve.memory import check_memory
 from samo_serve.micro_batcher import MicroBatcher
 from samo_serve.service import EmotionService
 from samo_serve.settings import BatchingSettings, updated_batching
@@ -76,6 +77,10 @@ class Ingress:
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         self._pipeline.apply_batching(updated_batching(self._pipeline.batching, user_config))
+
+    def check_health(self) -> None:
+        # Past its memory bound the replica reports unhealthy and Serve replaces it.
+        check_memory(self._settings.limits.max_rss_mb)
 
 
 __all__ = ["HandlePipeline", "Ingress"]

@@ -10,6 +10,7 @@ from ray import serve
 
 from deployments.common import served_card, settings_from_args
 from samo_serve.batching import count_texts, merge_token_batches, split_rows
+from samo_serve.memory import check_memory
 from samo_serve.model_runner import OrtModelRunner
 from samo_serve.settings import BatchingSettings, updated_batching
 from samo_serve.tokenizer import TokenBatch
@@ -18,6 +19,7 @@ from samo_serve.tokenizer import TokenBatch
 class EmotionModel:
     def __init__(self, args: dict[str, Any]) -> None:
         settings = settings_from_args(args)
+        self._max_rss_mb = settings.limits.max_rss_mb
         self._card = served_card(settings, verify=settings.verify_model_sha256)
         self._runner = OrtModelRunner.for_card(self._card, settings.model_dir, settings.runner)
         self._apply_batching(settings.batching)
@@ -44,3 +46,4 @@ class EmotionModel:
 
     def check_health(self) -> None:
         self._runner.health()
+        check_memory(self._max_rss_mb)  # past its bound the replica is replaced by Serve

@@ -8,16 +8,19 @@ largest per-request cost after Ray's own.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
 import uuid
-from collections.abc import AsyncIterator
+from asyncio import FIRST_COMPLETED
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -31,11 +34,15 @@ from samo_serve.errors import (
     BodyTooLarge,
     InvalidJSON,
     ModelUnavailable,
+    RequestTimeout,
     SamoError,
     UnsupportedMediaType,
     ValidationFailed,
 )
+from samo_serve.guard import Guard, GuardMiddleware
+from samo_serve.memory import rss_mb
 from samo_serve.postprocess import emotions_catalog
+from samo_serve.rate_limit import RATE_LIMIT_HEADERS
 from samo_serve.request_log import RequestLog, parse_range
 from samo_serve.schemas import (
     BatchPredictRequest,
@@ -52,9 +59,10 @@ __all__ = ["create_app"]
 
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse} for code in (400, 413, 415, 422, 503)
+    code: {"model": ErrorResponse} for code in (400, 401, 413, 415, 422, 429, 503)
 }
 
 
@@ -100,6 +108,33 @@ def _request_id(request: Request) -> str:
     return str(getattr(request.state, "request_id", "") or uuid.uuid4().hex)
 
 
+async def _bounded(request: Request, work: Awaitable[T], limits: LimitSettings) -> T:
+    """Run ``work`` until it finishes, the client disconnects (its slot is freed), or the timeout.
+
+    Raises:
+        ClientDisconnect: the client went away; the work is cancelled (nothing is answered or logged).
+        RequestTimeout: 503 after ``limits.request_timeout_s``; the work is cancelled.
+    """
+    task = asyncio.ensure_future(work)
+    gone = asyncio.ensure_future(_disconnected(request))
+    try:
+        done, _ = await asyncio.wait({task, gone}, timeout=limits.request_timeout_s, return_when=FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+    if task in done:
+        return task.result()
+    task.cancel()
+    if gone in done:
+        raise ClientDisconnect()
+    raise RequestTimeout(f"no answer within {limits.request_timeout_s:g} s", headers={"Retry-After": "1"})
+
+
+async def _disconnected(request: Request) -> None:
+    # The body has been read: the next ASGI message on this request can only be its disconnect.
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
 def _context(request: Request) -> RequestContext:
     return RequestContext(_request_id(request), getattr(request.state, "api_key_id", None))
 
@@ -131,7 +166,9 @@ async def _parse_body(request: Request, model: type[M], limits: LimitSettings) -
 def _install_error_handlers(app: FastAPI) -> None:
     async def on_samo_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, SamoError)
-        return _json(exc.to_dict(_request_id(request)), exc.http_status)
+        response = _json(exc.to_dict(_request_id(request)), exc.http_status)
+        response.headers.update(exc.headers)  # Retry-After, X-RateLimit-*, WWW-Authenticate
+        return response
 
     async def on_validation_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
@@ -190,7 +227,9 @@ def _install_openapi(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-def create_app(settings: Settings, service: EmotionService, echo_request_id: bool = True) -> FastAPI:
+def create_app(
+    settings: Settings, service: EmotionService, echo_request_id: bool = True, guard: Guard | None = None
+) -> FastAPI:
     """Build the FastAPI app of the HTTP contract over ``service``.
 
     Args:
@@ -198,6 +237,7 @@ def create_app(settings: Settings, service: EmotionService, echo_request_id: boo
             same id, which it passes in as a request header), so the ingress turns this off.
     """
     limits = settings.limits
+    guard = guard or Guard.from_settings(settings)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -207,6 +247,7 @@ def create_app(settings: Settings, service: EmotionService, echo_request_id: boo
             yield
         finally:
             await service.stop()
+            await guard.close()
 
     app = FastAPI(
         lifespan=lifespan,
@@ -214,7 +255,21 @@ def create_app(settings: Settings, service: EmotionService, echo_request_id: boo
         version="1",
         description="Emotion detection (GoEmotions, 28 labels, multi-label). Model: " + service.card.version,
     )
-    app.add_middleware(RequestIdMiddleware, echo_header=echo_request_id)
+    if settings.cors_origins:  # off unless origins are configured
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "X-API-Key", "Content-Type", "X-Request-ID"],
+            expose_headers=["X-Request-ID", "Retry-After", *RATE_LIMIT_HEADERS],
+        )
+    app.add_middleware(GuardMiddleware, guard=guard)
+    app.add_middleware(RequestIdMiddleware, echo_header=echo_request_id)  # outermost: every response has an id
+
+    async def charge_one(request: Request) -> None:
+        await guard.charge(request, 1)
+
+    limited = [Depends(charge_one)]
     _install_error_handlers(app)
     _install_openapi(app)
 
@@ -228,7 +283,8 @@ def create_app(settings: Settings, service: EmotionService, echo_request_id: boo
     async def predict(request: Request) -> Response:
         req = await _parse_body(request, PredictRequest, limits)
         check_text(req.text, limits.max_text_chars)
-        (result,) = await service.predict([req.text], req, _context(request))
+        await guard.charge(request, 1)
+        (result,) = await _bounded(request, service.predict([req.text], req, _context(request)), limits)
         return _json(result)
 
     @app.post(
@@ -245,10 +301,11 @@ def create_app(settings: Settings, service: EmotionService, echo_request_id: boo
         for i, text in enumerate(req.texts):
             check_text(text, limits.max_text_chars, field=f"texts[{i}]")
         options = PredictOptions(threshold=req.threshold, top_k=req.top_k, all_scores=req.all_scores)
-        results = await service.predict(req.texts, options, _context(request))
+        await guard.charge(request, len(req.texts))  # a batch counts its texts
+        results = await _bounded(request, service.predict(req.texts, options, _context(request)), limits)
         return _json({"results": results, "count": len(results)})
 
-    @app.get("/emotions", summary="The label set with Ekman and sentiment groups")
+    @app.get("/emotions", summary="The label set with Ekman and sentiment groups", dependencies=limited)
     async def emotions() -> Response:
         return _json(emotions_catalog(service.card))
 
@@ -275,9 +332,9 @@ def create_app(settings: Settings, service: EmotionService, echo_request_id: boo
             }
         )
 
-    @app.get("/stats", summary="Counters of this replica: cache levels, request-log rows")
+    @app.get("/stats", summary="Counters of this replica: cache levels, request-log rows", dependencies=limited)
     async def stats() -> Response:
-        return _json(service.stats())
+        return _json({**service.stats(), "guard": guard.snapshot(), "memory": {"rss_mb": rss_mb()}})
 
     def request_log() -> RequestLog:
         if service.request_log is None:
@@ -288,6 +345,7 @@ def create_app(settings: Settings, service: EmotionService, echo_request_id: boo
         "/analytics/emotions",
         responses={422: {"model": ErrorResponse}, 503: {"model": ErrorResponse}},
         summary="Per primary emotion in [start, end): count, mean confidence, mean processing time",
+        dependencies=limited,
     )
     async def analytics_emotions(start: str | None = None, end: str | None = None) -> Response:
         start_at, end_at = parse_range(start, end)
@@ -298,6 +356,7 @@ def create_app(settings: Settings, service: EmotionService, echo_request_id: boo
         "/analytics/summary",
         responses={422: {"model": ErrorResponse}, 503: {"model": ErrorResponse}},
         summary="Requests, texts, cache hit rate and p50/p95 processing time in [start, end)",
+        dependencies=limited,
     )
     async def analytics_summary(start: str | None = None, end: str | None = None) -> Response:
         start_at, end_at = parse_range(start, end)

@@ -7,6 +7,7 @@ Examples::
     samo-serve model eval --split test --data ../shared/data/goemotions
     samo-serve model train --data ../shared/data/goemotions --out artifacts/ckpt   # needs [train]
     samo-serve model export --checkpoint artifacts/ckpt --data ../shared/data/goemotions
+    samo-serve keys create --name mobile-app --file keys.json    # prints the key once
 """
 
 from __future__ import annotations
@@ -16,8 +17,12 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from samo_serve.settings import DEFAULT_MODEL_NAME, default_model_dir
+
+if TYPE_CHECKING:
+    from samo_serve.api_keys import KeyStore
 
 __all__ = ["main"]
 
@@ -93,6 +98,49 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _key_store(args: argparse.Namespace) -> KeyStore:
+    from samo_serve.api_keys import KeyStore
+    from samo_serve.settings import Settings
+
+    path = Path(args.file) if args.file else Settings().api_keys_file
+    if path is None:
+        raise SystemExit("samo-serve keys: set SAMO_API_KEYS_FILE or pass --file PATH")
+    return KeyStore(path)
+
+
+def _cmd_keys_create(args: argparse.Namespace) -> int:
+    store = _key_store(args)
+    key = store.create(args.name, args.tier)
+    print(key)
+    print(f"# stored as a hash in {store.path}; this is the only time the key is shown", file=sys.stderr)
+    return 0
+
+
+def _cmd_keys_list(args: argparse.Namespace) -> int:
+    keys = [k.public() for k in _key_store(args).list()]
+    if args.json:
+        print(json.dumps(keys, indent=2))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("id", "name", "tier", "created", "revoked")
+    for k in keys:
+        table.add_row(str(k["id"]), str(k["name"]), str(k["tier"]), str(k["created_at"]), str(k["revoked_at"] or ""))
+    Console().print(table)
+    return 0
+
+
+def _cmd_keys_revoke(args: argparse.Namespace) -> int:
+    try:
+        record = _key_store(args).revoke(args.id)
+    except KeyError:
+        print(f"samo-serve keys: no key with id {args.id!r}", file=sys.stderr)
+        return 1
+    print(f"revoked {record.id} ({record.name}); replicas stop accepting it within ~2 s")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="samo-serve", description="Emotion detection on Ray Serve")
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -145,6 +193,23 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("--name", default=DEFAULT_MODEL_NAME)
     ex.add_argument("--data", default=None, help="GoEmotions dir: tune thresholds on dev, record metrics")
     ex.set_defaults(func=_cmd_export)
+
+    keys = sub.add_parser("keys", help="create, list and revoke API keys (stored as hashes)")
+    ksub = keys.add_subparsers(dest="keys_command", required=True)
+    file_help = "the keys file (default: $SAMO_API_KEYS_FILE)"
+    kc = ksub.add_parser("create", help="make a key and print it once")
+    kc.add_argument("--name", required=True, help="who or what uses it")
+    kc.add_argument("--tier", default="default", help="rate-limit tier (rate_limits.tiers)")
+    kc.add_argument("--file", default=None, help=file_help)
+    kc.set_defaults(func=_cmd_keys_create)
+    kl = ksub.add_parser("list", help="ids, names, tiers; never the keys")
+    kl.add_argument("--file", default=None, help=file_help)
+    kl.add_argument("--json", action="store_true")
+    kl.set_defaults(func=_cmd_keys_list)
+    kr = ksub.add_parser("revoke", help="stop accepting a key")
+    kr.add_argument("id")
+    kr.add_argument("--file", default=None, help=file_help)
+    kr.set_defaults(func=_cmd_keys_revoke)
     return parser
 
 

@@ -11,6 +11,10 @@
     ├── BatchTooLarge          413 BATCH_TOO_LARGE      more texts than max_batch_texts
     ├── BodyTooLarge           413 BODY_TOO_LARGE       request body over max_body_bytes
     ├── NotFound               404 NOT_FOUND
+    ├── Unauthorized           401 UNAUTHORIZED         no API key, or not an active one
+    ├── RateLimited            429 RATE_LIMITED         the caller's token bucket is empty (Retry-After)
+    ├── Overloaded             503 OVERLOADED           the replica's in-flight bound is reached (Retry-After)
+    ├── RequestTimeout         503 TIMEOUT              the prediction took longer than request_timeout_s
     ├── ModelUnavailable       503 MODEL_UNAVAILABLE    the model did not answer
     └── AnalyticsUnavailable   503 ANALYTICS_UNAVAILABLE the request log is off or its database is down
 
@@ -30,8 +34,12 @@ __all__ = [
     "InvalidJSON",
     "ModelUnavailable",
     "NotFound",
+    "Overloaded",
+    "RateLimited",
+    "RequestTimeout",
     "SamoError",
     "TextTooLong",
+    "Unauthorized",
     "UnsupportedMediaType",
     "ValidationFailed",
 ]
@@ -41,10 +49,11 @@ class SamoError(Exception):
     code = "INTERNAL"
     http_status = 500
 
-    def __init__(self, message: str, details: Any = None) -> None:
-        super().__init__(message, details)
+    def __init__(self, message: str, details: Any = None, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message, details, headers)
         self.message = message
         self.details = details
+        self.headers = headers or {}  # e.g. Retry-After, X-RateLimit-*
 
     def to_dict(self, request_id: str) -> dict[str, Any]:
         body: dict[str, Any] = {"code": self.code, "message": self.message, "request_id": request_id}
@@ -91,3 +100,19 @@ class ModelUnavailable(SamoError):
 
 class AnalyticsUnavailable(SamoError):
     code, http_status = "ANALYTICS_UNAVAILABLE", 503
+
+
+class Unauthorized(SamoError):
+    code, http_status = "UNAUTHORIZED", 401
+
+
+class RateLimited(SamoError):
+    code, http_status = "RATE_LIMITED", 429
+
+
+class Overloaded(SamoError):
+    code, http_status = "OVERLOADED", 503
+
+
+class RequestTimeout(SamoError):
+    code, http_status = "TIMEOUT", 503

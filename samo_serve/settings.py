@@ -17,6 +17,8 @@ __all__ = [
     "BatchingSettings",
     "CacheSettings",
     "LimitSettings",
+    "RateLimitSettings",
+    "RateTier",
     "RequestLogSettings",
     "RunnerSettings",
     "Settings",
@@ -121,11 +123,40 @@ class RequestLogSettings(_Section):
 
 
 class LimitSettings(_Section):
-    """Input limits; see docs/API.md. Text longer than the model's tokens is truncated, not refused."""
+    """Input limits and backpressure; see docs/API.md. Text longer than the model's tokens is truncated."""
 
     max_text_chars: int = Field(default=10_000, ge=1)
     max_batch_texts: int = Field(default=64, ge=1)
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    #: requests one ingress replica works on at once; beyond it: 503 OVERLOADED with Retry-After at once,
+    #: instead of latency growing without bound
+    max_in_flight_requests: int = Field(default=512, ge=1)
+    #: a prediction taking longer is answered 503 TIMEOUT (and its work cancelled)
+    request_timeout_s: float = Field(default=30.0, gt=0)
+    #: a replica whose resident memory passes this fails its health check, so Serve replaces it
+    max_rss_mb: int | None = Field(default=None, ge=64)
+
+
+class RateTier(_Section):
+    #: texts per second refilled, and the most texts at once
+    per_second: float = Field(gt=0)
+    burst: int = Field(ge=1)
+
+
+class RateLimitSettings(_Section):
+    """Token buckets per API key (per client IP when no key is configured), in Redis when it is set."""
+
+    enabled: bool = False
+    #: a key's tier is chosen at ``samo-serve keys create --tier``; unknown tiers get ``default``
+    tiers: dict[str, RateTier] = Field(default_factory=lambda: {"default": RateTier(per_second=50, burst=100)})
+    anonymous: RateTier = RateTier(per_second=20, burst=40)
+    redis_prefix: str = "samo:rl:"
+
+    @model_validator(mode="after")
+    def _has_default(self) -> RateLimitSettings:
+        if "default" not in self.tiers:
+            raise ValueError("rate_limits.tiers needs a `default` tier")
+        return self
 
 
 class Settings(BaseSettings):
@@ -150,6 +181,12 @@ class Settings(BaseSettings):
     database_url: str | None = None
     #: the SQLite request log and spill files of the embedded default
     data_dir: Path = Field(default_factory=default_data_dir)
+    rate_limits: RateLimitSettings = RateLimitSettings()
+    #: API keys (``samo-serve keys create``); when the file holds an active key, every route but
+    #: /healthz, /readyz and the docs needs one
+    api_keys_file: Path | None = None
+    #: origins allowed to call the API from a browser; empty: no CORS headers at all
+    cors_origins: list[str] = Field(default_factory=list)
     #: also store each text in the request log. Off by default: journal text is private; the log keeps
     #: a sha256 of the normalized text either way
     log_text: bool = False

@@ -1,0 +1,149 @@
+"""API keys: created once, stored only as hashes, checked in constant time.
+
+A key looks like ``samo_<id>_<secret>``: the 12-hex-character id is public (it goes into logs and the
+request log), the secret is 32 random bytes. Only ``sha256(secret)`` is stored: the secret has 256
+bits of entropy, so a slow password hash would add latency to every request and no safety.
+
+The keys file (``SAMO_API_KEYS_FILE``) is JSON, written atomically by ``samo-serve keys …`` and re-read
+by every replica when its modification time changes, so a revoked key stops working within a second or
+two without a restart.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import tempfile
+import time
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+__all__ = ["ApiKey", "KeyStore", "generate_key", "parse_key"]
+
+_PREFIX = "samo"
+_RECHECK_S = 1.0
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    id: str
+    name: str
+    tier: str
+    hash: str  # sha256 of the secret, hex
+    created_at: str
+    revoked_at: str | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None
+
+    def public(self) -> dict[str, object]:
+        """Everything but the hash (``keys list``)."""
+        return {k: v for k, v in asdict(self).items() if k != "hash"}
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def generate_key(name: str, tier: str = "default") -> tuple[str, ApiKey]:
+    """A new key (shown once) and its stored record."""
+    key_id = secrets.token_hex(6)
+    secret = secrets.token_urlsafe(32)
+    record = ApiKey(key_id, name, tier, _digest(secret), datetime.now(UTC).isoformat(timespec="seconds"))
+    return f"{_PREFIX}_{key_id}_{secret}", record
+
+
+def parse_key(presented: str) -> tuple[str, str] | None:
+    """(id, secret) of a well-formed key, else None."""
+    prefix, _, rest = presented.partition("_")
+    key_id, _, secret = rest.partition("_")
+    if prefix != _PREFIX or len(key_id) != 12 or not secret:
+        return None
+    return key_id, secret
+
+
+class KeyStore:
+    """The keys file, cached in memory and re-read when it changes."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._keys: dict[str, ApiKey] = {}
+        self._mtime: float | None = None
+        self._checked_at = 0.0
+        self.reload()
+
+    def reload(self) -> None:
+        if self.path is None or not self.path.exists():
+            self._keys, self._mtime = {}, None
+            return
+        mtime = self.path.stat().st_mtime
+        if mtime == self._mtime:
+            return
+        data = json.loads(self.path.read_text(encoding="utf-8") or "{}")
+        self._keys = {k["id"]: ApiKey(**k) for k in data.get("keys", [])}
+        self._mtime = mtime
+
+    def _maybe_reload(self) -> None:
+        now = time.monotonic()
+        if now - self._checked_at >= _RECHECK_S:
+            self._checked_at = now
+            # A broken file: keep the keys we have (writes are atomic, so only a hand edit gets here).
+            with contextlib.suppress(OSError, ValueError, TypeError, KeyError):
+                self.reload()
+
+    @property
+    def enabled(self) -> bool:
+        """Auth is on when any active key is configured."""
+        self._maybe_reload()
+        return any(k.active for k in self._keys.values())
+
+    def authenticate(self, presented: str) -> ApiKey | None:
+        """The active key matching ``presented``, compared in constant time; None otherwise."""
+        self._maybe_reload()
+        parsed = parse_key(presented.strip())
+        if parsed is None:
+            return None
+        key_id, secret = parsed
+        record = self._keys.get(key_id)
+        expected = record.hash if record is not None else "0" * 64  # same work for unknown ids
+        matches = hmac.compare_digest(_digest(secret), expected)
+        return record if matches and record is not None and record.active else None
+
+    def list(self) -> list[ApiKey]:
+        self.reload()
+        return sorted(self._keys.values(), key=lambda k: k.created_at)
+
+    def create(self, name: str, tier: str = "default") -> str:
+        self.reload()
+        key, record = generate_key(name, tier)
+        self._keys[record.id] = record
+        self._save()
+        return key
+
+    def revoke(self, key_id: str) -> ApiKey:
+        """Raises KeyError for an unknown id."""
+        self.reload()
+        record = replace(self._keys[key_id], revoked_at=datetime.now(UTC).isoformat(timespec="seconds"))
+        self._keys[key_id] = record
+        self._save()
+        return record
+
+    def _save(self) -> None:
+        if self.path is None:
+            raise ValueError("no keys file configured (SAMO_API_KEYS_FILE or --file)")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        payload = json.dumps({"keys": [asdict(k) for k in self._keys.values()]}, indent=2)
+        # Atomic replace, owner-only: replicas never read half a file, and hashes stay private.
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".keys-")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(payload)
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, self.path)
+        self._mtime = None
+        self.reload()

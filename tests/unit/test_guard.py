@@ -1,0 +1,297 @@
+"""API keys, rate limits (in-process buckets), backpressure, timeouts and headers, through the app."""
+
+from __future__ import annotations
+
+import asyncio
+import stat
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from samo_serve.api import create_app
+from samo_serve.api_keys import KeyStore, generate_key, parse_key
+from samo_serve.cli import main as cli
+from samo_serve.memory import MemoryLimitExceeded, check_memory, rss_mb
+from samo_serve.rate_limit import decide, take_tokens
+from samo_serve.service import EmotionService
+from samo_serve.settings import RateTier, Settings
+
+PUBLIC = ["/healthz", "/readyz", "/docs", "/openapi.json"]
+PROTECTED: list[tuple[str, str, dict[str, Any] | None]] = [
+    ("POST", "/predict", {"text": "hello"}),
+    ("POST", "/predict/batch", {"texts": ["a", "b"]}),
+    ("GET", "/emotions", None),
+    ("GET", "/stats", None),
+    ("GET", "/analytics/summary", None),
+    ("GET", "/analytics/emotions", None),
+]
+
+
+@asynccontextmanager
+async def app_client(
+    make_service: Callable[..., EmotionService], runner: Any, settings: Settings
+) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(settings, make_service(runner, settings))
+    transport = httpx.ASGITransport(app=app, client=("10.1.2.3", 5555))
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        yield client
+
+
+async def call(client: httpx.AsyncClient, method: str, path: str, body: Any, **headers: str) -> httpx.Response:
+    return await client.request(method, path, json=body, headers=headers)
+
+
+# ----------------------------------------------------------------------------------------- API keys
+
+
+def test_key_format_and_hash_only_storage(tmp_path: Path) -> None:
+    key, record = generate_key("app")
+    parsed = parse_key(key)
+    assert parsed is not None
+    assert parsed[0] == record.id
+    assert parsed[1] not in record.hash
+    store = KeyStore(tmp_path / "keys.json")
+    created = store.create("app", tier="gold")
+    text = (tmp_path / "keys.json").read_text()
+    assert created not in text
+    assert created.split("_")[2] not in text  # the secret is nowhere on disk
+    assert stat.S_IMODE((tmp_path / "keys.json").stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize("bad", ["", "samo", "samo_abc_x", "other_0123456789ab_secret", "samo_0123456789ab_"])
+def test_malformed_keys_do_not_parse(bad: str) -> None:
+    assert parse_key(bad) is None
+
+
+def test_authenticate_and_revoke(tmp_path: Path) -> None:
+    store = KeyStore(tmp_path / "keys.json")
+    assert not store.enabled
+    key = store.create("a")
+    other = KeyStore(tmp_path / "keys.json")  # another replica reading the same file
+    assert other.enabled
+    record = other.authenticate(key)
+    assert record is not None
+    assert record.name == "a"
+    assert other.authenticate(key[:-1] + ("A" if key[-1] != "A" else "B")) is None
+    store.revoke(record.id)
+    other.reload()
+    assert other.authenticate(key) is None
+    assert not other.enabled  # the only key is revoked: auth is off again
+    with pytest.raises(KeyError):
+        store.revoke("nope")
+
+
+def test_keys_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = str(tmp_path / "k.json")
+    assert cli(["keys", "create", "--name", "ci", "--tier", "gold", "--file", path]) == 0
+    key = capsys.readouterr().out.strip()
+    assert parse_key(key) is not None
+    assert cli(["keys", "list", "--json", "--file", path]) == 0
+    listed = capsys.readouterr().out
+    assert '"ci"' in listed
+    assert '"gold"' in listed
+    assert key not in listed
+    key_id = key.split("_")[1]
+    assert cli(["keys", "revoke", key_id, "--file", path]) == 0
+    assert cli(["keys", "revoke", "000000000000", "--file", path]) == 1
+
+
+@pytest.fixture
+def keyed_settings(tmp_path: Path) -> tuple[Settings, str]:
+    path = tmp_path / "keys.json"
+    key = KeyStore(path).create("tests")
+    return Settings(api_keys_file=path), key
+
+
+@pytest.mark.parametrize(("method", "path", "body"), PROTECTED)
+async def test_no_route_served_without_a_key(
+    make_service: Callable[..., EmotionService], fake_runner: Any, keyed_settings: tuple[Settings, str], method: str,
+    path: str, body: Any,
+) -> None:  # fmt: skip
+    settings, key = keyed_settings
+    async with app_client(make_service, fake_runner, settings) as client:
+        for headers in ({}, {"X-API-Key": "samo_000000000000_wrong"}, {"Authorization": f"Bearer {key}"}):
+            r = await call(client, method, path, body, **headers)
+            assert r.status_code == 401, (path, headers)
+            assert r.json()["error"]["code"] == "UNAUTHORIZED"
+            assert r.headers["www-authenticate"] == "ApiKey"
+        for headers in ({"X-API-Key": key}, {"Authorization": f"ApiKey {key}"}):
+            assert (await call(client, method, path, body, **headers)).status_code != 401
+    assert fake_runner.texts_classified <= 4  # nothing was classified for the refused calls
+
+
+async def test_public_routes_need_no_key(
+    make_service: Callable[..., EmotionService], fake_runner: Any, keyed_settings: tuple[Settings, str]
+) -> None:
+    async with app_client(make_service, fake_runner, keyed_settings[0]) as client:
+        for path in PUBLIC:
+            assert (await client.get(path)).status_code == 200, path
+
+
+async def test_the_key_id_reaches_the_request_log(
+    make_service: Callable[..., EmotionService], fake_runner: Any, keyed_settings: tuple[Settings, str]
+) -> None:
+    settings, key = keyed_settings
+    service = make_service(fake_runner, settings)
+    seen: list[Any] = []
+    original = service.predict
+
+    async def spy(texts: list[str], options: Any, context: Any = None) -> Any:
+        seen.append(context)
+        return await original(texts, options, context)
+
+    service.predict = spy  # type: ignore[method-assign]
+    app = create_app(settings, service)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+        assert (await client.post("/predict", json={"text": "x"}, headers={"X-API-Key": key})).status_code == 200
+    assert seen[0].api_key_id == key.split("_")[1]
+
+
+# -------------------------------------------------------------------------------------- rate limits
+
+
+def test_token_bucket_arithmetic() -> None:
+    tier = RateTier(per_second=10, burst=20)
+    assert take_tokens(20, 0, tier, 5) == (True, 15)
+    assert take_tokens(2, 0.1, tier, 5) == (False, 3)  # refilled 1, still short
+    assert take_tokens(0, 100, tier, 1) == (True, 19)  # capped at the burst
+    refused = decide(False, 3.0, tier, 5)
+    assert (refused.remaining, refused.retry_after_s, refused.reset_s) == (3, 1, 2)
+    assert refused.headers()["Retry-After"] == "1"
+    assert "Retry-After" not in decide(True, 3.0, tier, 1).headers()
+
+
+@pytest.fixture
+def limited() -> Settings:
+    return Settings(rate_limits={"enabled": True, "anonymous": {"per_second": 0.5, "burst": 4}})
+
+
+async def test_rate_limit_per_client_with_real_headers(
+    make_service: Callable[..., EmotionService], fake_runner: Any, limited: Settings
+) -> None:
+    async with app_client(make_service, fake_runner, limited) as client:
+        ok = await client.post("/predict", json={"text": "one"})
+        assert ok.status_code == 200
+        assert (ok.headers["x-ratelimit-limit"], ok.headers["x-ratelimit-remaining"]) == ("4", "3")
+        assert int(ok.headers["x-ratelimit-reset"]) in (1, 2)
+        batch = await client.post("/predict/batch", json={"texts": ["a", "b", "c"]})  # a batch counts its texts
+        assert batch.status_code == 200
+        assert batch.headers["x-ratelimit-remaining"] == "0"
+        refused = await client.post("/predict", json={"text": "two"})
+        assert refused.status_code == 429
+        assert refused.json()["error"]["code"] == "RATE_LIMITED"
+        assert int(refused.headers["retry-after"]) == 2  # one token at 0.5/s
+        assert refused.headers["x-ratelimit-remaining"] == "0"
+        too_big = await client.post("/predict/batch", json={"texts": ["x"] * 5})
+        assert too_big.status_code == 429
+        assert "burst" in too_big.json()["error"]["message"]
+        assert (await client.get("/healthz")).status_code == 200  # probes are never limited
+
+
+async def test_keys_get_their_tier(
+    make_service: Callable[..., EmotionService], fake_runner: Any, tmp_path: Path
+) -> None:
+    store = KeyStore(tmp_path / "keys.json")
+    gold, plain = store.create("g", tier="gold"), store.create("p", tier="unknown-tier")
+    settings = Settings(
+        api_keys_file=tmp_path / "keys.json",
+        rate_limits={
+            "enabled": True,
+            "tiers": {"default": {"per_second": 1, "burst": 2}, "gold": {"per_second": 1, "burst": 50}},
+        },
+    )
+    async with app_client(make_service, fake_runner, settings) as client:
+        r = await client.post("/predict", json={"text": "a"}, headers={"X-API-Key": gold})
+        assert r.headers["x-ratelimit-limit"] == "50"
+        r = await client.post("/predict", json={"text": "a"}, headers={"X-API-Key": plain})
+        assert r.headers["x-ratelimit-limit"] == "2"
+
+
+# --------------------------------------------------------------------- backpressure, timeouts, headers
+
+
+class SlowRunner:
+    """A runner that blocks its worker thread until released (the model is busy)."""
+
+    provider = "Slow"
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.release = __import__("threading").Event()
+
+    def predict(self, batch: Any) -> Any:
+        self.release.wait(10)
+        return self.inner.predict(batch)
+
+    def health(self) -> None:
+        pass
+
+
+async def test_in_flight_bound_answers_503_at_once(
+    make_service: Callable[..., EmotionService], fake_runner: Any
+) -> None:
+    runner = SlowRunner(fake_runner)
+    settings = Settings(limits={"max_in_flight_requests": 2})
+    async with app_client(make_service, runner, settings) as client:
+        busy = [asyncio.create_task(client.post("/predict", json={"text": f"t{i}"})) for i in range(2)]
+        await asyncio.sleep(0.2)
+        r = await client.post("/predict", json={"text": "third"})
+        assert r.status_code == 503
+        assert r.json()["error"]["code"] == "OVERLOADED"
+        assert r.headers["retry-after"] == "1"
+        assert (await client.get("/readyz")).status_code == 200  # probes still answer
+        runner.release.set()
+        assert [t.status_code for t in await asyncio.gather(*busy)] == [200, 200]
+        assert (await client.post("/predict", json={"text": "after"})).status_code == 200
+
+
+async def test_request_timeout_is_503_and_frees_the_slot(
+    make_service: Callable[..., EmotionService], fake_runner: Any
+) -> None:
+    runner = SlowRunner(fake_runner)
+    settings = Settings(limits={"request_timeout_s": 0.2, "max_in_flight_requests": 1})
+    async with app_client(make_service, runner, settings) as client:
+        r = await client.post("/predict", json={"text": "slow"})
+        assert r.status_code == 503
+        assert r.json()["error"]["code"] == "TIMEOUT"
+        runner.release.set()
+        assert (await client.post("/predict", json={"text": "next"})).status_code == 200  # slot was freed
+
+
+async def test_security_headers(make_service: Callable[..., EmotionService], fake_runner: Any) -> None:
+    async with app_client(make_service, fake_runner, Settings()) as client:
+        for r in (await client.post("/predict", json={"text": "x"}), await client.post("/predict", content=b"{")):
+            assert r.headers["x-content-type-options"] == "nosniff"
+            assert r.headers["x-frame-options"] == "DENY"
+            assert "content-security-policy" not in r.headers
+        docs = await client.get("/docs")
+        assert "frame-ancestors 'none'" in docs.headers["content-security-policy"]
+        preflight = await client.options(
+            "/predict", headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"}
+        )
+        assert "access-control-allow-origin" not in preflight.headers  # CORS is off by default
+
+
+async def test_cors_when_configured(make_service: Callable[..., EmotionService], fake_runner: Any) -> None:
+    settings = Settings(cors_origins=["https://app.example"])
+    async with app_client(make_service, fake_runner, settings) as client:
+        ok = await client.options(
+            "/predict", headers={"Origin": "https://app.example", "Access-Control-Request-Method": "POST"}
+        )
+        assert ok.headers["access-control-allow-origin"] == "https://app.example"
+        other = await client.options(
+            "/predict", headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"}
+        )
+        assert "access-control-allow-origin" not in other.headers
+
+
+def test_memory_watch() -> None:
+    assert rss_mb() > 10
+    check_memory(None)
+    check_memory(10**6)
+    with pytest.raises(MemoryLimitExceeded, match="max_rss_mb"):
+        check_memory(64)
