@@ -24,6 +24,7 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 
@@ -31,8 +32,9 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from loadgen import Proc, Result, counted, goemotions_texts, run_wrk, write_bodies  # noqa: E402
+from loadgen import Proc, Result, goemotions_texts, run_wrk, write_bodies  # noqa: E402
 
+from samo_serve.drills import DrillResult, at, drive  # noqa: E402
 from samo_serve.local_services import PostgresServer, RedisServer, free_port  # noqa: E402
 
 
@@ -70,11 +72,6 @@ def wait_rows(url: str, start: datetime, end: datetime, expected: int, timeout_s
         time.sleep(0.5)
 
 
-def summarize(statuses: dict[int, int]) -> dict[str, int]:
-    sent = sum(statuses.values())
-    return {"sent": sent, "succeeded": statuses.get(200, 0), "failed": sent - statuses.get(200, 0)}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=float, default=8.0, help="seconds per measurement")
@@ -91,7 +88,7 @@ def main() -> None:
     on_env = {"SAMO_REDIS_URL": redis.url, "SAMO_DATABASE_URL": postgres.url, "SAMO_DATA_DIR": str(tmp / "on")}
     uncached: dict[str, list[Result]] = {"off": [], "on": []}
     hits: list[Result] = []
-    faults: dict[str, dict[str, int]] = {}
+    faults: dict[str, dict[str, Any]] = {}
     offset = 0
     try:
         for i, variant in enumerate(("off", "on", "on", "off")):
@@ -110,7 +107,7 @@ def main() -> None:
                     hits.append(h)
                     show(h)
                 if i == 2:  # the last "on" server: the fault drills
-                    faults = fault_drills(srv.url, singles, offset, redis, postgres, args.fault_requests)
+                    faults = fault_drills(srv.url, singles, offset % len(texts), redis, postgres, args.fault_requests)
                     offset += 2 * args.fault_requests
             finally:
                 srv.stop()
@@ -145,30 +142,19 @@ def main() -> None:
 
 def fault_drills(
     url: str, bodies: Path, offset: int, redis: RedisServer, postgres: PostgresServer, n: int
-) -> dict[str, dict[str, int]]:
+) -> dict[str, dict[str, Any]]:
+    corpus = [json.loads(line)["text"] for line in bodies.read_text(encoding="utf-8").splitlines()]
+    corpus = corpus[offset:] + corpus[:offset]
     print(f"  Redis killed after {n // 5} requests, restarted after {n * 3 // 5}, {n} requests at c=16...", flush=True)
-
-    async def redis_chaos(done: int) -> None:
-        if done == n // 5:
-            await asyncio.to_thread(redis.stop)
-        elif done == n * 3 // 5:
-            await asyncio.to_thread(redis.start)
-
-    redis_result = summarize(counted(url, bodies, n, 16, redis_chaos, offset=offset))
+    statuses = asyncio.run(drive(url, corpus, n, 16, at({0.2: redis.stop, 0.6: redis.start}, n)))
+    redis_result = DrillResult("redis", statuses).row()
     print(f"    {redis_result}", flush=True)
 
     print(f"  PostgreSQL stopped after {n // 5} requests, started after {n * 3 // 5}...", flush=True)
-
-    async def postgres_chaos(done: int) -> None:
-        if done == n // 5:
-            await asyncio.to_thread(postgres.stop)
-        elif done == n * 3 // 5:
-            await asyncio.to_thread(postgres.start)
-
     start = datetime.now(UTC)
-    pg_statuses = counted(url, bodies, n, 16, postgres_chaos, offset=offset + n)
+    statuses = asyncio.run(drive(url, corpus[n:], n, 16, at({0.2: postgres.stop, 0.6: postgres.start}, n)))
     end = datetime.now(UTC)
-    pg_result = summarize(pg_statuses)
+    pg_result = DrillResult("postgres", statuses).row()
     # One row per successful /predict; rows written during the outage come back from spill files.
     pg_result["rows_sent"] = pg_result["succeeded"]
     pg_result["rows_stored"] = wait_rows(postgres.url, start, end, pg_result["succeeded"])

@@ -11,7 +11,6 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -257,39 +256,3 @@ class Proc:
         except subprocess.TimeoutExpired:
             os.killpg(self.proc.pid, signal.SIGKILL)
         self.log.close()
-
-
-async def _counted(
-    url: str, bodies: list[str], n: int, concurrency: int, on_progress: Callable[[int], Awaitable[None]]
-) -> dict[int, int]:
-    """n requests at a fixed concurrency; ``on_progress(done)`` after each one (to inject faults)."""
-    parsed = httpx.URL(url)
-    host, port = parsed.host, parsed.port or 80
-    statuses: dict[int, int] = {}
-    todo = iter(range(n))
-    done = 0
-
-    async def worker() -> None:
-        nonlocal done
-        conn = _Conn(*await asyncio.open_connection(host, port))
-        for i in todo:
-            try:
-                status = await asyncio.wait_for(conn.post(host, "/predict", bodies[i % len(bodies)].encode()), 30)
-            except (OSError, asyncio.IncompleteReadError, TimeoutError, ValueError, IndexError):
-                status = 0  # connection-level failure
-                conn.writer.close()
-                conn = _Conn(*await asyncio.open_connection(host, port))
-            statuses[status] = statuses.get(status, 0) + 1
-            done += 1
-            await on_progress(done)
-        conn.writer.close()
-
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return statuses
-
-
-def counted(
-    url: str, bodies: Path, n: int, concurrency: int, on_progress: Callable[[int], Awaitable[None]], offset: int = 0
-) -> dict[int, int]:
-    """Status code -> count for n requests (0: the connection failed)."""
-    return asyncio.run(_counted(url, _rotated(bodies, offset), n, concurrency, on_progress))

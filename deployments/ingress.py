@@ -2,20 +2,31 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Any
 
 from fastapi import FastAPI
+from ray.exceptions import RayActorError
+from ray.serve.exceptions import BackPressureError, ReplicaUnavailableError
 from ray.serve.handle import DeploymentHandle
 
 from deployments.common import served_card, settings_from_args
 from samo_serve.api import create_app
 from samo_serve.batching import flatten, unflatten
 from samo_serve.cache import CachedResult
+from samo_serve.errors import ModelUnavailable, Overloaded
 from samo_serve.memory import check_memory
 from samo_serve.micro_batcher import MicroBatcher
 from samo_serve.service import EmotionService
 from samo_serve.settings import BatchingSettings, updated_batching
-from samo_serve.tokenizer import TextTokenizer
+from samo_serve.tokenizer import TextTokenizer, TokenBatch
+
+log = logging.getLogger(__name__)
+
+# A model replica killed or restarting under a call: the batch is sent again (Serve routes it elsewhere).
+REPLICA_GONE = (RayActorError, ReplicaUnavailableError)
+REPLICA_RETRIES = 2
 
 
 class HandlePipeline:
@@ -49,9 +60,23 @@ class HandlePipeline:
             tokens = self._tokenizer.encode_batch(texts)  # ~20 us a text: cheaper than a hop
         else:
             tokens = await self._tokenizer.encode.remote(texts)
-        scores = await self._model.predict.remote(tokens)
+        scores = await self._predict(tokens)
         results = [CachedResult(row, bool(flag)) for row, flag in zip(scores, tokens.truncated, strict=True)]
         return unflatten(results, sizes)
+
+    async def _predict(self, tokens: TokenBatch) -> Any:
+        """One model call; a replica that died under it is retried on another (Serve replaces the dead one)."""
+        for attempt in range(REPLICA_RETRIES + 1):
+            try:
+                return await self._model.predict.remote(tokens)
+            except BackPressureError as exc:
+                raise Overloaded("the model's queue is full; retry shortly", headers={"Retry-After": "1"}) from exc
+            except REPLICA_GONE as exc:
+                if attempt == REPLICA_RETRIES:
+                    raise ModelUnavailable(f"model replica unavailable: {type(exc).__name__}") from exc
+                log.warning("model replica gone (%s); retrying on another", type(exc).__name__)
+                await asyncio.sleep(0.05 * (attempt + 1))
+        raise AssertionError("unreachable")
 
     async def model_info(self) -> dict[str, object]:
         info: dict[str, object] = await self._model.info.remote()

@@ -13,7 +13,7 @@ import asyncio
 import logging
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
@@ -43,15 +43,19 @@ def redis_client(url: str, timeout_s: float, max_connections: int) -> Redis:
     """A client for the request path: short timeouts, one quick reconnect, no backoff sleeps.
 
     redis-py's default retries three times with backoff: seconds of added latency while Redis is down.
+    The pool blocks (up to ``timeout_s``) for a free connection instead of failing with "Too many
+    connections" when more requests than ``max_connections`` ask at once.
     """
-    return Redis.from_url(
+    pool = BlockingConnectionPool.from_url(
         url,
+        max_connections=max_connections,
+        timeout=timeout_s,
         socket_timeout=timeout_s,
         socket_connect_timeout=timeout_s,
         retry=Retry(NoBackoff(), 1),
-        max_connections=max_connections,
         health_check_interval=0,
     )
+    return Redis.from_pool(pool)  # the client owns the pool: aclose() closes it
 
 
 class RedisCache:

@@ -30,14 +30,16 @@ def ray_processes() -> set[int]:
 
 
 class Server:
-    def __init__(self, port: int, log_path: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, port: int, log_path: Path, env: dict[str, str] | None = None, args: tuple[str, ...] = ()
+    ) -> None:
         self.url = f"http://127.0.0.1:{port}"
         self.data_dir: Path | None = None
         self.log_path = log_path
         self._log = log_path.open("w")
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "samo_serve.cli", "run", "--port", str(port)],
+            [sys.executable, "-m", "samo_serve.cli", "run", "--port", str(port), *args],
             cwd=ROOT,
             env=env,
             stdout=self._log,
@@ -75,13 +77,15 @@ class Server:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
 
 
-def run_server(tmp_path_factory: pytest.TempPathFactory, env: dict[str, str] | None = None) -> Iterator[Server]:
+def run_server(
+    tmp_path_factory: pytest.TempPathFactory, env: dict[str, str] | None = None, args: tuple[str, ...] = ()
+) -> Iterator[Server]:
     """Start `samo-serve run`, yield it once ready, stop it with SIGTERM and check it left nothing behind."""
     before = ray_processes()
     folder = tmp_path_factory.mktemp("serve")
     # The embedded request log (SQLite) and spill files of this server, not the user's data dir.
     env = {"SAMO_DATA_DIR": str(folder / "data"), **(env or {})}
-    srv = Server(free_port(), folder / "samo-serve.log", env)
+    srv = Server(free_port(), folder / "samo-serve.log", env, args)
     srv.data_dir = Path(env["SAMO_DATA_DIR"])
     try:
         srv.wait_ready()

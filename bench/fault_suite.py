@@ -1,0 +1,228 @@
+"""The fault suite: one command that breaks things under load and counts what was lost.
+
+    python bench/fault_suite.py [--requests 1000] [--out runs/fault_suite.json]
+
+Starts private Redis and PostgreSQL (samo_serve.local_services), an API keys file with one key, and
+``samo-serve run`` with two EmotionModel replicas, Redis L2 + rate limits, and the PostgreSQL request log.
+Then, per scenario, prints requests sent / succeeded / failed and log rows sent / stored:
+
+1. bad-input battery (34 cases): each must be its 4xx with a JSON error code;
+2. API keys: no protected route may answer without a valid key;
+3. schemathesis against /openapi.json: no 5xx, responses match the schema;
+4. one model replica SIGKILLed under load: >= 99% succeed and Serve brings the replica back;
+5. Redis killed under load, then restarted: 0 failed;
+6. PostgreSQL stopped under load, then restarted: 0 failed, every log row stored;
+7. SIGTERM to samo-serve with rows still queued: every row stored, no Ray process left.
+
+Loopback only; every scenario is bounded in requests and time. Needs redis-server, PostgreSQL, and the
+GoEmotions texts in ../shared/data/goemotions (else a built-in list of sentences).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import yaml
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+
+from loadgen import DATA, Proc, goemotions_texts  # noqa: E402
+
+from samo_serve.api_keys import KeyStore  # noqa: E402
+from samo_serve.drills import (  # noqa: E402
+    DrillResult,
+    ReplicaKill,
+    at,
+    bad_input_battery,
+    drive,
+    unauthenticated_served,
+)
+from samo_serve.launcher import DEFAULT_CONFIG  # noqa: E402
+from samo_serve.local_services import PostgresServer, RedisServer, free_port  # noqa: E402
+
+FALLBACK_TEXTS = [
+    f"{opening} {subject}, {ending}"
+    for opening in ("I love", "I hate", "I am worried about", "Thank you for", "Wow, look at", "I miss")
+    for subject in ("this song", "my job", "the weather", "our team", "that movie", "the news", "my dog")
+    for ending in ("really.", "honestly!", "so much", "lol", "again?")
+]
+
+
+def texts() -> list[str]:
+    return goemotions_texts() if (DATA / "test.tsv").exists() else FALLBACK_TEXTS
+
+
+def two_model_replicas(path: Path) -> Path:
+    config = yaml.safe_load(DEFAULT_CONFIG.read_text(encoding="utf-8"))
+    for deployment in config["applications"][0]["deployments"]:
+        if deployment["name"] == "EmotionModel":
+            deployment.pop("autoscaling_config", None)
+            deployment["num_replicas"] = 2
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    return path
+
+
+def ray_processes() -> set[int]:
+    out = subprocess.run(["pgrep", "-f", "raylet|gcs_server"], capture_output=True, text=True).stdout
+    return {int(p) for p in out.split()}
+
+
+async def rows_between(url: str, start: datetime, end: datetime) -> int:
+    conn = await asyncpg.connect(url)
+    try:
+        n: int = await conn.fetchval(
+            "SELECT count(*) FROM emotion_requests WHERE created_at >= $1 AND created_at < $2", start, end
+        )
+        return n
+    finally:
+        await conn.close()
+
+
+async def wait_rows(url: str, start: datetime, end: datetime, expected: int, timeout_s: float = 120) -> int:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        n = await rows_between(url, start, end)
+        if n >= expected or time.monotonic() > deadline:
+            return n
+        await asyncio.sleep(0.5)
+
+
+async def logged_drill(name: str, url: str, pg: PostgresServer, corpus: list[str], n: int, **kw: Any) -> DrillResult:
+    """A load drill whose 200s must all appear in the request log."""
+    start = datetime.now(UTC)
+    result = DrillResult(name, await drive(url, corpus, n, 16, **kw))
+    end = datetime.now(UTC)
+    result.rows_sent = result.succeeded
+    result.rows_stored = await wait_rows(pg.url, start, end, result.succeeded)
+    return result
+
+
+def schemathesis_run(url: str, key: str, out: Path) -> dict[str, Any]:
+    report = out / "schemathesis.ndjson"
+    cmd = [
+        str(Path(sys.executable).parent / "schemathesis"), "run", f"{url}/openapi.json",
+        "--checks", "not_a_server_error,response_schema_conformance,content_type_conformance",
+        "--max-examples", "25", "--seed", "1", "-H", f"X-API-Key: {key}",
+        "--report", "ndjson", "--report-ndjson-path", str(report), "--request-timeout", "30",
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    tail = [line for line in proc.stdout.splitlines() if line.strip()][-6:]
+    return {"exit_code": proc.returncode, "passed": proc.returncode == 0, "summary": tail}
+
+
+async def scenarios(url: str, key: str, redis: RedisServer, pg: PostgresServer, n: int, out: Path) -> dict[str, Any]:
+    corpus = texts()
+    auth = {"X-API-Key": key}
+    results: dict[str, Any] = {}
+
+    print("1. bad-input battery ...", flush=True)
+    results["bad_inputs"] = await bad_input_battery(url, headers=auth)
+    print(f"   {results['bad_inputs']}", flush=True)
+
+    print("2. API keys ...", flush=True)
+    results["auth"] = await unauthenticated_served(url, key)
+    print(f"   {results['auth']}", flush=True)
+
+    print("3. schemathesis against /openapi.json ...", flush=True)
+    results["schemathesis"] = await asyncio.to_thread(schemathesis_run, url, key, out)
+    print(f"   passed={results['schemathesis']['passed']}  " + " | ".join(results["schemathesis"]["summary"][-2:]))
+
+    print(f"4. one of 2 model replicas SIGKILLed after {n // 3} of {n} requests ...", flush=True)
+    kill = ReplicaKill("EmotionModel")
+    kill_result = await logged_drill(
+        "model replica killed", url, pg, corpus, n, on_progress=at({1 / 3: kill}, n), headers=auth
+    )
+    replaced_s = await asyncio.to_thread(kill.wait)
+    kill_result.notes.update(
+        success_rate=round(kill_result.succeeded / kill_result.sent, 4),
+        killed_pid=kill.victim,
+        replaced_after_s=replaced_s,
+    )
+    results["model_replica_killed"] = kill_result.row()
+    print(f"   {results['model_replica_killed']}", flush=True)
+
+    print(f"5. Redis killed after {n // 5} of {n} requests, restarted after {3 * n // 5} ...", flush=True)
+    chaos = at({0.2: redis.stop, 0.6: redis.start}, n)
+    results["redis_down_up"] = (await logged_drill("redis", url, pg, corpus, n, on_progress=chaos, headers=auth)).row()
+    print(f"   {results['redis_down_up']}", flush=True)
+
+    print(f"6. PostgreSQL stopped after {n // 5} of {n} requests, started after {3 * n // 5} ...", flush=True)
+    chaos = at({0.2: pg.stop, 0.6: pg.start}, n)
+    results["postgres_down_up"] = (await logged_drill("pg", url, pg, corpus, n, on_progress=chaos, headers=auth)).row()
+    print(f"   {results['postgres_down_up']}", flush=True)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=1000, help="requests per load scenario")
+    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "fault_suite.json")
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="samo-faults-"))
+    redis, pg = RedisServer().start(), PostgresServer().start()
+    key = KeyStore(tmp / "keys.json").create("fault-suite")
+    env = {
+        "SAMO_REDIS_URL": redis.url,
+        "SAMO_DATABASE_URL": pg.url,
+        "SAMO_API_KEYS_FILE": str(tmp / "keys.json"),
+        "SAMO_DATA_DIR": str(tmp / "data"),
+        # rate limits on (in Redis, in-process while Redis is down) but far above this load
+        "SAMO_RATE_LIMITS__ENABLED": "true",
+        "SAMO_RATE_LIMITS__TIERS": json.dumps({"default": {"per_second": 100000, "burst": 100000}}),
+    }
+    config = two_model_replicas(tmp / "serve.yaml")
+    ray_before = ray_processes()
+    results: dict[str, Any] = {}
+    try:
+        port = free_port()
+        cmd = [sys.executable, "-m", "samo_serve.cli", "run", "--port", str(port), "--config", str(config)]
+        srv = Proc(cmd, f"http://127.0.0.1:{port}", env, tmp / "samo.log")
+        try:
+            srv.wait_ready()
+            results = asyncio.run(scenarios(srv.url, key, redis, pg, args.requests, tmp))
+        finally:
+            srv.stop()
+
+        print("7. SIGTERM to samo-serve with rows still queued ...", flush=True)
+        port = free_port()
+        queued_env = {**env, "SAMO_REQUEST_LOG__FLUSH_INTERVAL_MS": "3600000", "SAMO_REQUEST_LOG__FLUSH_ROWS": "100000"}
+        cmd = [sys.executable, "-m", "samo_serve.cli", "run", "--port", str(port)]
+        srv = Proc(cmd, f"http://127.0.0.1:{port}", queued_env, tmp / "samo-sigterm.log")
+        srv.wait_ready()
+        start = datetime.now(UTC)
+        statuses = asyncio.run(drive(srv.url, texts(), 300, 8, headers={"X-API-Key": key}))
+        end = datetime.now(UTC)
+        srv.stop()
+        result = DrillResult("sigterm", statuses)
+        result.rows_sent = result.succeeded
+        result.rows_stored = asyncio.run(wait_rows(pg.url, start, end, result.succeeded, timeout_s=10))
+        time.sleep(5)
+        result.notes.update(exit_code=srv.proc.returncode, ray_processes_left=len(ray_processes() - ray_before))
+        results["sigterm_rows_queued"] = result.row()
+        print(f"   {results['sigterm_rows_queued']}", flush=True)
+    finally:
+        redis.stop()
+        pg.remove()
+
+    print("\nfault suite:")
+    for name, value in results.items():
+        print(f"  {name}: {value}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2))
+    print(f"\nwritten {args.out}  (server logs in {tmp})")
+
+
+if __name__ == "__main__":
+    main()

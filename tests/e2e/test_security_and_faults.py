@@ -1,0 +1,92 @@
+"""Through real Ray Serve over HTTP: API keys, Redis-backed rate limits, the bad-input battery, headers,
+and one of two model replicas SIGKILLed under load."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from samo_serve.api_keys import KeyStore
+from samo_serve.drills import BAD_INPUTS, ReplicaKill, at, bad_input_battery, drive, unauthenticated_served
+from samo_serve.launcher import DEFAULT_CONFIG
+from samo_serve.local_services import RedisServer, missing_binaries
+
+from .conftest import Server, run_server
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str]:
+    path = tmp_path_factory.mktemp("keys") / "keys.json"
+    store = KeyStore(path)
+    return path, store.create("e2e"), store.create("e2e-tiny", tier="tiny")
+
+
+@pytest.fixture(scope="module")
+def guarded_server(tmp_path_factory: pytest.TempPathFactory, keys: tuple[Path, str, str]) -> Iterator[Server]:
+    if missing := missing_binaries():
+        pytest.fail(f"{', '.join(missing)} not installed: scripts/test.sh installs redis-server and postgresql")
+    redis = RedisServer().start()
+    config = yaml.safe_load(DEFAULT_CONFIG.read_text(encoding="utf-8"))
+    for deployment in config["applications"][0]["deployments"]:
+        if deployment["name"] == "EmotionModel":  # two replicas, so that one can be killed
+            deployment.pop("autoscaling_config", None)
+            deployment["num_replicas"] = 2
+    config_path = tmp_path_factory.mktemp("config") / "serve.yaml"
+    config_path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    tiers = {"default": {"per_second": 100000, "burst": 100000}, "tiny": {"per_second": 0.5, "burst": 3}}
+    env = {
+        "SAMO_API_KEYS_FILE": str(keys[0]),
+        "SAMO_REDIS_URL": redis.url,
+        "SAMO_RATE_LIMITS__ENABLED": "true",
+        "SAMO_RATE_LIMITS__TIERS": json.dumps(tiers),
+    }
+    try:
+        yield from run_server(tmp_path_factory, env, ("--config", str(config_path)))
+    finally:
+        redis.stop()
+
+
+async def test_bad_input_battery(guarded_server: Server, keys: tuple[Path, str, str]) -> None:
+    result = await bad_input_battery(guarded_server.url, headers={"X-API-Key": keys[1]})
+    assert result["failures"] == []
+    assert result["as_expected"] == len(BAD_INPUTS) >= 30
+
+
+async def test_no_request_served_without_a_key(guarded_server: Server, keys: tuple[Path, str, str]) -> None:
+    result = await unauthenticated_served(guarded_server.url, keys[1])
+    assert result["served_without_key"] == 0
+    assert result["served_with_key"] == 5
+    with httpx.Client(base_url=guarded_server.url, timeout=60) as client:
+        for path in ("/healthz", "/readyz", "/docs", "/openapi.json"):
+            assert client.get(path).status_code == 200, path
+
+
+def test_rate_limit_through_serve(guarded_server: Server, keys: tuple[Path, str, str]) -> None:
+    with httpx.Client(base_url=guarded_server.url, timeout=60, headers={"X-API-Key": keys[2]}) as client:
+        statuses = [client.post("/predict", json={"text": f"rate {i}"}) for i in range(4)]
+    assert [r.status_code for r in statuses] == [200, 200, 200, 429]
+    refused = statuses[-1]
+    assert refused.json()["error"]["code"] == "RATE_LIMITED"
+    assert int(refused.headers["retry-after"]) >= 1
+    assert refused.headers["x-ratelimit-limit"] == "3"
+    assert refused.headers["x-ratelimit-remaining"] == "0"
+    assert statuses[0].headers["x-ratelimit-remaining"] == "2"
+    for r in statuses:
+        assert r.headers["x-content-type-options"] == "nosniff"
+        assert r.headers["x-frame-options"] == "DENY"
+        assert r.headers["x-request-id"]
+
+
+async def test_model_replica_killed_under_load(guarded_server: Server, keys: tuple[Path, str, str]) -> None:
+    n = 400
+    kill = ReplicaKill("EmotionModel")
+    texts = [f"replica drill {i}: so happy and a bit nervous" for i in range(n)]
+    statuses = await drive(guarded_server.url, texts, n, 8, at({0.3: kill}, n), headers={"X-API-Key": keys[1]})
+    assert kill.victim is not None
+    assert statuses[200] >= 0.99 * n, statuses
+    assert kill.wait() is not None  # Serve brought the replica back
