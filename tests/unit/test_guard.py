@@ -15,6 +15,7 @@ import pytest
 from samo_serve.api import create_app
 from samo_serve.api_keys import KeyStore, generate_key, parse_key
 from samo_serve.cli import main as cli
+from samo_serve.guard import Guard
 from samo_serve.memory import MemoryLimitExceeded, check_memory, rss_mb
 from samo_serve.rate_limit import decide, take_tokens
 from samo_serve.service import EmotionService
@@ -295,3 +296,40 @@ def test_memory_watch() -> None:
     check_memory(10**6)
     with pytest.raises(MemoryLimitExceeded, match="max_rss_mb"):
         check_memory(64)
+
+
+async def test_a_client_that_disconnects_frees_its_slot(
+    make_service: Callable[..., EmotionService], fake_runner: Any
+) -> None:
+    runner = SlowRunner(fake_runner)
+    settings = Settings(limits={"max_in_flight_requests": 1})
+    guard = Guard.from_settings(settings)
+    app = create_app(settings, make_service(runner, settings), guard=guard)
+    gone = asyncio.Event()
+    body_sent = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal body_sent
+        if not body_sent:
+            body_sent = True
+            return {"type": "http.request", "body": b'{"text": "slow"}', "more_body": False}
+        await gone.wait()
+        return {"type": "http.disconnect"}
+
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+        "path": "/predict", "raw_path": b"/predict", "query_string": b"", "root_path": "",
+        "headers": [(b"content-type", b"application/json")], "client": ("127.0.0.1", 1), "server": ("t", 80),
+    }  # fmt: skip
+    request = asyncio.create_task(app(scope, receive, send))
+    await asyncio.sleep(0.2)
+    assert guard.in_flight == 1  # waiting on the (blocked) model
+    gone.set()
+    await asyncio.wait_for(request, 5)
+    assert guard.in_flight == 0  # the slot is free although the model is still busy
+    runner.release.set()
