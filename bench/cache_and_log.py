@@ -41,7 +41,10 @@ from samo_serve.local_services import PostgresServer, RedisServer, free_port  # 
 def start_server(env: dict[str, str], log: Path) -> Proc:
     port = free_port()
     srv = Proc(
-        [sys.executable, "-m", "samo_serve.cli", "run", "--port", str(port)], f"http://127.0.0.1:{port}", env, log
+        [sys.executable, "-m", "samo_serve.cli", "run", "--port", str(port), "--metrics-port", str(free_port())],
+        f"http://127.0.0.1:{port}",
+        env,
+        log,
     )
     srv.wait_ready()
     return srv

@@ -198,7 +198,7 @@ def main() -> None:
         print("7. SIGTERM to samo-serve with rows still queued ...", flush=True)
         port = free_port()
         queued_env = {**env, "SAMO_REQUEST_LOG__FLUSH_INTERVAL_MS": "3600000", "SAMO_REQUEST_LOG__FLUSH_ROWS": "100000"}
-        cmd = [sys.executable, "-m", "samo_serve.cli", "run", "--port", str(port)]
+        cmd = [sys.executable, "-m", "samo_serve.cli", "run", "--port", str(port), "--metrics-port", str(free_port())]
         srv = Proc(cmd, f"http://127.0.0.1:{port}", queued_env, tmp / "samo-sigterm.log")
         srv.wait_ready()
         start = datetime.now(UTC)

@@ -14,6 +14,7 @@ from ray.serve import Application
 
 from deployments.ingress import Ingress
 from deployments.model import EmotionModel
+from deployments.stats_hub import StatsHub
 from deployments.tokenizer import Tokenizer
 from samo_serve.settings import Settings
 
@@ -42,13 +43,15 @@ def build_app(args: dict[str, Any] | None = None) -> Application:
         # Must be >= the micro-batch size, or it caps the batch (Serve's default is 5).
         max_ongoing_requests=max(256, batch.ingress_max_batch_size * 2),
     )(serve.ingress()(Ingress))
+    # Merges every ingress replica's per-second windows for /stats (a twentieth of a CPU: it adds arrays).
+    hub = serve.deployment(name="StatsHub", num_replicas=1, ray_actor_options={"num_cpus": 0.05})(StatsHub).bind(plain)
     if settings.tokenize_in == "ingress":
-        app: Application = ingress.bind(model, plain)
+        app: Application = ingress.bind(model, plain, None, hub)
         return app
     tokenizer = serve.deployment(
         name="Tokenizer",
         ray_actor_options={"num_cpus": 0.25},
         max_ongoing_requests=64,
     )(Tokenizer).bind(plain)
-    app = ingress.bind(model, plain, tokenizer)
+    app = ingress.bind(model, plain, tokenizer, hub)
     return app

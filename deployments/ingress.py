@@ -4,22 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 from fastapi import FastAPI
+from ray import serve
 from ray.exceptions import RayActorError
 from ray.serve.exceptions import BackPressureError, ReplicaUnavailableError
 from ray.serve.handle import DeploymentHandle
 
 from deployments.common import served_card, settings_from_args
+from deployments.stats_hub import HubClient
 from samo_serve.api import create_app
 from samo_serve.batching import flatten, unflatten
 from samo_serve.cache import CachedResult
 from samo_serve.errors import ModelUnavailable, Overloaded
 from samo_serve.memory import check_memory
 from samo_serve.micro_batcher import MicroBatcher
+from samo_serve.ray_metrics import RayFactory
 from samo_serve.service import EmotionService
 from samo_serve.settings import BatchingSettings, updated_batching
+from samo_serve.telemetry import Telemetry
 from samo_serve.tokenizer import TextTokenizer, TokenBatch
 
 log = logging.getLogger(__name__)
@@ -44,7 +49,13 @@ class HandlePipeline:
         self._batcher: MicroBatcher[list[str], list[CachedResult]] = MicroBatcher(
             self._classify_batch, batching.ingress_max_batch_size, batching.ingress_max_in_flight
         )
+        self.telemetry: Telemetry | None = None
         self.apply_batching(batching)
+
+    def observe(self, telemetry: Telemetry) -> None:
+        """Report tokenizer time and micro-batch sizes and waits to ``telemetry``."""
+        self.telemetry = telemetry
+        self._batcher.on_batch = lambda size, wait_s: telemetry.on_batch(size, self._batcher.max_size, wait_s)
 
     def apply_batching(self, batching: BatchingSettings) -> None:
         self.batching = batching
@@ -57,7 +68,10 @@ class HandlePipeline:
     async def _classify_batch(self, calls: list[list[str]]) -> list[list[CachedResult]]:
         texts, sizes = flatten(calls)
         if isinstance(self._tokenizer, TextTokenizer):
+            started = time.perf_counter()
             tokens = self._tokenizer.encode_batch(texts)  # ~20 us a text: cheaper than a hop
+            if self.telemetry is not None:
+                self.telemetry.on_tokenize(time.perf_counter() - started)
         else:
             tokens = await self._tokenizer.encode.remote(texts)
         scores = await self._predict(tokens)
@@ -85,7 +99,11 @@ class HandlePipeline:
 
 class Ingress:
     def __init__(
-        self, model: DeploymentHandle[Any], args: dict[str, Any], tokenizer: DeploymentHandle[Any] | None = None
+        self,
+        model: DeploymentHandle[Any],
+        args: dict[str, Any],
+        tokenizer: DeploymentHandle[Any] | None = None,
+        stats_hub: DeploymentHandle[Any] | None = None,
     ) -> None:
         self._settings = settings_from_args(args)
         card = served_card(self._settings, verify=False)
@@ -95,10 +113,17 @@ class Ingress:
         self._pipeline = HandlePipeline(tokenize, model, self._settings.batching)
         # Redis, the request log and its writer task come up in the app's lifespan (Serve runs it per replica).
         self._service = EmotionService.from_settings(card, self._pipeline, self._settings)
+        self._telemetry = Telemetry.from_settings(
+            self._settings,
+            RayFactory(),  # Ray's metrics pipeline: scraped from Ray's Prometheus endpoint (docs/METRICS.md)
+            hub=HubClient(stats_hub) if stats_hub is not None else None,
+            replica_id=serve.get_replica_context().replica_id.unique_id,
+        )
+        self._pipeline.observe(self._telemetry)
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         # Serve (proxy or direct ingress) sets X-Request-ID on every response itself: the id our handlers see.
-        return create_app(self._settings, self._service, echo_request_id=False)
+        return create_app(self._settings, self._service, echo_request_id=False, telemetry=self._telemetry)
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         self._pipeline.apply_batching(updated_batching(self._pipeline.batching, user_config))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import numpy as np
@@ -11,7 +12,9 @@ from ray import serve
 from deployments.common import served_card, settings_from_args
 from samo_serve.batching import count_texts, merge_token_batches, split_rows
 from samo_serve.memory import check_memory
+from samo_serve.metrics import Metrics, NullFactory, ProcessSampler
 from samo_serve.model_runner import OrtModelRunner
+from samo_serve.ray_metrics import RayFactory
 from samo_serve.settings import BatchingSettings, updated_batching
 from samo_serve.tokenizer import TokenBatch
 
@@ -22,6 +25,10 @@ class EmotionModel:
         self._max_rss_mb = settings.limits.max_rss_mb
         self._card = served_card(settings, verify=settings.verify_model_sha256)
         self._runner = OrtModelRunner.for_card(self._card, settings.model_dir, settings.runner)
+        factory = RayFactory() if settings.observability.metrics_enabled else NullFactory()
+        self._metrics = Metrics(factory)
+        self._sampler = ProcessSampler(self._metrics)
+        self._metrics.model_info.set(1, {"version": self._card.version, "provider": self._runner.provider})
         self._apply_batching(settings.batching)
 
     def _apply_batching(self, batching: BatchingSettings) -> None:
@@ -36,8 +43,11 @@ class EmotionModel:
     @serve.batch(max_batch_size=128, batch_wait_timeout_s=0.002, batch_size_fn=count_texts)
     async def predict(self, batches: list[TokenBatch]) -> list[np.ndarray]:
         merged = merge_token_batches(batches)
+        started = time.perf_counter()
         # ORT releases the GIL: run it off the event loop so the next batch fills meanwhile.
         scores = await asyncio.to_thread(self._runner.predict, merged)
+        self._metrics.model.observe(time.perf_counter() - started)
+        self._metrics.batch_size.observe(len(merged), {"stage": "model"})
         return split_rows(scores, [len(b) for b in batches])
 
     def info(self) -> dict[str, object]:
@@ -45,5 +55,6 @@ class EmotionModel:
         return {"provider": self._runner.provider, "version": self._card.version}
 
     def check_health(self) -> None:
+        self._sampler.sample_process()  # Serve calls this every 10 s: memory and CPU gauges ride along
         self._runner.health()
         check_memory(self._max_rss_mb)  # past its bound the replica is replaced by Serve

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from deployments.common import served_card, settings_from_args
+from samo_serve.metrics import Metrics, NullFactory
+from samo_serve.ray_metrics import RayFactory
 from samo_serve.tokenizer import TextTokenizer, TokenBatch
 
 
@@ -13,6 +16,10 @@ class Tokenizer:
         settings = settings_from_args(args)
         card = served_card(settings, verify=False)
         self._tokenizer = TextTokenizer.for_card(card, settings.model_dir)
+        self._metrics = Metrics(RayFactory() if settings.observability.metrics_enabled else NullFactory())
 
     def encode(self, texts: list[str]) -> TokenBatch:
-        return self._tokenizer.encode_batch(texts)
+        started = time.perf_counter()
+        tokens = self._tokenizer.encode_batch(texts)
+        self._metrics.tokenize.observe(time.perf_counter() - started)
+        return tokens

@@ -12,10 +12,12 @@ import asyncio
 import json
 import logging
 import re
+import time
 import uuid
 from asyncio import FIRST_COMPLETED
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any, TypeVar
 
 from fastapi import Depends, FastAPI, Request
@@ -25,7 +27,7 @@ from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
-from starlette.responses import Response
+from starlette.responses import HTMLResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from samo_serve.errors import (
@@ -41,6 +43,7 @@ from samo_serve.errors import (
 )
 from samo_serve.guard import Guard, GuardMiddleware
 from samo_serve.memory import rss_mb
+from samo_serve.metrics import PrometheusFactory
 from samo_serve.postprocess import emotions_catalog
 from samo_serve.rate_limit import RATE_LIMIT_HEADERS
 from samo_serve.request_log import RequestLog, parse_range
@@ -54,6 +57,7 @@ from samo_serve.schemas import (
 )
 from samo_serve.service import EmotionService, RequestContext, check_text
 from samo_serve.settings import LimitSettings, Settings
+from samo_serve.telemetry import Telemetry
 
 __all__ = ["create_app"]
 
@@ -98,6 +102,43 @@ class RequestIdMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_id)
+
+
+DASHBOARD_HTML = (Path(__file__).parent / "static" / "dashboard.html").read_text(encoding="utf-8")
+
+
+class MetricsMiddleware:
+    """Counts every request by route and status and times it (samo_requests, samo_request_latency_seconds).
+
+    Unknown paths count as ``other``, so a scan of random URLs cannot create unbounded label values.
+    """
+
+    def __init__(self, app: ASGIApp, telemetry: Telemetry, fastapi_app: FastAPI) -> None:
+        self.app = app
+        self.telemetry = telemetry
+        self._fastapi_app = fastapi_app
+        self._routes: frozenset[str] | None = None  # read on first use: routes are added after middleware
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500  # if the app dies before answering
+
+        async def send_and_see(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_see)
+        finally:
+            if self._routes is None:
+                self._routes = frozenset(getattr(r, "path", "") for r in self._fastapi_app.routes)
+            route = scope["path"] if scope["path"] in self._routes else "other"
+            self.telemetry.on_request(route, status, time.perf_counter() - started)
 
 
 def _json(payload: Any, status: int = 200) -> Response:
@@ -228,7 +269,11 @@ def _install_openapi(app: FastAPI) -> None:
 
 
 def create_app(
-    settings: Settings, service: EmotionService, echo_request_id: bool = True, guard: Guard | None = None
+    settings: Settings,
+    service: EmotionService,
+    echo_request_id: bool = True,
+    guard: Guard | None = None,
+    telemetry: Telemetry | None = None,
 ) -> FastAPI:
     """Build the FastAPI app of the HTTP contract over ``service``.
 
@@ -238,14 +283,18 @@ def create_app(
     """
     limits = settings.limits
     guard = guard or Guard.from_settings(settings)
+    telemetry = telemetry or Telemetry.from_settings(settings, PrometheusFactory())
+    service.telemetry = telemetry
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         # Serve runs this in each ingress replica: start the log writer, and flush it on shutdown.
         await service.start()
+        telemetry.start(service.counters)
         try:
             yield
         finally:
+            await telemetry.stop()
             await service.stop()
             await guard.close()
 
@@ -264,6 +313,7 @@ def create_app(
             expose_headers=["X-Request-ID", "Retry-After", *RATE_LIMIT_HEADERS],
         )
     app.add_middleware(GuardMiddleware, guard=guard)
+    app.add_middleware(MetricsMiddleware, telemetry=telemetry, fastapi_app=app)
     app.add_middleware(RequestIdMiddleware, echo_header=echo_request_id)  # outermost: every response has an id
 
     async def charge_one(request: Request) -> None:
@@ -332,9 +382,27 @@ def create_app(
             }
         )
 
-    @app.get("/stats", summary="Counters of this replica: cache levels, request-log rows", dependencies=limited)
+    @app.get(
+        "/stats",
+        summary="All ingress replicas over 1 min / 5 min / 1 h, a 5-minute series, replicas, recommendations",
+        dependencies=limited,
+    )
     async def stats() -> Response:
-        return _json({**service.stats(), "guard": guard.snapshot(), "memory": {"rss_mb": rss_mb()}})
+        dependencies = await service.dependencies()
+        view = await telemetry.view(dependencies)
+        # This replica's own counters since it started (caches, request-log rows, guard refusals).
+        view["replica"] = {**service.stats(), "guard": guard.snapshot(), "rss_mb": rss_mb(), "id": telemetry.replica_id}
+        view["dependencies"] = dependencies
+        return _json(view)
+
+    @app.get(
+        "/dashboard",
+        response_class=HTMLResponse,
+        summary="Live charts of /stats (one self-contained page)",
+        dependencies=limited,
+    )
+    async def dashboard() -> HTMLResponse:
+        return HTMLResponse(DASHBOARD_HTML)
 
     def request_log() -> RequestLog:
         if service.request_log is None:

@@ -31,7 +31,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from samo_serve.launcher import load_config, serve_forever
 
     config = load_config(Path(args.config), port=args.port, host=args.host)
-    return serve_forever(config, ready_timeout_s=args.ready_timeout, direct_ingress=not args.classic_proxy)
+    return serve_forever(
+        config,
+        ready_timeout_s=args.ready_timeout,
+        direct_ingress=not args.classic_proxy,
+        metrics_port=args.metrics_port,
+    )
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
@@ -155,6 +160,9 @@ def _parser() -> argparse.ArgumentParser:
         "--classic-proxy",
         action="store_true",
         help="serve through Ray's HTTP proxy instead of directly from the ingress replica (slower; see docs)",
+    )
+    run.add_argument(
+        "--metrics-port", type=int, default=8080, help="Ray's Prometheus endpoint (ray_serve_*, ray_samo_*)"
     )
     run.set_defaults(func=_cmd_run)
 

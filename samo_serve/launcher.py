@@ -25,6 +25,7 @@ __all__ = ["DEFAULT_CONFIG", "load_config", "serve_forever"]
 
 log = logging.getLogger(__name__)
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "serve.yaml"
+DEFAULT_METRICS_PORT = 8080
 
 # Ray defaults tuned for a loaded 2-core laptop; a caller's own environment wins.
 RAY_ENV_DEFAULTS = {
@@ -48,7 +49,7 @@ def load_config(path: Path, port: int | None = None, host: str | None = None) ->
     return config
 
 
-def check_port_free(host: str, port: int) -> None:
+def check_port_free(host: str, port: int, what: str = "--port") -> None:
     """Fail fast: a taken port would otherwise leave the ingress replica retrying until the ready timeout.
 
     Raises:
@@ -58,7 +59,7 @@ def check_port_free(host: str, port: int) -> None:
         try:
             sock.bind((host, port))
         except OSError as exc:
-            raise OSError(f"{host}:{port} is already in use (another samo-serve?); choose one with --port") from exc
+            raise OSError(f"{host}:{port} is already in use (another samo-serve?); choose one with {what}") from exc
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -105,12 +106,17 @@ def wait_ready(url: str, timeout_s: float, stop: threading.Event) -> bool:
 
 
 def serve_forever(
-    config: dict[str, Any], ready_timeout_s: float = 600, num_cpus: int | None = None, direct_ingress: bool = True
+    config: dict[str, Any],
+    ready_timeout_s: float = 600,
+    num_cpus: int | None = None,
+    direct_ingress: bool = True,
+    metrics_port: int = DEFAULT_METRICS_PORT,
 ) -> int:
     """Deploy ``config`` on a new local Ray and block until SIGINT/SIGTERM. Returns an exit code."""
     url = f"http://{config['http_options']['host']}:{config['http_options']['port']}"
     try:
         check_port_free(config["http_options"]["host"], int(config["http_options"]["port"]))
+        check_port_free("127.0.0.1", metrics_port, what="--metrics-port")
     except OSError as exc:
         print(f"samo-serve: {exc}", flush=True)
         return 2
@@ -135,6 +141,8 @@ def serve_forever(
         num_cpus=num_cpus,
         include_dashboard=False,
         logging_level=logging.WARNING,
+        # Ray's Prometheus endpoint: ray_serve_* and our ray_samo_* metrics (docs/METRICS.md)
+        _metrics_export_port=metrics_port,
     )
     # After ray.init: it installs its own SIGTERM handler (exit with the signal's code).
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -150,7 +158,11 @@ def serve_forever(
                 return 0
             print(f"samo-serve did not become ready within {ready_timeout_s:.0f} s", flush=True)
             return 1
-        print(f"samo-serve ready at {url}  (docs: {url}/docs)  Ctrl-C to stop", flush=True)
+        print(
+            f"samo-serve ready at {url}  (docs: {url}/docs, dashboard: {url}/dashboard, "
+            f"Prometheus: http://127.0.0.1:{metrics_port}/metrics)  Ctrl-C to stop",
+            flush=True,
+        )
         stop.wait()
         return 0
     finally:

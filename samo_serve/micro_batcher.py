@@ -10,6 +10,7 @@ by themselves, and a lone request never waits.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
@@ -29,28 +30,36 @@ class MicroBatcher(Generic[C, R]):
         max_in_flight: batches running at once; 2 lets one batch fill while another is downstream.
     """
 
-    def __init__(self, run: Callable[[list[C]], Awaitable[list[R]]], max_size: int, max_in_flight: int = 2) -> None:
+    def __init__(
+        self,
+        run: Callable[[list[C]], Awaitable[list[R]]],
+        max_size: int,
+        max_in_flight: int = 2,
+        on_batch: Callable[[int, float], None] | None = None,
+    ) -> None:
         if max_size < 1 or max_in_flight < 1:
             raise ValueError("max_size and max_in_flight must be >= 1")
         self._run = run
         self.max_size = max_size
         self.max_in_flight = max_in_flight
-        self._pending: deque[tuple[C, asyncio.Future[R]]] = deque()
+        self._pending: deque[tuple[C, asyncio.Future[R], float]] = deque()
+        #: called per batch with (items, seconds its oldest call waited): for metrics
+        self.on_batch = on_batch
         self._in_flight = 0
         self.batches = 0  # counters for stats: batches run and items in them
         self.items = 0
 
     async def submit(self, call: C) -> R:
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
-        self._pending.append((call, future))
+        self._pending.append((call, future, time.perf_counter()))
         self._dispatch()
         return await future
 
-    def _take(self) -> list[tuple[C, asyncio.Future[R]]]:
-        batch: list[tuple[C, asyncio.Future[R]]] = []
+    def _take(self) -> list[tuple[C, asyncio.Future[R], float]]:
+        batch: list[tuple[C, asyncio.Future[R], float]] = []
         size = 0
         while self._pending:
-            call, future = self._pending[0]
+            call, future, _ = self._pending[0]
             if future.done():  # cancelled while waiting (client gone)
                 self._pending.popleft()
                 continue
@@ -67,19 +76,22 @@ class MicroBatcher(Generic[C, R]):
                 return
             self._in_flight += 1
             self.batches += 1
-            self.items += sum(len(call) for call, _ in batch)
+            items = sum(len(call) for call, _, _ in batch)
+            self.items += items
+            if self.on_batch is not None:
+                self.on_batch(items, time.perf_counter() - batch[0][2])
             asyncio.get_running_loop().create_task(self._execute(batch))
 
-    async def _execute(self, batch: list[tuple[C, asyncio.Future[R]]]) -> None:
+    async def _execute(self, batch: list[tuple[C, asyncio.Future[R], float]]) -> None:
         try:
-            results = await self._run([call for call, _ in batch])
+            results = await self._run([call for call, _, _ in batch])
             if len(results) != len(batch):
                 raise RuntimeError(f"batch function returned {len(results)} results for {len(batch)} calls")
-            for (_, future), result in zip(batch, results, strict=True):
+            for (_, future, _), result in zip(batch, results, strict=True):
                 if not future.done():
                     future.set_result(result)
         except Exception as exc:  # every caller of the batch gets the failure
-            for _, future in batch:
+            for _, future, _ in batch:
                 if not future.done():
                     future.set_exception(exc)
         finally:

@@ -21,6 +21,7 @@ from samo_serve.request_log import LogRow, RequestLog
 from samo_serve.request_log.store import storable_text
 from samo_serve.schemas import PredictOptions
 from samo_serve.settings import Settings
+from samo_serve.telemetry import Telemetry
 
 __all__ = ["EmotionService", "RequestContext", "check_text"]
 
@@ -61,6 +62,7 @@ class EmotionService:
         self.pipeline = pipeline
         self.postprocessor = Postprocessor.from_card(card)
         self.request_log = request_log
+        self.telemetry: Telemetry | None = None  # set by the app: /stats windows count texts per cache level
         self.log_text = settings.log_text
         # {"admiration":0.0123,...}, 9 digits: float32 exactly (L3 answers what the model said); a format
         # string is ~10x cheaper per row than json.dumps of a dict
@@ -111,6 +113,8 @@ class EmotionService:
             found.update((key, (result, "miss")) for key, result in fresh.items())
             self.cache.fill(fresh)
         latency_ms = round((time.perf_counter() - started) * 1000, 3)
+        if self.telemetry is not None:
+            self.telemetry.on_texts([found[k.cache_key][1] for k in keys])
         out = []
         for k in keys:
             result, level = found[k.cache_key]
@@ -165,6 +169,11 @@ class EmotionService:
             checks["database"] = self.request_log.health()
         results = await asyncio.gather(*checks.values())
         return dict(zip(checks, results, strict=True))
+
+    def counters(self) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """Cumulative cache counters per level and request-log row counters (sampled into metrics)."""
+        rows = self.request_log.writer.snapshot() if self.request_log is not None else None
+        return self.cache.snapshot(), rows
 
     def stats(self) -> dict[str, Any]:
         return {

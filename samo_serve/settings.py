@@ -13,10 +13,13 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from samo_serve.recommendations import RecommendationSettings
+
 __all__ = [
     "BatchingSettings",
     "CacheSettings",
     "LimitSettings",
+    "ObservabilitySettings",
     "RateLimitSettings",
     "RateTier",
     "RequestLogSettings",
@@ -137,6 +140,13 @@ class LimitSettings(_Section):
     max_rss_mb: int | None = Field(default=None, ge=64)
 
 
+class ObservabilitySettings(_Section):
+    """Metrics (docs/METRICS.md) and the thresholds behind /stats recommendations."""
+
+    metrics_enabled: bool = True
+    recommendations: RecommendationSettings = RecommendationSettings()
+
+
 class RateTier(_Section):
     #: texts per second refilled, and the most texts at once
     per_second: float = Field(gt=0)
@@ -182,6 +192,7 @@ class Settings(BaseSettings):
     #: the SQLite request log and spill files of the embedded default
     data_dir: Path = Field(default_factory=default_data_dir)
     rate_limits: RateLimitSettings = RateLimitSettings()
+    observability: ObservabilitySettings = ObservabilitySettings()
     #: API keys (``samo-serve keys create``); when the file holds an active key, every route but
     #: /healthz, /readyz and the docs needs one
     api_keys_file: Path | None = None

@@ -35,11 +35,22 @@ class Server:
     ) -> None:
         self.url = f"http://127.0.0.1:{port}"
         self.data_dir: Path | None = None
+        self.metrics_port = free_port()  # Ray's Prometheus endpoint for this server
         self.log_path = log_path
         self._log = log_path.open("w")
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "samo_serve.cli", "run", "--port", str(port), *args],
+            [
+                sys.executable,
+                "-m",
+                "samo_serve.cli",
+                "run",
+                "--port",
+                str(port),
+                "--metrics-port",
+                str(self.metrics_port),
+                *args,
+            ],
             cwd=ROOT,
             env=env,
             stdout=self._log,

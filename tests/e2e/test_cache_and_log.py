@@ -164,7 +164,7 @@ async def test_redis_killed_under_load_fails_no_request(
     async with httpx.AsyncClient(base_url=backed_server.url, timeout=60) as client:
         for _ in range(5):
             await client.post("/predict", json={"text": new_text()})
-        stats = (await client.get("/stats")).json()["cache"]["l2"]
+        stats = (await client.get("/stats")).json()["replica"]["cache"]["l2"]
     assert stats["errors"] > 0
     assert stats["circuit"] == "closed"  # recovered by itself
     client_ = Redis.from_url(redis.url)

@@ -38,7 +38,7 @@ def test_sigterm_with_rows_queued_loses_none(tokenizer_server: Server) -> None:
     texts = [f"queued row {i}" for i in range(40)]
     with httpx.Client(base_url=tokenizer_server.url, timeout=60) as other:
         sent = sum(other.post("/predict", json={"text": t}).status_code == 200 for t in texts)
-        pending = other.get("/stats").json()["request_log"]["rows"]["pending"]
+        pending = other.get("/stats").json()["replica"]["request_log"]["rows"]["pending"]
     assert sent == 40
     assert pending > 0  # still in the queue when the signal arrives
     assert tokenizer_server.stop() == 0

@@ -76,7 +76,7 @@ async def test_levels_fill_and_promote(
         assert second["cache"] == "l2"
         assert second["emotions"] == first["emotions"]
         assert (await predict(client, text))["cache"] == "l1"
-        stats = (await client.get("/stats")).json()["cache"]
+        stats = (await client.get("/stats")).json()["replica"]["cache"]
         assert stats["l2"]["hits"] == 1
         assert stats["l1"]["hits"] == 1
 

@@ -178,7 +178,7 @@ async def test_readyz(client: httpx.AsyncClient, card: ModelCard) -> None:
     assert body["status"] == "ready"
     assert body["model"] == {"version": card.version, "provider": "FakeExecutionProvider"}
     assert body["dependencies"] == {}  # no Redis, no request log configured
-    stats = (await client.get("/stats")).json()
+    stats = (await client.get("/stats")).json()["replica"]
     assert stats["cache"]["l1"]["sets"] == 1
     assert stats["request_log"] is None
 
