@@ -398,8 +398,7 @@ def create_app(
     @app.get(
         "/dashboard",
         response_class=HTMLResponse,
-        summary="Live charts of /stats (one self-contained page)",
-        dependencies=limited,
+        summary="Live charts of /stats (one self-contained page; with API keys, open it as /dashboard?key=KEY)",
     )
     async def dashboard() -> HTMLResponse:
         return HTMLResponse(DASHBOARD_HTML)

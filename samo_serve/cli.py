@@ -8,6 +8,7 @@ Examples::
     samo-serve model train --data ../shared/data/goemotions --out artifacts/ckpt   # needs [train]
     samo-serve model export --checkpoint artifacts/ckpt --data ../shared/data/goemotions
     samo-serve keys create --name mobile-app --file keys.json    # prints the key once
+    samo-serve report --url http://127.0.0.1:8000                # /stats as tables
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -146,6 +148,27 @@ def _cmd_keys_revoke(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    import httpx
+
+    from samo_serve.report import render_report
+
+    headers = {"X-API-Key": args.api_key} if args.api_key else {}
+    try:
+        response = httpx.get(args.url.rstrip("/") + "/stats", headers=headers, timeout=30)
+    except httpx.HTTPError as exc:
+        print(f"samo-serve report: cannot reach {args.url}: {exc}", file=sys.stderr)
+        return 2
+    if response.status_code != 200:
+        print(f"samo-serve report: /stats answered {response.status_code}: {response.text[:300]}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(response.json(), indent=2))
+        return 0
+    render_report(response.json())
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="samo-serve", description="Emotion detection on Ray Serve")
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -201,6 +224,12 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("--name", default=DEFAULT_MODEL_NAME)
     ex.add_argument("--data", default=None, help="GoEmotions dir: tune thresholds on dev, record metrics")
     ex.set_defaults(func=_cmd_export)
+
+    report = sub.add_parser("report", help="the /stats summary of a running service as terminal tables")
+    report.add_argument("--url", default="http://127.0.0.1:8000")
+    report.add_argument("--api-key", default=os.environ.get("SAMO_API_KEY"), help="default: $SAMO_API_KEY")
+    report.add_argument("--json", action="store_true", help="print /stats as it came")
+    report.set_defaults(func=_cmd_report)
 
     keys = sub.add_parser("keys", help="create, list and revoke API keys (stored as hashes)")
     ksub = keys.add_subparsers(dest="keys_command", required=True)

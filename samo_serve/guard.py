@@ -30,8 +30,9 @@ __all__ = ["PUBLIC_PATHS", "Guard", "GuardMiddleware"]
 
 log = logging.getLogger(__name__)
 
-#: reachable without a key and outside the in-flight bound (probes must answer under overload)
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/docs", "/docs/oauth2-redirect", "/openapi.json"})
+#: reachable without a key and outside the in-flight bound (probes must answer under overload; the
+#: dashboard page holds no data: it reads /stats with the key given as ?key=)
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/docs", "/docs/oauth2-redirect", "/openapi.json", "/dashboard"})
 SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
