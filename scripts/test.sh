@@ -5,10 +5,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Integration and e2e tests start private redis-server and PostgreSQL instances on free ports (they stop
-# and kill them in fault tests, so never the machine's own): only the binaries are needed.
+# and kill them in fault tests, so never the machine's own): only the binaries are needed (Debian's).
 need=()
 command -v redis-server >/dev/null || need+=(redis-server)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || need+=(postgresql)
+# the dashboard is checked in headless Chromium (tests/e2e/test_observability.py)
+command -v chromium >/dev/null || command -v chromium-browser >/dev/null || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing ${need[*]} (apt-get)"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
