@@ -15,7 +15,7 @@ Then, per scenario, prints requests sent / succeeded / failed and log rows sent 
 7. SIGTERM to samo-serve with rows still queued: every row stored, no Ray process left.
 
 Loopback only; every scenario is bounded in requests and time. Needs redis-server, PostgreSQL, and the
-GoEmotions texts in ../shared/data/goemotions (else a built-in list of sentences).
+GoEmotions texts in ../shared/data/goemotions (else the load tester's built-in sample).
 """
 
 from __future__ import annotations
@@ -50,18 +50,12 @@ from samo_serve.drills import (  # noqa: E402
     unauthenticated_served,
 )
 from samo_serve.launcher import DEFAULT_CONFIG  # noqa: E402
+from samo_serve.loadtest.corpus import builtin_corpus  # noqa: E402
 from samo_serve.local_services import PostgresServer, RedisServer, free_port  # noqa: E402
-
-FALLBACK_TEXTS = [
-    f"{opening} {subject}, {ending}"
-    for opening in ("I love", "I hate", "I am worried about", "Thank you for", "Wow, look at", "I miss")
-    for subject in ("this song", "my job", "the weather", "our team", "that movie", "the news", "my dog")
-    for ending in ("really.", "honestly!", "so much", "lol", "again?")
-]
 
 
 def texts() -> list[str]:
-    return goemotions_texts() if (DATA / "test.tsv").exists() else FALLBACK_TEXTS
+    return goemotions_texts() if (DATA / "test.tsv").exists() else builtin_corpus()
 
 
 def two_model_replicas(path: Path) -> Path:

@@ -9,6 +9,7 @@ Examples::
     samo-serve model export --checkpoint artifacts/ckpt --data ../shared/data/goemotions
     samo-serve keys create --name mobile-app --file keys.json    # prints the key once
     samo-serve report --url http://127.0.0.1:8000                # /stats as tables
+    samo-serve loadtest --concurrency 1,8,32 --requests 500 --out runs/lt   # report.md + plots
 """
 
 from __future__ import annotations
@@ -169,6 +170,34 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_loadtest(args: argparse.Namespace) -> int:
+    from samo_serve.loadtest.runner import run_loadtest
+
+    def numbers(text: str, kind: type) -> list:  # type: ignore[type-arg]
+        return [kind(v) for v in text.split(",") if v.strip()]
+
+    run = run_loadtest(
+        args.url,
+        concurrency=numbers(args.concurrency, int),
+        rate=numbers(args.rate, float) if args.rate else None,
+        requests=args.requests,
+        duration_s=args.duration,
+        corpus=Path(args.corpus) if args.corpus else None,
+        repeat_ratio=args.repeat_ratio,
+        batch=args.batch,
+        api_key=args.api_key,
+        stress=args.stress,
+        p95_target_ms=args.p95_target_ms,
+        out=Path(args.out) if args.out else None,
+    )
+    if stress := run.get("stress"):
+        print(
+            f"degradation point: {stress['degradation_at'] or 'not reached'}; "
+            f"max sustainable: {stress['max_sustainable']} ({stress['max_sustainable_rps']} rps)"
+        )
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="samo-serve", description="Emotion detection on Ray Serve")
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -224,6 +253,22 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("--name", default=DEFAULT_MODEL_NAME)
     ex.add_argument("--data", default=None, help="GoEmotions dir: tune thresholds on dev, record metrics")
     ex.set_defaults(func=_cmd_export)
+
+    lt = sub.add_parser("loadtest", help="measure how much load a running deployment holds (bounded runs)")
+    lt.add_argument("--url", default="http://127.0.0.1:8000")
+    lt.add_argument("--concurrency", default="1,8,32,64", help="closed-loop levels, e.g. 1,8,32,64")
+    lt.add_argument("--rate", default=None, help="open loop instead: arrival rates in requests/s, e.g. 50,100")
+    bound = lt.add_mutually_exclusive_group()
+    bound.add_argument("--requests", type=int, default=None, help="requests per level (default 200)")
+    bound.add_argument("--duration", type=float, default=None, help="seconds per level")
+    lt.add_argument("--corpus", default=None, help="texts: .txt (one per line), .tsv (GoEmotions) or .jsonl")
+    lt.add_argument("--repeat-ratio", type=float, default=0.0, help="share of repeated texts (0..1): cache hits")
+    lt.add_argument("--batch", type=int, default=1, help="texts per request (/predict/batch when > 1)")
+    lt.add_argument("--api-key", default=os.environ.get("SAMO_API_KEY"), help="default: $SAMO_API_KEY")
+    lt.add_argument("--stress", action="store_true", help="ramp concurrency 1,2,4,… until it degrades")
+    lt.add_argument("--p95-target-ms", type=float, default=500.0)
+    lt.add_argument("--out", default=None, help="folder for report.md, PNG plots and results.json")
+    lt.set_defaults(func=_cmd_loadtest)
 
     report = sub.add_parser("report", help="the /stats summary of a running service as terminal tables")
     report.add_argument("--url", default="http://127.0.0.1:8000")

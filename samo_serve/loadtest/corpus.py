@@ -1,0 +1,38 @@
+"""Texts to send: a file of the user's, or a small built-in sample of everyday sentences."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+__all__ = ["builtin_corpus", "load_corpus"]
+
+_OPENINGS = ("I love", "I hate", "I'm worried about", "Thank you for", "Wow, look at", "I miss", "I'm so proud of",
+             "Ugh,", "I can't believe", "Honestly,", "Why does nobody care about", "So grateful for")  # fmt: skip
+_SUBJECTS = ("this song", "my job", "the weather today", "our team", "that movie", "the news", "my dog",
+             "the new update", "my best friend", "this city", "the game last night", "my exam results")  # fmt: skip
+_ENDINGS = ("really.", "honestly!", "so much", "lol", "again?", "and I don't know what to do.", ":)",
+            "it made my day", "this is ridiculous", "")  # fmt: skip
+
+
+def builtin_corpus() -> list[str]:
+    """1,440 distinct short sentences in the register of GoEmotions (Reddit comments), written for tests."""
+    return [f"{o} {s} {e}".strip() for o in _OPENINGS for s in _SUBJECTS for e in _ENDINGS]
+
+
+def load_corpus(path: Path | None) -> list[str]:
+    """One text per line (``.txt``), the first column of a TSV (GoEmotions' format), or ``{"text": …}`` JSON lines."""
+    if path is None:
+        return builtin_corpus()
+    texts: list[str] = []
+    with path.open(encoding="utf-8", newline="") as f:
+        if path.suffix == ".tsv":
+            texts = [row[0] for row in csv.reader(f, delimiter="\t") if row and row[0].strip()]
+        elif path.suffix in (".jsonl", ".ndjson"):
+            texts = [json.loads(line)["text"] for line in f if line.strip()]
+        else:
+            texts = [line.rstrip("\n") for line in f if line.strip()]
+    if not texts:
+        raise ValueError(f"{path}: no texts found")
+    return list(dict.fromkeys(texts))  # distinct, in file order
