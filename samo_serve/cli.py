@@ -198,6 +198,46 @@ def _cmd_loadtest(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_model_bench(args: argparse.Namespace) -> int:
+    from samo_serve.loadtest.corpus import load_corpus
+    from samo_serve.model_bench import BATCH_SIZES, bench_model
+
+    data = Path(args.data) if args.data and (Path(args.data) / "test.tsv").exists() else None
+    texts = load_corpus(data / "test.tsv" if data else None)[: args.texts]
+    report = bench_model(Path(args.model_dir), data, texts, min_seconds=args.seconds, threads=args.threads)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(
+        title=f"{report['model_version']} on {report['device']}", caption="texts/s (ms per batch), model only"
+    )
+    table.add_column("precision")
+    for bs in BATCH_SIZES:
+        table.add_column(f"batch {bs}", justify="right")
+    for column in ("speed-up vs fp32", "macro-F1", "Δ F1", "top-1 agree"):
+        table.add_column(column, justify="right")
+    for precision, row in report["variants"].items():
+        speed = row.get("speedup_vs_fp32", {})
+        table.add_row(
+            precision,
+            *(f"{row['batch'][bs]['texts_per_s']:,.0f} ({row['batch'][bs]['ms_per_batch']:.2f})" for bs in BATCH_SIZES),
+            " / ".join(f"{speed[bs]:.2f}x" for bs in BATCH_SIZES) if speed else "–",
+            f"{row['macro_f1']:.4f}" if "macro_f1" in row else "–",
+            f"{row['macro_f1_delta_vs_fp32']:+.4f}" if "macro_f1_delta_vs_fp32" in row else "–",
+            f"{row['top_label_agreement_vs_fp32']:.1%}" if "top_label_agreement_vs_fp32" in row else "–",
+        )
+    console = Console()
+    console.print(table)
+    for precision, why in report["missing"].items():
+        console.print(f"[yellow]{precision}[/]: {why}")
+    if data is None:
+        console.print("[dim]no GoEmotions test split given (--data): speed only[/]")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="samo-serve", description="Emotion detection on Ray Serve")
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -275,6 +315,15 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--api-key", default=os.environ.get("SAMO_API_KEY"), help="default: $SAMO_API_KEY")
     report.add_argument("--json", action="store_true", help="print /stats as it came")
     report.set_defaults(func=_cmd_report)
+
+    mb = msub.add_parser("bench", help="fp32 vs int8 (fp16 on a GPU): texts/s at batch 1/32/64, F1, agreement")
+    mb.add_argument("--model-dir", default=model_dir)
+    mb.add_argument("--data", default="../shared/data/goemotions", help="GoEmotions dir (its test split)")
+    mb.add_argument("--texts", type=int, default=1024, help="texts timed per batch size")
+    mb.add_argument("--seconds", type=float, default=2.0, help="time per precision and batch size")
+    mb.add_argument("--threads", type=int, default=0, help="ORT intra-op threads (0: all cores)")
+    mb.add_argument("--json", action="store_true")
+    mb.set_defaults(func=_cmd_model_bench)
 
     keys = sub.add_parser("keys", help="create, list and revoke API keys (stored as hashes)")
     ksub = keys.add_subparsers(dest="keys_command", required=True)

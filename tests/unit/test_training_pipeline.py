@@ -128,3 +128,24 @@ def test_export_bring_your_own_hf_checkpoint(tmp_path: Path) -> None:
     assert card.activation == "softmax"  # single-label problem type
     scores = score_texts(tmp_path / "out", card, ["hello there"])
     assert scores.sum() == pytest.approx(1.0, abs=1e-4)
+
+
+def test_model_bench_compares_the_exported_precisions(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    from samo_serve.model_bench import BATCH_SIZES, bench_model
+    from samo_serve.training.export import export
+
+    data, ckpt = trained
+    out = tmp_path / "model"
+    export(ckpt, out, "tiny", data_dir=data)
+    report = bench_model(out, data, [f"text number {i} happy" for i in range(128)], min_seconds=0.05)
+    assert set(report["variants"]) == {"fp32", "int8"}  # fp16 only where a GPU is visible
+    int8 = report["variants"]["int8"]
+    assert set(int8["batch"]) == set(BATCH_SIZES)
+    assert all(int8["batch"][bs]["texts_per_s"] > 0 for bs in BATCH_SIZES)
+    assert report["variants"]["fp32"]["speedup_vs_fp32"] == dict.fromkeys(BATCH_SIZES, 1.0)
+    assert 0.0 <= int8["top_label_agreement_vs_fp32"] <= 1.0
+    assert int8["macro_f1_delta_vs_fp32"] == pytest.approx(int8["macro_f1"] - report["variants"]["fp32"]["macro_f1"])
+    (out / "model.fp32.onnx").unlink()
+    missing = bench_model(out, None, ["a b c"] * 64, min_seconds=0.01)
+    assert "fp32" in missing["missing"]
+    assert "macro_f1" not in missing["variants"]["int8"]
