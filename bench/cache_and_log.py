@@ -32,7 +32,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from loadgen import Proc, Result, goemotions_texts, run_wrk, write_bodies  # noqa: E402
+from loadgen import Proc, Result, goemotions_texts, run_wrk, save_report, write_bodies  # noqa: E402
 
 from samo_serve.drills import DrillResult, at, drive  # noqa: E402
 from samo_serve.local_services import PostgresServer, RedisServer, free_port  # noqa: E402
@@ -129,18 +129,13 @@ def main() -> None:
         "F1 Redis killed under load": faults.get("redis"),
         "F2 PostgreSQL restarted under load": faults.get("postgres"),
     }
-    print("\nresults:")
-    for k, v in ratios.items():
-        print(f"  {k}: {v}")
     report = {
         "cpus": os.cpu_count(),
         "uncached": {k: [r.row() for r in v] for k, v in uncached.items()},
         "hits": [r.row() for r in hits],
         "ratios": ratios,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2))
-    print(f"\nwritten {args.out}")
+    save_report(report, args.out)
 
 
 def fault_drills(

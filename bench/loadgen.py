@@ -236,13 +236,13 @@ class Proc:
             start_new_session=True,
         )
 
-    def wait_ready(self, timeout_s: float = 600) -> None:
+    def wait_ready(self, timeout_s: float = 600, path: str = "/readyz") -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{self.url}: server exited early, see {self.log.name}")
             try:
-                if httpx.get(f"{self.url}/readyz", timeout=5).status_code == 200:
+                if httpx.get(f"{self.url}{path}", timeout=5).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
@@ -256,3 +256,14 @@ class Proc:
         except subprocess.TimeoutExpired:
             os.killpg(self.proc.pid, signal.SIGKILL)
         self.log.close()
+
+
+def save_report(report: dict[str, object], out: Path, heading: str = "ratios") -> None:
+    """Print ``report[heading]`` (if any) and write the whole report as JSON to ``out``."""
+    if isinstance(section := report.get(heading), dict):
+        print(f"\n{heading}:")
+        for key, value in section.items():
+            print(f"  {key}: {value}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2))
+    print(f"\nwritten {out}")

@@ -12,7 +12,6 @@ answers /stats); "off" drops the Prometheus metrics. Target: on / off >= 0.95.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -23,7 +22,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
 from cache_and_log import show, start_server  # noqa: E402
-from loadgen import Result, goemotions_texts, run_wrk, write_bodies  # noqa: E402
+from loadgen import Result, goemotions_texts, run_wrk, save_report, write_bodies  # noqa: E402
 
 
 def main() -> None:
@@ -57,10 +56,12 @@ def main() -> None:
             srv.stop()
     mean = {k: sum(r.rps for r in v) / len(v) for k, v in results.items()}
     ratio = round(mean["on"] / mean["off"], 3)
-    print(f"\nM1 uncached rps c=32, metrics on / off (>= 0.95): {ratio}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    report = {"cpus": os.cpu_count(), "runs": {k: [r.row() for r in v] for k, v in results.items()}, "ratio": ratio}
-    args.out.write_text(json.dumps(report, indent=2))
+    report = {
+        "cpus": os.cpu_count(),
+        "runs": {k: [r.row() for r in v] for k, v in results.items()},
+        "ratios": {"M1 uncached rps c=32, metrics on / off (>= 0.95)": ratio},
+    }
+    save_report(report, args.out)
 
 
 if __name__ == "__main__":

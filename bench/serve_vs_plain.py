@@ -10,7 +10,6 @@ every request is classified. Prints rps and p50/p95/p99 per concurrency and the 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -23,7 +22,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from loadgen import Proc, Result, closed_loop, goemotions_texts, open_loop, run_wrk, write_bodies  # noqa: E402
+from loadgen import Proc, Result, closed_loop, goemotions_texts, open_loop, run_wrk, save_report, write_bodies  # noqa: E402
 
 from samo_serve.model_card import load_card  # noqa: E402
 from samo_serve.model_runner import OrtModelRunner  # noqa: E402
@@ -197,12 +196,7 @@ def main() -> None:
         "samo-serve total RSS MB": rss,
     }
     report["ratios"] = ratios
-    print("\nratios:")
-    for k, v in ratios.items():
-        print(f"  {k}: {v}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2))
-    print(f"\nwritten {args.out}")
+    save_report(report, args.out)
 
 
 if __name__ == "__main__":

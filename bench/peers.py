@@ -1,0 +1,98 @@
+"""samo-serve next to what users would run instead: same texts, same load generator, one run.
+
+    pip install -r bench/requirements-peers.txt        # LitServe (a fixture, never a product dependency)
+    python bench/peers.py [--duration 6] [--out runs/peers.json]
+
+Peers, each started, measured with wrk at c=1/8/32/64 (a new GoEmotions text per request, uncached),
+and stopped before the next:
+
+- raw ONNX Runtime in this process (no HTTP): the ceiling, batch 1 and batch 64;
+- LitServe with its batching (max 64, 2 ms window) serving the same int8 ONNX model (bench/peers/);
+- the original SAMO style: FastAPI + a transformers PyTorch pipeline per request, no batching
+  (bench/peers/pytorch_server.py: same architecture, untrained head: speed only);
+- samo-serve (`samo-serve run`).
+
+Prints rps and p50/p95/p99 per peer and level, and samo-serve / peer at c=32.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+
+from loadgen import Proc, Result, goemotions_texts, run_wrk, save_report, write_bodies  # noqa: E402
+from serve_vs_plain import raw_ort  # noqa: E402
+
+from samo_serve.local_services import free_port  # noqa: E402
+
+LEVELS = (1, 8, 32, 64)
+
+
+def peer_commands(port: int) -> dict[str, tuple[list[str], str]]:
+    py = sys.executable
+    return {
+        "pytorch per request": ([py, str(HERE / "peers" / "pytorch_server.py"), "--port", str(port)], "/readyz"),
+        "litserve batching": ([py, str(HERE / "peers" / "litserve_server.py"), "--port", str(port)], "/health"),
+        "samo-serve": (
+            [py, "-m", "samo_serve.cli", "run", "--port", str(port), "--metrics-port", str(free_port())],
+            "/readyz",
+        ),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=float, default=6.0, help="seconds per level")
+    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "peers.json")
+    parser.add_argument("--only", default=None, help="comma-separated peer names to run")
+    args = parser.parse_args()
+    texts = goemotions_texts()
+    tmp = Path(tempfile.mkdtemp(prefix="samo-peers-"))
+    bodies = write_bodies(tmp / "single.jsonl", texts)
+    print("raw ONNX Runtime in-process ...", flush=True)
+    raw = raw_ort(texts, threads=0)
+    print(f"  {raw}", flush=True)
+    report: dict[str, object] = {"cpus": os.cpu_count(), "raw_ort": raw}
+    results: dict[str, list[Result]] = {}
+    offset = 0
+    for name, (cmd, ready) in peer_commands(free_port()).items():
+        if args.only and name not in args.only.split(","):
+            continue
+        port = int(cmd[cmd.index("--port") + 1])
+        print(f"{name} ...", flush=True)
+        srv = Proc(cmd, f"http://127.0.0.1:{port}", {"SAMO_DATA_DIR": str(tmp / "data")}, tmp / f"{name}.log")
+        try:
+            srv.wait_ready(path=ready)
+            run_wrk(srv.url, bodies, 8, 3, "warm-up", offset=offset)
+            offset += 3000
+            results[name] = []
+            for c in LEVELS:
+                r = run_wrk(srv.url, bodies, c, args.duration, name, offset=offset)
+                offset += r.requests + 500
+                results[name].append(r)
+                print(f"  c={c:<3} {r.rps:8.1f} rps  p50 {r.p50_ms:7.1f}  p95 {r.p95_ms:7.1f}  p99 {r.p99_ms:7.1f} ms"
+                      f"  errors {r.errors}", flush=True)  # fmt: skip
+        finally:
+            srv.stop()
+    report["peers"] = {k: [r.row() for r in v] for k, v in results.items()}
+    samo = {r.concurrency: r for r in results.get("samo-serve", [])}
+    ratios = {}
+    for name, rs in results.items():
+        if name == "samo-serve" or 32 not in samo:
+            continue
+        peer = {r.concurrency: r for r in rs}[32]
+        ratios[f"samo-serve / {name} rps at c=32"] = round(samo[32].rps / peer.rps, 2) if peer.rps else None
+        ratios[f"p95 at c=32: samo-serve vs {name} (ms)"] = [round(samo[32].p95_ms, 1), round(peer.p95_ms, 1)]
+    report["ratios"] = ratios
+    save_report(report, args.out)
+
+
+if __name__ == "__main__":
+    main()
