@@ -28,7 +28,8 @@ class EmotionModel:
         factory = RayFactory() if settings.observability.metrics_enabled else NullFactory()
         self._metrics = Metrics(factory)
         self._sampler = ProcessSampler(self._metrics)
-        self._metrics.model_info.set(1, {"version": self._card.version, "provider": self._runner.provider})
+        self._info_tags = {"version": self._card.version, "provider": self._runner.provider}
+        self._metrics.model_info.set(1, self._info_tags)
         self._apply_batching(settings.batching)
 
     def _apply_batching(self, batching: BatchingSettings) -> None:
@@ -55,6 +56,9 @@ class EmotionModel:
         return {"provider": self._runner.provider, "version": self._card.version}
 
     def check_health(self) -> None:
-        self._sampler.sample_process()  # Serve calls this every 10 s: memory and CPU gauges ride along
+        # Serve calls this every 10 s: memory, CPU and the model gauge ride along (a gauge set only once in
+        # __init__ was sometimes missing from the first exports of a fresh replica).
+        self._sampler.sample_process()
+        self._metrics.model_info.set(1, self._info_tags)
         self._runner.health()
         check_memory(self._max_rss_mb)  # past its bound the replica is replaced by Serve
