@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import json
 import os
@@ -254,6 +255,8 @@ class Proc:
         try:
             self.proc.wait(120)
         except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):  # workers a server left behind (LitServe's do)
             os.killpg(self.proc.pid, signal.SIGKILL)
         self.log.close()
 

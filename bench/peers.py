@@ -35,13 +35,14 @@ from samo_serve.local_services import free_port  # noqa: E402
 LEVELS = (1, 8, 32, 64)
 
 
-def peer_commands(port: int) -> dict[str, tuple[list[str], str]]:
+def peer_commands() -> dict[str, tuple[list[str], str]]:
+    """Each peer's command (on a port of its own: a stopped peer's workers may linger) and readiness path."""
     py = sys.executable
     return {
-        "pytorch per request": ([py, str(HERE / "peers" / "pytorch_server.py"), "--port", str(port)], "/readyz"),
-        "litserve batching": ([py, str(HERE / "peers" / "litserve_server.py"), "--port", str(port)], "/health"),
+        "pytorch per request": ([py, str(HERE / "peers" / "pytorch_server.py"), "--port", str(free_port())], "/readyz"),
+        "litserve batching": ([py, str(HERE / "peers" / "litserve_server.py"), "--port", str(free_port())], "/health"),
         "samo-serve": (
-            [py, "-m", "samo_serve.cli", "run", "--port", str(port), "--metrics-port", str(free_port())],
+            [py, "-m", "samo_serve.cli", "run", "--port", str(free_port()), "--metrics-port", str(free_port())],
             "/readyz",
         ),
     }
@@ -62,7 +63,7 @@ def main() -> None:
     report: dict[str, object] = {"cpus": os.cpu_count(), "raw_ort": raw}
     results: dict[str, list[Result]] = {}
     offset = 0
-    for name, (cmd, ready) in peer_commands(free_port()).items():
+    for name, (cmd, ready) in peer_commands().items():
         if args.only and name not in args.only.split(","):
             continue
         port = int(cmd[cmd.index("--port") + 1])
