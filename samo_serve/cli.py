@@ -91,6 +91,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         threads=args.threads,
         limit=args.limit,
         max_steps=args.max_steps,
+        stop_after_step=args.stop_after_step,
         evals_per_epoch=args.evals_per_epoch,
     )
     best = train(config)
@@ -283,7 +284,10 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--seed", type=int, default=13)
     tr.add_argument("--threads", type=int, default=2)
     tr.add_argument("--limit", type=int, default=None, help="rows per split (smoke runs)")
-    tr.add_argument("--max-steps", type=int, default=None)
+    tr.add_argument("--max-steps", type=int, default=None, help="a shorter run (the schedule ends here too)")
+    tr.add_argument(
+        "--stop-after-step", type=int, default=None, help="end here, full run's schedule (reproduce a card's step)"
+    )
     tr.add_argument("--evals-per-epoch", type=int, default=2)
     tr.set_defaults(func=_cmd_train)
 

@@ -42,6 +42,9 @@ class TrainConfig:
     limit: int | None = None  # rows per split (smoke tests)
     max_steps: int | None = None
     evals_per_epoch: int = 1
+    #: end the run after this step but keep the full run's learning-rate schedule: reproduces a run's best
+    #: checkpoint (the card's recipe ``step``) without training past it. ``max_steps`` shortens the schedule.
+    stop_after_step: int | None = None
 
 
 def base_model_path() -> Path:
@@ -133,7 +136,8 @@ def train(cfg: TrainConfig) -> dict[str, object]:
     best: dict[str, object] = {"dev_macro_f1": -1.0}
     step, started = 0, time.time()
     targets = torch.from_numpy(train_split.targets)
-    while step < total_steps:
+    last_step = min(total_steps, cfg.stop_after_step or total_steps)
+    while step < last_step:
         for batch in _batches([len(s) for s in train_enc], cfg.batch_size, rng):
             model.train()
             ids, mask = _pad([train_enc[i] for i in batch])
@@ -147,9 +151,9 @@ def train(cfg: TrainConfig) -> dict[str, object]:
             if step % 100 == 0:
                 rate = step * cfg.batch_size / (time.time() - started)
                 log.info("step %d/%d loss %.4f (%.0f examples/s)", step, total_steps, loss.item(), rate)
-            if step % eval_every == 0 or step == total_steps:
+            if step % eval_every == 0 or step == last_step:
                 best = _evaluate_and_keep(model, dev_split, dev_enc, labels, cfg, step, best, tok, base)
-            if step >= total_steps:
+            if step >= last_step:
                 break
     return best
 
