@@ -149,3 +149,15 @@ def test_model_bench_compares_the_exported_precisions(trained: tuple[Path, Path]
     missing = bench_model(out, None, ["a b c"] * 64, min_seconds=0.01)
     assert "fp32" in missing["missing"]
     assert "macro_f1" not in missing["variants"]["int8"]
+
+
+def test_stop_after_step_keeps_the_full_schedule(tmp_path: Path) -> None:
+    from samo_serve.training.train import TrainConfig, train
+
+    data = write_dataset(tmp_path / "data", rows_per_split=64)
+    config = TrainConfig(
+        data_dir=data, out_dir=tmp_path / "a", epochs=2, batch_size=16, warmup_steps=1, evals_per_epoch=1,
+        threads=1, stop_after_step=2,
+    )  # fmt: skip
+    best = train(config)
+    assert best["step"] == 2  # evaluated and kept at the stop, though the schedule runs to step 8
