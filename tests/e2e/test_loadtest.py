@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from samo_serve.loadtest.runner import run_loadtest
 
 from .conftest import ROOT, Server
@@ -32,7 +34,7 @@ def test_batch_and_open_loop(server: Server) -> None:
     (level,) = run["levels"]
     assert level["mode"] == "open"
     assert level["statuses"] == {"200": 40}
-    assert level["texts_per_s"] == level["throughput_rps"] * 4
+    assert level["texts_per_s"] == pytest.approx(level["throughput_rps"] * 4, abs=0.05)
 
 
 def test_stress_finds_a_degradation_point(server: Server) -> None:
