@@ -239,6 +239,18 @@ def _cmd_model_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_k8s_render(args: argparse.Namespace) -> int:
+    from samo_serve.k8s import render_file
+
+    text = render_file(Path(args.config), args.image)
+    if args.out:
+        Path(args.out).write_text(text, encoding="utf-8")
+        print(f"written {args.out}", file=sys.stderr)
+    else:
+        print(text, end="")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="samo-serve", description="Emotion detection on Ray Serve")
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -313,6 +325,14 @@ def _parser() -> argparse.ArgumentParser:
     lt.add_argument("--p95-target-ms", type=float, default=500.0)
     lt.add_argument("--out", default=None, help="folder for report.md, PNG plots and results.json")
     lt.set_defaults(func=_cmd_loadtest)
+
+    k8s = sub.add_parser("k8s", help="Kubernetes (KubeRay) manifests")
+    k8s_sub = k8s.add_subparsers(dest="k8s_command", required=True)
+    render = k8s_sub.add_parser("render", help="the RayService manifest, serveConfigV2 from a Serve config")
+    render.add_argument("--config", default="configs/serve-gpu.yaml")
+    render.add_argument("--image", default=None, help="default: samo-serve:<version>-ray<pinned Ray>")
+    render.add_argument("--out", default=None, help="write here instead of stdout (k8s/rayservice.yaml)")
+    render.set_defaults(func=_cmd_k8s_render)
 
     report = sub.add_parser("report", help="the /stats summary of a running service as terminal tables")
     report.add_argument("--url", default="http://127.0.0.1:8000")
