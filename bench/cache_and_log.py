@@ -21,12 +21,9 @@ import json
 import os
 import sys
 import tempfile
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-
-import asyncpg
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -34,7 +31,7 @@ sys.path.insert(0, str(HERE))
 
 from loadgen import Proc, Result, goemotions_texts, run_wrk, save_report, write_bodies  # noqa: E402
 
-from samo_serve.drills import DrillResult, at, drive  # noqa: E402
+from samo_serve.drills import DrillResult, at, drive, wait_for_log_rows  # noqa: E402
 from samo_serve.local_services import PostgresServer, RedisServer, free_port  # noqa: E402
 
 
@@ -53,26 +50,6 @@ def start_server(env: dict[str, str], log: Path) -> Proc:
 def show(r: Result) -> None:
     print(f"    {r.label:<22} c={r.concurrency:<3} {r.rps:>8.1f} rps  p50 {r.p50_ms:6.1f}  p95 {r.p95_ms:6.1f} ms"
           f"  errors {r.errors}", flush=True)  # fmt: skip
-
-
-async def count_rows(url: str, start: datetime, end: datetime) -> int:
-    conn = await asyncpg.connect(url)
-    try:
-        n: int = await conn.fetchval(
-            "SELECT count(*) FROM emotion_requests WHERE created_at >= $1 AND created_at < $2", start, end
-        )
-        return n
-    finally:
-        await conn.close()
-
-
-def wait_rows(url: str, start: datetime, end: datetime, expected: int, timeout_s: float = 120) -> int:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        n = asyncio.run(count_rows(url, start, end))
-        if n >= expected or time.monotonic() > deadline:
-            return n
-        time.sleep(0.5)
 
 
 def main() -> None:
@@ -155,7 +132,7 @@ def fault_drills(
     pg_result = DrillResult("postgres", statuses).row()
     # One row per successful /predict; rows written during the outage come back from spill files.
     pg_result["rows_sent"] = pg_result["succeeded"]
-    pg_result["rows_stored"] = wait_rows(postgres.url, start, end, pg_result["succeeded"])
+    pg_result["rows_stored"] = asyncio.run(wait_for_log_rows(postgres.url, start, end, pg_result["succeeded"]))
     pg_result["rows_lost"] = pg_result["rows_sent"] - pg_result["rows_stored"]
     print(f"    {pg_result}", flush=True)
     return {"redis": redis_result, "postgres": pg_result}

@@ -31,7 +31,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import yaml
 
 HERE = Path(__file__).resolve().parent
@@ -48,6 +47,7 @@ from samo_serve.drills import (  # noqa: E402
     bad_input_battery,
     drive,
     unauthenticated_served,
+    wait_for_log_rows,
 )
 from samo_serve.launcher import DEFAULT_CONFIG  # noqa: E402
 from samo_serve.loadtest.corpus import builtin_corpus  # noqa: E402
@@ -73,33 +73,13 @@ def ray_processes() -> set[int]:
     return {int(p) for p in out.split()}
 
 
-async def rows_between(url: str, start: datetime, end: datetime) -> int:
-    conn = await asyncpg.connect(url)
-    try:
-        n: int = await conn.fetchval(
-            "SELECT count(*) FROM emotion_requests WHERE created_at >= $1 AND created_at < $2", start, end
-        )
-        return n
-    finally:
-        await conn.close()
-
-
-async def wait_rows(url: str, start: datetime, end: datetime, expected: int, timeout_s: float = 120) -> int:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        n = await rows_between(url, start, end)
-        if n >= expected or time.monotonic() > deadline:
-            return n
-        await asyncio.sleep(0.5)
-
-
 async def logged_drill(name: str, url: str, pg: PostgresServer, corpus: list[str], n: int, **kw: Any) -> DrillResult:
     """A load drill whose 200s must all appear in the request log."""
     start = datetime.now(UTC)
     result = DrillResult(name, await drive(url, corpus, n, 16, **kw))
     end = datetime.now(UTC)
     result.rows_sent = result.succeeded
-    result.rows_stored = await wait_rows(pg.url, start, end, result.succeeded)
+    result.rows_stored = await wait_for_log_rows(pg.url, start, end, result.succeeded)
     return result
 
 
@@ -201,7 +181,7 @@ def main() -> None:
         srv.stop()
         result = DrillResult("sigterm", statuses)
         result.rows_sent = result.succeeded
-        result.rows_stored = asyncio.run(wait_rows(pg.url, start, end, result.succeeded, timeout_s=10))
+        result.rows_stored = asyncio.run(wait_for_log_rows(pg.url, start, end, result.succeeded, timeout_s=10))
         time.sleep(5)
         result.notes.update(exit_code=srv.proc.returncode, ray_processes_left=len(ray_processes() - ray_before))
         results["sigterm_rows_queued"] = result.row()

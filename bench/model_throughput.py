@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -19,25 +18,13 @@ sys.path.insert(0, str(HERE))
 
 from loadgen import goemotions_texts  # noqa: E402
 
+from samo_serve.model_bench import texts_per_second  # noqa: E402
 from samo_serve.model_card import load_card, with_variant  # noqa: E402
 from samo_serve.model_runner import OrtModelRunner  # noqa: E402
 from samo_serve.settings import RunnerSettings, default_model_dir  # noqa: E402
 from samo_serve.tokenizer import TextTokenizer  # noqa: E402
 
 BATCH_SIZES = (1, 32, 64)
-
-
-def measure(runner: OrtModelRunner, batches: list, min_seconds: float = 3.0) -> float:
-    for b in batches[:3]:
-        runner.predict(b)
-    done, started = 0, time.perf_counter()
-    while True:
-        for b in batches:
-            runner.predict(b)
-            done += len(b)
-        elapsed = time.perf_counter() - started
-        if elapsed >= min_seconds:
-            return done / elapsed
 
 
 def main() -> None:
@@ -58,7 +45,8 @@ def main() -> None:
         rates[precision] = {}
         for bs in BATCH_SIZES:
             batches = [tok.encode_batch(texts[i : i + bs]) for i in range(0, len(texts) - bs + 1, bs)]
-            rates[precision][bs] = measure(runner, batches[: max(1, 512 // bs)] if bs == 1 else batches)
+            timed = batches[: max(1, 512 // bs)] if bs == 1 else batches
+            rates[precision][bs], _ = texts_per_second(runner, timed, min_seconds=3.0)
             print(f"{precision:>5} batch {bs:>3}: {rates[precision][bs]:8.1f} texts/s", flush=True)
     print(
         "\nint8/fp32 speed-up: "

@@ -17,7 +17,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -29,9 +29,11 @@ __all__ = [
     "ReplicaKill",
     "at",
     "bad_input_battery",
+    "count_log_rows",
     "drive",
     "replica_pids",
     "unauthenticated_served",
+    "wait_for_log_rows",
 ]
 
 Progress = Callable[[int], Awaitable[None]]
@@ -102,7 +104,8 @@ async def drive(
 
 def at(fractions: dict[float, Callable[[], object]], n: int) -> Progress:
     """A progress hook that runs each action (in a thread) once ``fraction * n`` responses are in."""
-    pending = sorted((int(f * n), action) for f, action in fractions.items())
+    # round, not int: 40/300*300 is 39.99…
+    pending = sorted(((round(f * n), action) for f, action in fractions.items()), key=lambda p: p[0])
 
     async def hook(done: int) -> None:
         while pending and done >= pending[0][0]:
@@ -243,5 +246,27 @@ async def unauthenticated_served(url: str, key: str) -> dict[str, int]:
     return {"served_without_key": served_without, "refused": refused, "served_with_key": served_with}
 
 
-def now() -> datetime:
-    return datetime.now(UTC)
+async def count_log_rows(database_url: str, start: datetime, end: datetime) -> int:
+    """Request-log rows (PostgreSQL) created in [start, end): what a drill compares with what it sent."""
+    import asyncpg
+
+    conn = await asyncpg.connect(database_url)
+    try:
+        n: int = await conn.fetchval(
+            "SELECT count(*) FROM emotion_requests WHERE created_at >= $1 AND created_at < $2", start, end
+        )
+        return n
+    finally:
+        await conn.close()
+
+
+async def wait_for_log_rows(
+    database_url: str, start: datetime, end: datetime, expected: int, timeout_s: float = 120
+) -> int:
+    """Rows in [start, end) once ``expected`` are there (writes are batched and spills replayed) or at timeout."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        n = await count_log_rows(database_url, start, end)
+        if n >= expected or time.monotonic() > deadline:
+            return n
+        await asyncio.sleep(0.5)

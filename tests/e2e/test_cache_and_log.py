@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import asyncpg
@@ -16,6 +16,7 @@ import httpx
 import pytest
 from redis import Redis
 
+from samo_serve.drills import at, drive, wait_for_log_rows
 from samo_serve.local_services import PostgresServer, RedisServer, missing_binaries
 from samo_serve.request_log.store import percentile_cont
 
@@ -66,39 +67,6 @@ async def rows_between(url: str, start: datetime, end: datetime) -> list[asyncpg
         await conn.close()
 
 
-async def wait_for_rows(url: str, start: datetime, end: datetime, expected: int, timeout_s: float = 60) -> int:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        n = len(await rows_between(url, start, end))
-        if n >= expected or time.monotonic() > deadline:
-            return n
-        await asyncio.sleep(0.25)
-
-
-async def drive(url: str, n: int, concurrency: int, between: Callable[[int], object]) -> dict[int, int]:
-    """n requests with distinct texts at a fixed concurrency; ``between(done)`` after each response."""
-    statuses: dict[int, int] = {}
-    todo = iter(range(n))
-    done = 0
-
-    async def worker(client: httpx.AsyncClient) -> None:
-        nonlocal done
-        for _ in todo:
-            try:
-                code = (await client.post("/predict", json={"text": new_text()})).status_code
-            except httpx.HTTPError:
-                code = 0  # connection-level failure
-            statuses[code] = statuses.get(code, 0) + 1
-            done += 1
-            result = between(done)
-            if asyncio.iscoroutine(result):
-                await result
-
-    async with httpx.AsyncClient(base_url=url, timeout=60) as client:
-        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
-    return statuses
-
-
 def test_levels_and_dependencies(backed_server: Server, services: tuple[RedisServer, PostgresServer]) -> None:
     with httpx.Client(base_url=backed_server.url, timeout=60) as client:
         ready = client.get("/readyz").json()
@@ -130,7 +98,7 @@ async def test_analytics_equal_direct_sql(backed_server: Server, services: tuple
         r = await client.post("/predict/batch", json={"texts": texts[:4]})
         assert r.status_code == 200
         end = datetime.now(UTC)
-        assert await wait_for_rows(postgres.url, start, end, 29) == 29
+        assert await wait_for_log_rows(postgres.url, start, end, 29, timeout_s=60) == 29
         params = {"start": start.isoformat(), "end": end.isoformat()}
         summary = (await client.get("/analytics/summary", params=params)).json()
         emotions = (await client.get("/analytics/emotions", params=params)).json()["emotions"]
@@ -152,13 +120,8 @@ async def test_redis_killed_under_load_fails_no_request(
 ) -> None:
     redis = services[0]
 
-    async def chaos(done: int) -> None:
-        if done == 50:
-            await asyncio.to_thread(redis.stop)
-        elif done == 150:
-            await asyncio.to_thread(redis.start)
-
-    statuses = await drive(backed_server.url, 250, 8, chaos)
+    chaos = at({50 / 250: redis.stop, 150 / 250: redis.start}, 250)
+    statuses = await drive(backed_server.url, [new_text() for _ in range(250)], 250, 8, chaos)
     assert statuses == {200: 250}
     await asyncio.sleep(1.5)  # the circuit's open period passes; the next call is its trial
     async with httpx.AsyncClient(base_url=backed_server.url, timeout=60) as client:
@@ -178,13 +141,8 @@ async def test_postgres_restarted_under_load_loses_no_row(
     postgres = services[1]
     start = datetime.now(UTC)
 
-    async def chaos(done: int) -> None:
-        if done == 40:
-            await asyncio.to_thread(postgres.stop)
-        elif done == 200:
-            await asyncio.to_thread(postgres.start)
-
-    statuses = await drive(backed_server.url, 300, 8, chaos)
+    chaos = at({40 / 300: postgres.stop, 200 / 300: postgres.start}, 300)
+    statuses = await drive(backed_server.url, [new_text() for _ in range(300)], 300, 8, chaos)
     end = datetime.now(UTC)
     assert statuses == {200: 300}
-    assert await wait_for_rows(postgres.url, start, end, 300) == 300  # sent == stored
+    assert await wait_for_log_rows(postgres.url, start, end, 300, timeout_s=60) == 300  # sent == stored
