@@ -1,7 +1,7 @@
 """StatsHub deployment: merges the per-second windows of every ingress replica for ``GET /stats``.
 
 Each ingress replica pushes its new rows once a second (one small handle call); /stats on any replica
-asks the hub for the merged view, plus the replica counts per deployment from Serve's own status.
+asks the hub for the merged view, plus each deployment's status and replica states from Serve's own status.
 One replica, a twentieth of a CPU: it only adds arrays.
 """
 
@@ -14,7 +14,7 @@ from typing import Any
 from ray import serve
 
 from deployments.common import settings_from_args
-from samo_serve.telemetry import build_view
+from samo_serve.telemetry import build_view, deployment_states
 from samo_serve.window_stats import WindowStats, merge
 
 #: a replica that has not pushed for this long no longer counts as reporting (its rows stay in the windows)
@@ -27,7 +27,7 @@ class StatsHub:
         self._settings = settings_from_args(args)
         self._windows: dict[str, WindowStats] = {}
         self._gauges: dict[str, dict[str, Any]] = {}
-        self._replicas: tuple[float, dict[str, int] | None] = (0.0, None)
+        self._deployments: tuple[float, dict[str, dict[str, Any]] | None] = (0.0, None)
 
     def push(self, replica: str, rows: list[tuple[int, list[float]]], gauges: dict[str, Any]) -> None:
         self._windows.setdefault(replica, WindowStats()).absorb(rows)
@@ -39,24 +39,21 @@ class StatsHub:
         obs = self._settings.observability
         return build_view(
             merge(self._windows.values()), live, obs.recommendations, self._settings.limits.max_rss_mb,
-            await self._replica_counts(), now=now,
+            deployments=await self._deployment_states(), now=now,
         )  # fmt: skip
 
-    async def _replica_counts(self) -> dict[str, int] | None:
-        fetched_at, counts = self._replicas
+    async def _deployment_states(self) -> dict[str, dict[str, Any]] | None:
+        fetched_at, states = self._deployments
         if time.monotonic() - fetched_at < REPLICAS_TTL_S:
-            return counts
+            return states
         try:
             status = await asyncio.to_thread(serve.status)
             app = status.applications.get(serve.get_replica_context().app_name)
-            counts = {
-                name: sum(n for state, n in d.replica_states.items() if str(state).endswith("RUNNING"))
-                for name, d in (app.deployments.items() if app else [])
-            }
-        except Exception:  # the controller busy or restarting: report the last known counts
-            return counts
-        self._replicas = (time.monotonic(), counts)
-        return counts
+            states = deployment_states(app.deployments if app else {})
+        except Exception:  # the controller busy or restarting: report the last known states
+            return states
+        self._deployments = (time.monotonic(), states)
+        return states
 
 
 class HubClient:

@@ -39,6 +39,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         ready_timeout_s=args.ready_timeout,
         direct_ingress=not args.classic_proxy,
         metrics_port=args.metrics_port,
+        num_cpus=args.num_cpus,
+        num_gpus=args.num_gpus,
+        address=args.address,
     )
 
 
@@ -268,6 +271,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--metrics-port", type=int, default=8080, help="Ray's Prometheus endpoint (ray_serve_*, ray_samo_*)"
+    )
+    run.add_argument("--num-cpus", type=int, default=None, help="logical CPUs of the local Ray (default: cores)")
+    run.add_argument(
+        "--num-gpus", type=int, default=None, help="logical GPUs of the local Ray (default: the GPUs it detects)"
+    )
+    run.add_argument(
+        "--address",
+        default=None,
+        help="deploy on a running Ray cluster (auto, HOST:PORT) through its HTTP proxy instead of a local Ray",
     )
     run.set_defaults(func=_cmd_run)
 

@@ -75,10 +75,14 @@ async def drive(
     concurrency: int,
     on_progress: Progress | None = None,
     headers: dict[str, str] | None = None,
+    until: float | None = None,
+    unique: bool = False,
 ) -> Counter[int]:
     """``n`` POST /predict at a fixed concurrency, one text each (cycled); status -> count (0: no response).
 
-    ``on_progress(done)`` runs after each response: where a drill injects its fault.
+    ``on_progress(done)`` runs after each response: where a drill injects its fault. ``until`` (a
+    ``time.monotonic()`` deadline) ends the run early: no request starts after it. ``unique`` numbers
+    each text so that none is a cache hit, however long the run: load that reaches the model.
     """
     statuses: Counter[int] = Counter()
     todo = iter(range(n))
@@ -89,8 +93,11 @@ async def drive(
         async def worker() -> None:
             nonlocal done
             for i in todo:
+                if until is not None and time.monotonic() >= until:
+                    return
                 try:
-                    status = (await client.post("/predict", json={"text": texts[i % len(texts)]})).status_code
+                    text = texts[i % len(texts)] + (f" #{i}" if unique else "")
+                    status = (await client.post("/predict", json={"text": text})).status_code
                 except httpx.HTTPError:
                     status = 0
                 statuses[status] += 1

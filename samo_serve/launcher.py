@@ -111,18 +111,28 @@ def serve_forever(
     num_cpus: int | None = None,
     direct_ingress: bool = True,
     metrics_port: int = DEFAULT_METRICS_PORT,
+    num_gpus: int | None = None,
+    address: str | None = None,
 ) -> int:
-    """Deploy ``config`` on a new local Ray and block until SIGINT/SIGTERM. Returns an exit code."""
+    """Deploy ``config`` and block until SIGINT/SIGTERM. Returns an exit code.
+
+    Without ``address`` a new local Ray is started (``num_cpus``/``num_gpus`` declare its logical
+    resources: ``num_gpus=1`` lets the GPU config's fractional replicas be placed on a machine whose
+    GPU Ray cannot see, or none). With ``address`` (``auto``, ``HOST:PORT``) the app is deployed on that
+    running Ray cluster through Ray's HTTP proxy on the head node, and removed again on exit; the
+    cluster itself keeps running.
+    """
     url = f"http://{config['http_options']['host']}:{config['http_options']['port']}"
     try:
         check_port_free(config["http_options"]["host"], int(config["http_options"]["port"]))
-        check_port_free("127.0.0.1", metrics_port, what="--metrics-port")
+        if address is None:
+            check_port_free("127.0.0.1", metrics_port, what="--metrics-port")
     except OSError as exc:
         print(f"samo-serve: {exc}", flush=True)
         return 2
     for key, value in RAY_ENV_DEFAULTS.items():
         os.environ.setdefault(key, value)
-    if direct_ingress:
+    if direct_ingress and address is None:
         config = use_direct_ingress(config, os.environ)
     import ray
     from ray.serve._private import api as serve_api
@@ -136,14 +146,20 @@ def serve_forever(
         log.warning("received %s, shutting down", signal.Signals(signum).name)
         stop.set()
 
-    ray.init(
-        namespace="serve",
-        num_cpus=num_cpus,
-        include_dashboard=False,
-        logging_level=logging.WARNING,
-        # Ray's Prometheus endpoint: ray_serve_* and our ray_samo_* metrics (docs/METRICS.md)
-        _metrics_export_port=metrics_port,
-    )
+    if address is None:
+        ray.init(
+            namespace="serve",
+            num_cpus=num_cpus,
+            num_gpus=num_gpus,
+            include_dashboard=False,
+            logging_level=logging.WARNING,
+            # Ray's Prometheus endpoint: ray_serve_* and our ray_samo_* metrics (docs/METRICS.md)
+            _metrics_export_port=metrics_port,
+        )
+    else:
+        # The cluster's nodes already run; their raylets' environment (not this driver's) reaches the
+        # replicas, so they must be able to import samo_serve and deployments (docs/OPERATIONS.md).
+        ray.init(address=address, namespace="serve", logging_level=logging.WARNING)
     # After ray.init: it installs its own SIGTERM handler (exit with the signal's code).
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:

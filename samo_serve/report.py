@@ -40,8 +40,11 @@ def render_report(stats: dict[str, Any], console: Console | None = None) -> None
     replicas = Table(title="replicas")
     replicas.add_column("deployment")
     replicas.add_column("running", justify="right")
+    replicas.add_column("other states")
+    states = stats.get("deployments") or {}
     for name, n in (stats.get("replicas") or {}).items():
-        replicas.add_row(name, str(n))
+        other = (states.get(name) or {}).get("replica_states", {})
+        replicas.add_row(name, str(n), ", ".join(f"{k} {v}" for k, v in other.items() if k != "RUNNING"))
     memory = stats.get("memory") or {}
     replicas.caption = f"largest ingress replica RSS: {_n(memory.get('max_replica_rss_mb'), 0, ' MB')}"
     console.print(levels, replicas)

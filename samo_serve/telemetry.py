@@ -14,7 +14,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -24,7 +24,7 @@ from samo_serve.recommendations import RecommendationSettings, recommend
 from samo_serve.settings import Settings
 from samo_serve.window_stats import WINDOWS_S, WindowStats, summarize
 
-__all__ = ["PREDICT_ROUTES", "StatsHubClient", "Telemetry", "build_view"]
+__all__ = ["PREDICT_ROUTES", "StatsHubClient", "Telemetry", "build_view", "deployment_states", "running_replicas"]
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,30 @@ class StatsHubClient(Protocol):
     async def view(self) -> dict[str, Any]: ...
 
 
+def deployment_states(deployments: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each deployment's status, replicas per state and message, from Serve's ``serve.status()``.
+
+    A replica that Ray cannot place (no free GPU share, say) stays STARTING, and after 30 s Serve's
+    message says which resources it waits for: operators see it here and on the dashboard.
+    """
+    return {
+        name: {
+            "status": _enum_name(d.status),
+            "replica_states": {_enum_name(state): int(n) for state, n in d.replica_states.items() if n},
+            "message": d.message or "",
+        }
+        for name, d in deployments.items()
+    }
+
+
+def running_replicas(deployments: dict[str, dict[str, Any]]) -> dict[str, int]:
+    return {name: int(d["replica_states"].get("RUNNING", 0)) for name, d in deployments.items()}
+
+
+def _enum_name(value: Any) -> str:
+    return str(getattr(value, "value", value)).rsplit(".", 1)[-1]
+
+
 def build_view(
     windows: WindowStats,
     gauges: dict[str, dict[str, Any]],
@@ -47,8 +71,12 @@ def build_view(
     replicas: dict[str, int] | None = None,
     dependencies: dict[str, Any] | None = None,
     now: float | None = None,
+    deployments: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """The /stats document from merged windows and each replica's latest gauges (RSS)."""
+    """The /stats document from merged windows and each replica's latest gauges (RSS).
+
+    ``deployments`` (from :func:`deployment_states`) also gives ``replicas``: the running ones.
+    """
     now = time.time() if now is None else now
     summaries = {name: summarize(windows.totals(seconds, now), seconds) for name, seconds in WINDOWS_S.items()}
     points = []
@@ -73,7 +101,8 @@ def build_view(
         "ingress_replicas_reporting": len(gauges) or 1,
         "windows": summaries,
         "series": {"step_s": SERIES_STEP_S, "points": points},
-        "replicas": replicas,
+        "replicas": running_replicas(deployments) if deployments is not None else replicas,
+        "deployments": deployments,
         "memory": memory,
         "recommendations": recommend(summaries["5m"], rules, memory, dependencies),
     }
