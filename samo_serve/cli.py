@@ -10,6 +10,7 @@ Examples::
     samo-serve keys create --name mobile-app --file keys.json    # prints the key once
     samo-serve report --url http://127.0.0.1:8000                # /stats as tables
     samo-serve loadtest --concurrency 1,8,32 --requests 500 --out runs/lt   # report.md + plots
+    samo-serve plan --target-rps 400 --p95-ms 300 --from runs/lt/results.json --out runs/plan.yaml
 """
 
 from __future__ import annotations
@@ -242,6 +243,51 @@ def _cmd_model_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_plan(args: argparse.Namespace) -> int:
+    import yaml
+
+    from samo_serve.planner import PlanError, apply_plan, gpus_per_replica, make_plan
+    from samo_serve.serve_config import deployment, load_serve_config, write_serve_config
+
+    if args.results:
+        results = json.loads(Path(args.results).read_text(encoding="utf-8"))
+    else:  # measure now: a stress ramp against the running service, as `samo-serve loadtest --stress`
+        from samo_serve.loadtest.runner import run_loadtest
+
+        print(f"no --from: measuring {args.url} with a stress ramp (p95 target {args.p95_ms:g} ms)", file=sys.stderr)
+        results = run_loadtest(
+            args.url, [1], requests=args.requests, api_key=args.api_key, stress=True, p95_target_ms=args.p95_ms,
+            out=Path(args.measure_out) if args.measure_out else None,
+        )  # fmt: skip
+    config = load_serve_config(Path(args.config))
+    try:
+        plan = make_plan(results, args.target_rps, args.p95_ms, args.headroom, gpus_per_replica(config))
+    except PlanError as exc:
+        print(f"samo-serve plan: {exc}", file=sys.stderr)
+        return 1
+    planned = apply_plan(config, plan, fixed=args.fixed)
+    if args.json:
+        print(json.dumps(plan.as_dict(), indent=2))
+    else:
+        m = plan.measured_at
+        bound = "" if plan.saturated else " (a lower bound: no measured level broke the target)"
+        print(
+            f"measured: {m['throughput_rps']} rps at p95 {m['p95_ms']} ms with {m['replicas']} "
+            f"-> {plan.per_replica_rps:.1f} rps per model replica{bound}\n"
+            f"plan for {plan.target_rps:g} rps at p95 <= {plan.p95_ms:g} ms, {plan.headroom:.0%} utilization: "
+            f"{plan.model_replicas} EmotionModel, {plan.ingress_replicas} Ingress replica(s), {plan.gpus:g} GPU(s); "
+            f"predicted capacity {plan.predicted_rps:.0f} rps\n"
+        )
+        blocks = [deployment(planned, name) for name in ("Ingress", "EmotionModel")]
+        print("# paste into the deployments: section of your Serve config")
+        print(yaml.safe_dump(blocks, sort_keys=False), end="")
+    if args.out:
+        header = f"samo-serve plan --target-rps {args.target_rps:g} --p95-ms {args.p95_ms:g}: {plan.as_dict()}"
+        write_serve_config(planned, Path(args.out), header=header)
+        print(f"written {args.out} (samo-serve run --config {args.out})", file=sys.stderr)
+    return 0
+
+
 def _cmd_k8s_render(args: argparse.Namespace) -> int:
     from samo_serve.k8s import render_file
 
@@ -337,6 +383,21 @@ def _parser() -> argparse.ArgumentParser:
     lt.add_argument("--p95-target-ms", type=float, default=500.0)
     lt.add_argument("--out", default=None, help="folder for report.md, PNG plots and results.json")
     lt.set_defaults(func=_cmd_loadtest)
+
+    pl = sub.add_parser("plan", help="replicas and GPUs for a target load, from measured per-replica capacity")
+    pl.add_argument("--target-rps", type=float, required=True, help="the peak load to plan for, requests/s")
+    pl.add_argument("--p95-ms", type=float, required=True, help="the p95 latency to hold at that load")
+    pl.add_argument("--from", dest="results", default=None, help="a load test's results.json (default: measure)")
+    pl.add_argument("--url", default="http://127.0.0.1:8000", help="what to measure when there is no --from")
+    pl.add_argument("--requests", type=int, default=300, help="requests per stress level when measuring")
+    pl.add_argument("--measure-out", default=None, help="keep the measurement (report + results.json) here")
+    pl.add_argument("--api-key", default=os.environ.get("SAMO_API_KEY"), help="default: $SAMO_API_KEY")
+    pl.add_argument("--config", default="configs/serve.yaml", help="the Serve config the plan resizes")
+    pl.add_argument("--headroom", type=float, default=0.8, help="planned utilization of measured capacity")
+    pl.add_argument("--fixed", action="store_true", help="fixed num_replicas instead of autoscaling up to them")
+    pl.add_argument("--out", default=None, help="write the resized Serve config here")
+    pl.add_argument("--json", action="store_true")
+    pl.set_defaults(func=_cmd_plan)
 
     k8s = sub.add_parser("k8s", help="Kubernetes (KubeRay) manifests")
     k8s_sub = k8s.add_subparsers(dest="k8s_command", required=True)

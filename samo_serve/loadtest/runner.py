@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -21,6 +22,18 @@ __all__ = ["STRESS_STEPS", "run_loadtest"]
 
 STRESS_STEPS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 STRESS_SUCCESS = 0.95
+
+
+async def running_replicas(url: str, api_key: str | None) -> dict[str, int] | None:
+    """Replicas per deployment as the level ends (from /stats): what ``samo-serve plan`` divides by."""
+    headers = {"X-API-Key": api_key} if api_key else {}
+    try:
+        async with httpx.AsyncClient(timeout=10, headers=headers) as client:
+            response = await client.get(f"{url}/stats")
+        replicas = response.json().get("replicas") if response.status_code == 200 else None
+    except (httpx.HTTPError, ValueError):
+        return None
+    return dict(replicas) if replicas else None
 
 
 def _degraded(level: dict[str, Any], p95_target_ms: float) -> bool:
@@ -42,6 +55,7 @@ async def _levels(
             task = progress.add_task(label, total=spec.requests)
             result = await run_level(spec, pick, on_done=functools.partial(progress.advance, task))
             summary = summarize_level(result, p95_target_ms)
+            summary["replicas"] = await running_replicas(base.url, base.api_key)
             progress.update(
                 task,
                 description=f"{label}: {summary['throughput_rps']} rps, p95 {summary['latency_ms']['p95']} ms, "

@@ -34,8 +34,7 @@ async def test_model_autoscales_up_under_load_and_back(
     with server(tmp_path_factory, args=("--config", str(path))) as srv:
         timeline = await replica_timeline(srv.url, builtin_corpus(), load_s=30, idle_s=35)
     print(f"\nEmotionModel replica timeline (Serve status via /stats):\n{timeline.render('EmotionModel')}")
-    counts = timeline.running("EmotionModel")
-    assert counts and counts[0] == 1, timeline.render("EmotionModel")
+    assert timeline.running("EmotionModel")[:1] == [1], timeline.render("EmotionModel")
     assert timeline.peak_under_load("EmotionModel") >= 2, timeline.render("EmotionModel")
     assert timeline.settled_after_load("EmotionModel") == 1, timeline.render("EmotionModel")
     assert set(timeline.statuses) == {200}, timeline.statuses
@@ -65,4 +64,5 @@ async def test_four_replicas_share_one_logical_gpu_and_a_fifth_waits(
     print(f"\nEmotionModel: {states['EmotionModel']}; Serve says: {model['message']}")
     assert states["EmotionModel"] == {"RUNNING": 4, "STARTING": 1}
     assert "GPU" in model["message"], model["message"]  # Serve names the resource the 5th waits for
-    assert served.status_code == 200 and served.json()["emotions"], served.text
+    assert served.status_code == 200, served.text
+    assert served.json()["emotions"], served.text
