@@ -9,6 +9,7 @@ their workers import ``samo_serve`` and ``deployments`` from this checkout.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -54,6 +55,12 @@ def descendants(pid: int) -> set[int]:
     return found
 
 
+def _kill_all(pids: set[int]) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
 def _cmdline(pid: int) -> str:
     try:
         return (Path("/proc") / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
@@ -88,12 +95,7 @@ class RayNode:
 
     def kill(self) -> None:
         """SIGKILL the node and all it started, at once: a machine lost, not a graceful drain."""
-        pids = self.processes()
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        _kill_all(self.processes())
         self.proc.wait(30)
 
     def stop(self, timeout_s: float = 30) -> None:
@@ -101,18 +103,12 @@ class RayNode:
         pids = self.processes()
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                pass
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline and any(Path(f"/proc/{p}").exists() for p in pids):
             time.sleep(0.5)
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        _kill_all(pids)
         if self.proc.poll() is None:
             self.proc.wait(10)
         self._log.close()
