@@ -148,6 +148,9 @@ def serve_forever(
 
     if address is None:
         ray.init(
+            # "local": always a new Ray, never one that `ray start` left on this machine (ray.init()
+            # would join it through /tmp/ray/ray_current_cluster, or hang when that cluster is gone).
+            address="local",
             namespace="serve",
             num_cpus=num_cpus,
             num_gpus=num_gpus,

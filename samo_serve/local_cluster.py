@@ -15,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -187,3 +188,9 @@ class LocalRayCluster:
         for node in (*self.workers, self.head):
             if node.proc.poll() is None or node.processes() - {node.proc.pid}:
                 node.stop()
+        # `ray start --head` points /tmp/ray/ray_current_cluster at this cluster; once it is gone, a plain
+        # ray.init() or `ray status` on this machine would wait for it forever.
+        current = Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster"
+        with contextlib.suppress(OSError):
+            if current.read_text().strip().endswith(f":{self.gcs_port}"):
+                current.unlink()

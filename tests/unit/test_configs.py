@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -32,3 +33,18 @@ def test_serve_config_is_valid(path: Path) -> None:
         if scaling:
             assert 1 <= scaling["min_replicas"] <= scaling["max_replicas"]
             assert scaling["target_ongoing_requests"] > 0
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
+def test_model_autoscaling_can_reach_its_max_replicas(path: Path) -> None:
+    # The ingress micro-batches: the model never sees more than (Ingress replicas x ingress_max_in_flight)
+    # calls at once, and Serve wants ceil(ongoing / target) replicas. A target above that never scales.
+    # One Ingress replica: what `samo-serve run` deploys (direct ingress), the least the model can see.
+    (app,) = yaml.safe_load(path.read_text())["applications"]
+    settings = Settings(**app["args"])
+    by_name = {d["name"]: d for d in app["deployments"]}
+    ingress, model = by_name["Ingress"], by_name["EmotionModel"]
+    in_flight = updated_batching(settings.batching, ingress.get("user_config", {})).ingress_max_in_flight
+    scaling = model["autoscaling_config"]
+    reachable = math.ceil(in_flight / scaling["target_ongoing_requests"])
+    assert reachable >= scaling["max_replicas"], f"EmotionModel can reach {reachable} of {scaling['max_replicas']}"

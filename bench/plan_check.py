@@ -1,0 +1,101 @@
+"""Is ``samo-serve plan`` right? Measure one size, plan a target from it, serve the plan, measure that.
+
+    python bench/plan_check.py --target-rps 60 --p95-ms 500 [--duration 8] [--out runs/plan-check]
+
+1. ``samo-serve run`` with EmotionModel fixed at ``--measure-replicas`` (default 1) replica(s); a closed-loop
+   sweep (``--levels``) with the load tester: per-replica capacity at p95 <= target.
+2. ``samo_serve.planner.make_plan`` for ``--target-rps``: the planned EmotionModel/Ingress sizes and
+   the predicted capacity (replicas x per-replica capacity).
+3. ``samo-serve run`` with the planned sizes (fixed), the same sweep: the measured capacity there.
+4. Prints predicted vs measured capacity (rps at p95 <= target) and their ratio; the plan is right
+   when they agree within 20 %. Every text is unique, so the model (not a cache) answers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from loadgen import Proc  # noqa: E402
+
+from samo_serve.launcher import DEFAULT_CONFIG  # noqa: E402
+from samo_serve.loadtest.runner import run_loadtest  # noqa: E402
+from samo_serve.local_services import free_port  # noqa: E402
+from samo_serve.planner import apply_plan, make_plan  # noqa: E402
+from samo_serve.serve_config import load_serve_config, override_deployment, write_serve_config  # noqa: E402
+
+
+def unique_corpus(path: Path, n: int = 60_000) -> Path:
+    """Numbered texts: no two requests are the same, so none is a cache hit."""
+    from samo_serve.loadtest.corpus import builtin_corpus
+
+    texts = builtin_corpus()
+    path.write_text("\n".join(f"{texts[i % len(texts)]} #{i}" for i in range(n)) + "\n", encoding="utf-8")
+    return path
+
+
+def measure(config: dict[str, Any], label: str, tmp: Path, args: argparse.Namespace, corpus: Path) -> dict[str, Any]:
+    path = write_serve_config(config, tmp / f"{label}.yaml")
+    port = free_port()
+    cmd = [sys.executable, "-m", "samo_serve.cli", "run", "--port", str(port), "--metrics-port", str(free_port()),
+           "--config", str(path)]  # fmt: skip
+    srv = Proc(cmd, f"http://127.0.0.1:{port}", {"SAMO_DATA_DIR": str(tmp / label)}, tmp / f"{label}.log")
+    try:
+        srv.wait_ready()
+        out = Path(args.out) / label if args.out else None
+        levels = [int(c) for c in args.levels.split(",")]
+        print(f"\n== {label}: sweep c={levels}, {args.duration:g} s each", flush=True)
+        return run_loadtest(
+            srv.url, levels, duration_s=args.duration, corpus=corpus, p95_target_ms=args.p95_ms, out=out
+        )
+    finally:
+        srv.stop()
+
+
+def capacity(results: dict[str, Any], p95_ms: float) -> float:
+    ok = [lv["throughput_rps"] for lv in results["levels"] if lv["latency_ms"]["p95"] <= p95_ms
+          and lv["success_rate"] >= 0.99]  # fmt: skip
+    return max(ok, default=0.0)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--target-rps", type=float, required=True)
+    parser.add_argument("--p95-ms", type=float, default=500.0)
+    parser.add_argument("--headroom", type=float, default=0.8)
+    parser.add_argument("--measure-replicas", type=int, default=1)
+    parser.add_argument("--levels", default="1,4,8,16,32,64")
+    parser.add_argument("--duration", type=float, default=8.0, help="seconds per level")
+    parser.add_argument("--out", default=None, help="keep both load-test reports here")
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="samo-plan-check-"))
+    corpus = unique_corpus(tmp / "unique.txt")
+    base = load_serve_config(DEFAULT_CONFIG)
+
+    measured = measure(override_deployment(base, "EmotionModel", num_replicas=args.measure_replicas), "measured",
+                       tmp, args, corpus)  # fmt: skip
+    plan = make_plan(measured, args.target_rps, args.p95_ms, args.headroom)
+    print(f"\nplan: {json.dumps(plan.as_dict())}", flush=True)
+    verified = measure(apply_plan(base, plan, fixed=True), "planned", tmp, args, corpus)
+    got = capacity(verified, args.p95_ms)
+    ratio = got / plan.predicted_rps if plan.predicted_rps else 0.0
+    print(
+        f"\nmeasured at {plan.measured_at['replicas']}: {plan.per_replica_rps:.1f} rps per model replica "
+        f"(p95 <= {args.p95_ms:g} ms)\n"
+        f"plan for {args.target_rps:g} rps: {plan.model_replicas} EmotionModel, {plan.ingress_replicas} Ingress; "
+        f"predicted capacity {plan.predicted_rps:.1f} rps\n"
+        f"verification at the planned size: {got:.1f} rps at p95 <= {args.p95_ms:g} ms; "
+        f"measured / predicted = {ratio:.2f} ({'within' if abs(ratio - 1) <= 0.2 else 'OUTSIDE'} 20 %); "
+        f"target {args.target_rps:g} rps {'held' if got >= args.target_rps else 'NOT held'}"
+    )
+
+
+if __name__ == "__main__":
+    main()
