@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -71,6 +72,7 @@ def main() -> None:
     parser.add_argument("--p95-ms", type=float, default=500.0)
     parser.add_argument("--headroom", type=float, default=0.8)
     parser.add_argument("--measure-replicas", type=int, default=1)
+    parser.add_argument("--cpus", type=float, default=None, help="CPUs the plan may use (default: this machine's)")
     parser.add_argument("--levels", default="1,4,8,16,32,64")
     parser.add_argument("--duration", type=float, default=8.0, help="seconds per level")
     parser.add_argument("--out", default=None, help="keep both load-test reports here")
@@ -81,7 +83,9 @@ def main() -> None:
 
     measured = measure(override_deployment(base, "EmotionModel", num_replicas=args.measure_replicas), "measured",
                        tmp, args, corpus)  # fmt: skip
-    plan = make_plan(measured, args.target_rps, args.p95_ms, args.headroom)
+    # The plan is for this machine: the CPUs the measurement ran on are all the plan has.
+    cpus = os.cpu_count() if args.cpus is None else args.cpus
+    plan = make_plan(measured, args.target_rps, args.p95_ms, args.headroom, available_cpus=cpus)
     print(f"\nplan: {json.dumps(plan.as_dict())}", flush=True)
     verified = measure(apply_plan(base, plan, fixed=True), "planned", tmp, args, corpus)
     got = capacity(verified, args.p95_ms)
@@ -89,7 +93,8 @@ def main() -> None:
     print(
         f"\nmeasured at {plan.measured_at['replicas']}: {plan.per_replica_rps:.1f} rps per model replica "
         f"(p95 <= {args.p95_ms:g} ms)\n"
-        f"plan for {args.target_rps:g} rps: {plan.model_replicas} EmotionModel, {plan.ingress_replicas} Ingress; "
+        f"plan for {args.target_rps:g} rps on {cpus:g} CPUs: {plan.model_replicas} EmotionModel, "
+        f"{plan.ingress_replicas} Ingress{' (CPU-limited)' if plan.cpu_limited else ''}; "
         f"predicted capacity {plan.predicted_rps:.1f} rps\n"
         f"verification at the planned size: {got:.1f} rps at p95 <= {args.p95_ms:g} ms; "
         f"measured / predicted = {ratio:.2f} ({'within' if abs(ratio - 1) <= 0.2 else 'OUTSIDE'} 20 %); "

@@ -261,7 +261,10 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         )  # fmt: skip
     config = load_serve_config(Path(args.config))
     try:
-        plan = make_plan(results, args.target_rps, args.p95_ms, args.headroom, gpus_per_replica(config))
+        plan = make_plan(
+            results, args.target_rps, args.p95_ms, args.headroom, gpus_per_replica(config),
+            measured_cpus=args.measured_cpus, available_cpus=args.cpus,
+        )  # fmt: skip
     except PlanError as exc:
         print(f"samo-serve plan: {exc}", file=sys.stderr)
         return 1
@@ -275,8 +278,12 @@ def _cmd_plan(args: argparse.Namespace) -> int:
             f"measured: {m['throughput_rps']} rps at p95 {m['p95_ms']} ms with {m['replicas']} "
             f"-> {plan.per_replica_rps:.1f} rps per model replica{bound}\n"
             f"plan for {plan.target_rps:g} rps at p95 <= {plan.p95_ms:g} ms, {plan.headroom:.0%} utilization: "
-            f"{plan.model_replicas} EmotionModel, {plan.ingress_replicas} Ingress replica(s), {plan.gpus:g} GPU(s); "
-            f"predicted capacity {plan.predicted_rps:.0f} rps\n"
+            f"{plan.model_replicas} EmotionModel, {plan.ingress_replicas} Ingress replica(s), {plan.gpus:g} GPU(s)"
+            + (f", {plan.cpus:g} CPUs ({plan.cpus_per_replica:g} per model replica as measured)" if plan.cpus else "")
+            + f"; predicted capacity {plan.predicted_rps:.0f} rps"
+            + (f"\n[!] {args.cpus:g} CPUs fit only {plan.model_replicas} replica(s)" if plan.cpu_limited else "")
+            + ("" if plan.meets_target else f"\n[!] the target {plan.target_rps:g} rps is NOT met by this plan")
+            + "\n"
         )
         blocks = [deployment(planned, name) for name in ("Ingress", "EmotionModel")]
         print("# paste into the deployments: section of your Serve config")
@@ -394,6 +401,11 @@ def _parser() -> argparse.ArgumentParser:
     pl.add_argument("--api-key", default=os.environ.get("SAMO_API_KEY"), help="default: $SAMO_API_KEY")
     pl.add_argument("--config", default="configs/serve.yaml", help="the Serve config the plan resizes")
     pl.add_argument("--headroom", type=float, default=0.8, help="planned utilization of measured capacity")
+    pl.add_argument(
+        "--measured-cpus", type=float, default=None,
+        help="CPUs the measured service ran on (default: results.json's host_cpus, set for a local service)",
+    )  # fmt: skip
+    pl.add_argument("--cpus", type=float, default=None, help="CPUs available to the plan (default: unbounded)")
     pl.add_argument("--fixed", action="store_true", help="fixed num_replicas instead of autoscaling up to them")
     pl.add_argument("--out", default=None, help="write the resized Serve config here")
     pl.add_argument("--json", action="store_true")

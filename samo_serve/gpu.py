@@ -6,7 +6,7 @@ import os
 import shutil
 import subprocess
 
-__all__ = ["device_memory_bytes", "gpu_mem_limit", "is_gpu_visible"]
+__all__ = ["device_memory_bytes", "gpu_mem_limit", "is_gpu_visible", "process_memory_bytes"]
 
 
 def is_gpu_visible() -> bool:
@@ -17,13 +17,13 @@ def is_gpu_visible() -> bool:
     return device_memory_bytes() is not None
 
 
-def device_memory_bytes() -> int | None:
-    """Total memory of the first visible GPU, from nvidia-smi; None when there is none."""
+def _nvidia_smi(query: str) -> list[str] | None:
+    """Lines of ``nvidia-smi --query-…=FIELDS --format=csv,noheader,nounits``; None without a working one."""
     if shutil.which("nvidia-smi") is None:
         return None
     try:
         out = subprocess.run(
-            ["nvidia-smi", "--query-gpu=memory.total", "--format=csv,noheader,nounits"],
+            ["nvidia-smi", query, "--format=csv,noheader,nounits"],
             capture_output=True,
             text=True,
             timeout=10,
@@ -31,7 +31,22 @@ def device_memory_bytes() -> int | None:
         ).stdout
     except (OSError, subprocess.SubprocessError):
         return None
-    lines = [line.strip() for line in out.splitlines() if line.strip()]
+    return [line.strip() for line in out.splitlines() if line.strip()]
+
+
+def process_memory_bytes() -> dict[int, int]:
+    """GPU memory each process holds (pid -> bytes), from nvidia-smi; empty without a GPU."""
+    used: dict[int, int] = {}
+    for line in _nvidia_smi("--query-compute-apps=pid,used_memory") or []:
+        pid, _, mib = line.partition(",")
+        if pid.strip().isdigit() and mib.strip().replace(".", "", 1).isdigit():
+            used[int(pid)] = used.get(int(pid), 0) + int(float(mib)) * 1024 * 1024
+    return used
+
+
+def device_memory_bytes() -> int | None:
+    """Total memory of the first visible GPU, from nvidia-smi; None when there is none."""
+    lines = _nvidia_smi("--query-gpu=memory.total")
     if not lines:
         return None
     visible = os.environ.get("CUDA_VISIBLE_DEVICES", "")

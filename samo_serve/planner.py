@@ -3,9 +3,9 @@
 The load tester's results.json has, per level, throughput, p95, success rate and the replicas that
 served it. The capacity of one model replica is the most throughput any level reached with p95 within
 the target and ≥ 99 % success, divided by the model replicas running then. The plan is that capacity
-scaled linearly, with headroom, which holds where each replica gets its own CPUs or GPU share (a Ray
-cluster, KubeRay); on one small machine the replicas share its cores, so measure at the size you plan
-for (docs/OPERATIONS.md, "Capacity planning").
+scaled linearly, with headroom, which holds where each replica brings the CPUs (or GPU share) it had
+when measured; given the CPUs available, the plan stops at the replicas they fit, because more replicas
+on the same cores only contend (docs/OPERATIONS.md, "Capacity planning").
 """
 
 from __future__ import annotations
@@ -39,6 +39,13 @@ class Plan:
     ingress_replicas: int
     gpus: float  # model replicas x num_gpus per replica (0 on CPU)
     predicted_rps: float  # capacity of the planned size at p95 <= target
+    cpus_per_replica: float | None = None  # the machine's CPUs per model replica when measured
+    cpus: float | None = None  # CPUs the planned size needs at that share
+    cpu_limited: bool = False  # the available CPUs fit fewer replicas than the target needs
+
+    @property
+    def meets_target(self) -> bool:
+        return self.predicted_rps >= self.target_rps
 
     def autoscaling(self, target_ongoing_requests: float) -> dict[str, Any]:
         """The model's autoscaling block: up to the planned size at peak, one replica when idle."""
@@ -59,7 +66,10 @@ class Plan:
             "saturated": self.saturated,
             "replicas": {INGRESS: self.ingress_replicas, MODEL: self.model_replicas},
             "gpus": self.gpus,
+            "cpus": self.cpus,
+            "cpu_limited": self.cpu_limited,
             "predicted_rps": round(self.predicted_rps, 2),
+            "meets_target": self.meets_target,
         }
 
 
@@ -74,8 +84,15 @@ def make_plan(
     p95_ms: float,
     headroom: float = 0.8,
     gpus_per_replica: float = 0.0,
+    measured_cpus: float | None = None,
+    available_cpus: float | None = None,
 ) -> Plan:
     """The plan for ``target_rps`` at ``p95_ms`` from a load-test run document (results.json).
+
+    ``measured_cpus`` (default: the results' ``host_cpus``, recorded when the service was on the load
+    tester's machine) is what the measured deployment ran on: each model replica's capacity came with
+    that share of CPUs, Ingress and tokenizing included. ``available_cpus`` caps the plan at the
+    replicas that share fits; more replicas on the same CPUs add contention, not capacity.
 
     Raises:
         PlanError: a bad target, no level within the p95 target, or no replica counts in the results.
@@ -105,6 +122,15 @@ def make_plan(
     measured_ingress = int(replicas.get(INGRESS, 1))
     per_replica = best["throughput_rps"] / measured_model
     model_replicas = max(1, math.ceil(target_rps / (per_replica * headroom)))
+    measured_cpus = measured_cpus if measured_cpus is not None else results.get("host_cpus")
+    cpus_per_replica = float(measured_cpus) / measured_model if measured_cpus else None
+    cpu_limited = False
+    if available_cpus is not None:
+        if cpus_per_replica is None:
+            raise PlanError("--cpus needs to know what the measurement ran on: pass --measured-cpus")
+        fit = max(1, math.floor(available_cpus / cpus_per_replica + 1e-9))
+        cpu_limited = model_replicas > fit
+        model_replicas = min(model_replicas, fit)
     ingress_replicas = max(1, math.ceil(model_replicas * measured_ingress / measured_model))
     return Plan(
         target_rps=target_rps,
@@ -123,6 +149,9 @@ def make_plan(
         ingress_replicas=ingress_replicas,
         gpus=math.ceil(model_replicas * gpus_per_replica * 100) / 100,
         predicted_rps=model_replicas * per_replica,
+        cpus_per_replica=round(cpus_per_replica, 2) if cpus_per_replica else None,
+        cpus=round(model_replicas * cpus_per_replica, 2) if cpus_per_replica else None,
+        cpu_limited=cpu_limited,
     )
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from samo_serve.gpu import device_memory_bytes, gpu_mem_limit, is_gpu_visible
+from samo_serve.gpu import device_memory_bytes, gpu_mem_limit, is_gpu_visible, process_memory_bytes
 
 GIB = 2**30
 
@@ -97,3 +97,17 @@ def test_visible_gpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _fake_nvidia_smi(tmp_path, monkeypatch, 'echo "81559"')
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
     assert is_gpu_visible() is True
+
+
+def test_process_memory_from_nvidia_smi(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _fake_nvidia_smi(
+        tmp_path,
+        monkeypatch,
+        'case "$1" in --query-compute-apps=*) printf "101, 512\\n202, 1024\\n101, 256\\n[N/A], [N/A]\\n";; esac',
+    )
+    assert process_memory_bytes() == {101: 768 * 2**20, 202: 1024 * 2**20}
+
+
+def test_process_memory_without_a_gpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert process_memory_bytes() == {}

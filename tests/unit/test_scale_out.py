@@ -127,6 +127,29 @@ def test_plan_counts_gpus_from_the_fraction_per_replica() -> None:
     assert make_plan(RESULTS, 400, 500).gpus == 0.0
 
 
+def test_plan_stops_at_the_replicas_the_available_cpus_fit() -> None:
+    # Measured: 1 replica with the whole 2-CPU machine. On those 2 CPUs a 2nd replica adds nothing.
+    results = {**RESULTS, "host_cpus": 2}
+    plan = make_plan(results, 320, 500, available_cpus=2)
+    assert plan.cpu_limited
+    assert plan.model_replicas == 1
+    assert plan.predicted_rps == 100
+    assert not plan.meets_target
+    assert (plan.cpus_per_replica, plan.cpus) == (2.0, 2.0)
+    roomy = make_plan(results, 320, 500, available_cpus=16)
+    assert not roomy.cpu_limited
+    assert roomy.model_replicas == 4
+    assert roomy.cpus == 8.0
+    assert roomy.meets_target
+    assert make_plan(results, 320, 500).cpus == 8.0  # no budget given: the CPUs it needs, unbounded
+
+
+def test_plan_cpu_budget_needs_the_measured_cpus() -> None:
+    with pytest.raises(PlanError, match="--measured-cpus"):
+        make_plan(RESULTS, 320, 500, available_cpus=4)
+    assert make_plan(RESULTS, 320, 500, measured_cpus=4, available_cpus=8).model_replicas == 2
+
+
 @pytest.mark.parametrize(
     ("results", "message"),
     [
@@ -153,7 +176,7 @@ def test_apply_plan_autoscaling_and_fixed_are_valid_serve_configs() -> None:
     scaled = apply_plan(config, plan)
     model = deployment(scaled, "EmotionModel")["autoscaling_config"]
     assert (model["min_replicas"], model["max_replicas"]) == (1, 4)
-    assert model["target_ongoing_requests"] == 8  # kept from the config
+    assert model["target_ongoing_requests"] == 1  # kept from the config
     assert deployment(scaled, "Ingress")["autoscaling_config"]["max_replicas"] == 4
     fixed = apply_plan(config, plan, fixed=True)
     assert deployment(fixed, "EmotionModel")["num_replicas"] == 4
