@@ -7,8 +7,10 @@
 2. ``samo_serve.planner.make_plan`` for ``--target-rps``: the planned EmotionModel/Ingress sizes and
    the predicted capacity (replicas x per-replica capacity).
 3. ``samo-serve run`` with the planned sizes (fixed), the same sweep: the measured capacity there.
-4. Prints predicted vs measured capacity (rps at p95 <= target) and their ratio; the plan is right
-   when they agree within 20 %. Every text is unique, so the model (not a cache) answers.
+4. Open loop at ``--target-rps`` (Poisson arrivals) on the planned size: is the target served, at p95 <= target?
+5. Prints predicted vs measured capacity (rps at p95 <= target) and their ratio; the plan is right
+   when they agree within 20 %, and when the open-loop run serves the target within the p95.
+   Every text is unique, so the model (not a cache) answers.
 """
 
 from __future__ import annotations
@@ -42,7 +44,10 @@ def unique_corpus(path: Path, n: int = 60_000) -> Path:
     return path
 
 
-def measure(config: dict[str, Any], label: str, tmp: Path, args: argparse.Namespace, corpus: Path) -> dict[str, Any]:
+def measure(
+    config: dict[str, Any], label: str, tmp: Path, args: argparse.Namespace, corpus: Path, rate: float | None = None
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The closed-loop sweep on ``config``; then, with ``rate``, an open-loop run at that arrival rate."""
     path = write_serve_config(config, tmp / f"{label}.yaml")
     port = free_port()
     cmd = [sys.executable, "-m", "samo_serve.cli", "run", "--port", str(port), "--metrics-port", str(free_port()),
@@ -53,9 +58,14 @@ def measure(config: dict[str, Any], label: str, tmp: Path, args: argparse.Namesp
         out = Path(args.out) / label if args.out else None
         levels = [int(c) for c in args.levels.split(",")]
         print(f"\n== {label}: sweep c={levels}, {args.duration:g} s each", flush=True)
-        return run_loadtest(
-            srv.url, levels, duration_s=args.duration, corpus=corpus, p95_target_ms=args.p95_ms, out=out
-        )
+        sweep = run_loadtest(srv.url, levels, duration_s=args.duration, corpus=corpus, p95_target_ms=args.p95_ms,
+                             out=out)  # fmt: skip
+        if rate is None:
+            return sweep, None
+        print(f"\n== {label}: open loop at the target, {rate:g} req/s for {args.open_s:g} s", flush=True)
+        held = run_loadtest(srv.url, [256], rate=[rate], duration_s=args.open_s, corpus=corpus,
+                            p95_target_ms=args.p95_ms, out=out / "open" if out else None)  # fmt: skip
+        return sweep, held["levels"][0]
     finally:
         srv.stop()
 
@@ -73,21 +83,23 @@ def main() -> None:
     parser.add_argument("--headroom", type=float, default=0.8)
     parser.add_argument("--measure-replicas", type=int, default=1)
     parser.add_argument("--cpus", type=float, default=None, help="CPUs the plan may use (default: this machine's)")
-    parser.add_argument("--levels", default="1,4,8,16,32,64")
-    parser.add_argument("--duration", type=float, default=8.0, help="seconds per level")
+    parser.add_argument("--levels", default="4,8,16,24,32")
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per sweep level")
+    parser.add_argument("--open-s", type=float, default=30.0, help="seconds of open-loop load at the target")
     parser.add_argument("--out", default=None, help="keep both load-test reports here")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="samo-plan-check-"))
     corpus = unique_corpus(tmp / "unique.txt")
     base = load_serve_config(DEFAULT_CONFIG)
 
-    measured = measure(override_deployment(base, "EmotionModel", num_replicas=args.measure_replicas), "measured",
-                       tmp, args, corpus)  # fmt: skip
+    measured, _ = measure(override_deployment(base, "EmotionModel", num_replicas=args.measure_replicas),
+                          "measured", tmp, args, corpus)  # fmt: skip
     # The plan is for this machine: the CPUs the measurement ran on are all the plan has.
     cpus = os.cpu_count() if args.cpus is None else args.cpus
     plan = make_plan(measured, args.target_rps, args.p95_ms, args.headroom, available_cpus=cpus)
     print(f"\nplan: {json.dumps(plan.as_dict())}", flush=True)
-    verified = measure(apply_plan(base, plan, fixed=True), "planned", tmp, args, corpus)
+    verified, held = measure(apply_plan(base, plan, fixed=True), "planned", tmp, args, corpus, args.target_rps)
+    assert held is not None
     got = capacity(verified, args.p95_ms)
     ratio = got / plan.predicted_rps if plan.predicted_rps else 0.0
     print(
@@ -98,7 +110,11 @@ def main() -> None:
         f"predicted capacity {plan.predicted_rps:.1f} rps\n"
         f"verification at the planned size: {got:.1f} rps at p95 <= {args.p95_ms:g} ms; "
         f"measured / predicted = {ratio:.2f} ({'within' if abs(ratio - 1) <= 0.2 else 'OUTSIDE'} 20 %); "
-        f"target {args.target_rps:g} rps {'held' if got >= args.target_rps else 'NOT held'}"
+        f"target {args.target_rps:g} rps {'held' if got >= args.target_rps else 'NOT held'}\n"
+        f"open loop at the target {args.target_rps:g} req/s: {held['throughput_rps']} rps served "
+        f"({held['throughput_rps'] / args.target_rps:.2f} of the target), p95 {held['latency_ms']['p95']} ms "
+        f"({'within' if held['latency_ms']['p95'] <= args.p95_ms else 'OVER'} {args.p95_ms:g}), "
+        f"success {held['success_rate']:.1%}"
     )
 
 
