@@ -31,6 +31,7 @@ from samo_serve.drills import replica_pids  # noqa: E402
 from samo_serve.gpu import device_memory_bytes, gpu_mem_limit, process_memory_bytes  # noqa: E402
 from samo_serve.launcher import DEFAULT_CONFIG  # noqa: E402
 from samo_serve.loadtest.runner import run_loadtest  # noqa: E402
+from samo_serve.local_cluster import descendants  # noqa: E402
 from samo_serve.local_services import free_port  # noqa: E402
 from samo_serve.model_card import load_card, with_variant  # noqa: E402
 from samo_serve.model_runner import OrtModelRunner  # noqa: E402
@@ -80,8 +81,9 @@ def main() -> int:
     summary["device_memory_mib"] = total // 2**20
 
     config = load_serve_config(GPU_CONFIG)
-    if args.cpu_rehearsal:
+    if args.cpu_rehearsal:  # int8 (no fp16 file needed), and CPUs small enough for 4 replicas on 2 cores
         config = override_args(config, runner={"precision": "int8"})
+        config = override_deployment(config, "EmotionModel", ray_actor_options={"num_cpus": 0.05})
     summary["session"] = provider_check(config)
     print(f"1. ORT session: {summary['session']}", flush=True)
 
@@ -114,7 +116,8 @@ def main() -> int:
 
         cap = gpu_mem_limit(fraction, total)
         used = process_memory_bytes()
-        replicas = {pid: used.get(pid, 0) for pid in replica_pids("EmotionModel")}
+        ours = descendants(srv.proc.pid)  # this server's replicas, not another samo-serve's on the machine
+        replicas = {pid: used.get(pid, 0) for pid in replica_pids("EmotionModel") if pid in ours}
         summary["gpu_memory"] = {
             "cap_mib": cap // 2**20,
             "replicas_mib": {str(pid): b // 2**20 for pid, b in replicas.items()},
