@@ -27,13 +27,14 @@ server = contextlib.contextmanager(run_server)
 
 
 async def test_model_autoscales_up_under_load_and_back(
-    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, capsys: pytest.CaptureFixture[str]
 ) -> None:
     config = override_deployment(load_serve_config(DEFAULT_CONFIG), "EmotionModel", autoscaling_config=FAST_AUTOSCALING)
     path = write_serve_config(config, tmp_path / "serve.yaml")
     with server(tmp_path_factory, args=("--config", str(path))) as srv:
         timeline = await replica_timeline(srv.url, builtin_corpus(), load_s=30, idle_s=35)
-    print(f"\nEmotionModel replica timeline (Serve status via /stats):\n{timeline.render('EmotionModel')}")
+    with capsys.disabled():  # shown in every run's output, not only on failure
+        print(f"\nEmotionModel replica timeline (Serve status via /stats):\n{timeline.render('EmotionModel')}")
     assert timeline.running("EmotionModel")[:1] == [1], timeline.render("EmotionModel")
     assert timeline.peak_under_load("EmotionModel") >= 2, timeline.render("EmotionModel")
     assert timeline.settled_after_load("EmotionModel") == 1, timeline.render("EmotionModel")
@@ -41,7 +42,7 @@ async def test_model_autoscales_up_under_load_and_back(
 
 
 async def test_four_replicas_share_one_logical_gpu_and_a_fifth_waits(
-    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # The GPU config as shipped (num_gpus 0.25, gpu_fraction 0.25, device cuda) asking for 5 replicas on
     # a Ray that declares one GPU. CPUs are made small so that only the GPU share can be what is short.
@@ -61,7 +62,8 @@ async def test_four_replicas_share_one_logical_gpu_and_a_fifth_waits(
         stats = httpx.get(f"{srv.url}/stats", timeout=30).json()
         served = httpx.post(f"{srv.url}/predict", json={"text": "I am so happy for you"}, timeout=60)
     model = stats["deployments"]["EmotionModel"]
-    print(f"\nEmotionModel: {states['EmotionModel']}; Serve says: {model['message']}")
+    with capsys.disabled():
+        print(f"\nEmotionModel on 1 logical GPU: {states['EmotionModel']}; Serve says: {model['message']}")
     assert states["EmotionModel"] == {"RUNNING": 4, "STARTING": 1}
     assert "GPU" in model["message"], model["message"]  # Serve names the resource the 5th waits for
     assert served.status_code == 200, served.text
