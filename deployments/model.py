@@ -7,13 +7,14 @@ import time
 from typing import Any
 
 import numpy as np
+import ray
 from ray import serve
 
 from deployments.common import served_card, settings_from_args
 from samo_serve.batching import count_texts, merge_token_batches, split_rows
 from samo_serve.memory import check_memory
 from samo_serve.metrics import Metrics, NullFactory, ProcessSampler
-from samo_serve.model_runner import OrtModelRunner
+from samo_serve.model_runner import OrtModelRunner, with_gpu_share
 from samo_serve.ray_metrics import RayFactory
 from samo_serve.settings import BatchingSettings, updated_batching
 from samo_serve.tokenizer import TokenBatch
@@ -24,7 +25,10 @@ class EmotionModel:
         settings = settings_from_args(args)
         self._max_rss_mb = settings.limits.max_rss_mb
         self._card = served_card(settings, verify=settings.verify_model_sha256)
-        self._runner = OrtModelRunner.for_card(self._card, settings.model_dir, settings.runner)
+        # The ORT memory cap follows this replica's num_gpus unless runner.gpu_fraction says otherwise.
+        assigned = ray.get_runtime_context().get_assigned_resources().get("GPU")  # type: ignore[no-untyped-call]
+        runner_settings = with_gpu_share(settings.runner, assigned)
+        self._runner = OrtModelRunner.for_card(self._card, settings.model_dir, runner_settings)
         factory = RayFactory() if settings.observability.metrics_enabled else NullFactory()
         self._metrics = Metrics(factory)
         self._sampler = ProcessSampler(self._metrics)

@@ -16,7 +16,7 @@ from samo_serve.model_card import ModelCard
 from samo_serve.settings import RunnerSettings
 from samo_serve.tokenizer import TokenBatch
 
-__all__ = ["ModelRunner", "OrtModelRunner", "activate"]
+__all__ = ["ModelRunner", "OrtModelRunner", "activate", "with_gpu_share"]
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,17 @@ def activate(logits: np.ndarray, activation: Literal["sigmoid", "softmax"]) -> n
     shifted: np.ndarray = np.exp(logits - logits.max(axis=1, keepdims=True))
     probs: np.ndarray = shifted / shifted.sum(axis=1, keepdims=True)
     return probs
+
+
+def with_gpu_share(settings: RunnerSettings, assigned_gpus: float | None) -> RunnerSettings:
+    """The runner settings with ``gpu_fraction`` taken from the GPU share Ray gave this replica.
+
+    An explicit ``runner.gpu_fraction`` wins; left at 0, the replica's ``num_gpus`` (0.25 → a quarter of
+    the device memory) sets the ORT cap, so changing ``num_gpus`` alone cannot leave a stale cap.
+    """
+    if settings.gpu_fraction > 0 or not assigned_gpus or assigned_gpus <= 0:
+        return settings
+    return settings.model_copy(update={"gpu_fraction": min(float(assigned_gpus), 1.0)})
 
 
 def _providers(settings: RunnerSettings) -> list[str | tuple[str, dict[str, object]]]:

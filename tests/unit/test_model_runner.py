@@ -239,3 +239,19 @@ def test_fp32_padded_batches_equal_per_text(
     assert batched.shape == (len(TEXTS), 28)
     assert ((batched >= 0) & (batched <= 1)).all()
     np.testing.assert_allclose(batched, _per_text(runner, tokenizer, TEXTS), atol=ATOL, rtol=0)
+
+
+@pytest.mark.parametrize(
+    ("configured", "assigned", "expected"),
+    [(0.0, 0.25, 0.25), (0.0, None, 0.0), (0.0, 0.0, 0.0), (0.5, 0.25, 0.5), (0.0, 2.0, 1.0)],
+    ids=["from-num-gpus", "no-gpu", "zero-gpu", "explicit-wins", "whole-gpus-cap-at-one"],
+)
+def test_gpu_share_follows_the_replicas_num_gpus(configured: float, assigned: float | None, expected: float) -> None:
+    settings = model_runner.with_gpu_share(RunnerSettings(gpu_fraction=configured), assigned)
+    assert settings.gpu_fraction == expected
+
+
+def test_gpu_share_sets_the_ort_cap(monkeypatch: pytest.MonkeyPatch) -> None:
+    _fake_gpu(monkeypatch, 80 * 2**30)
+    _, options = model_runner._providers(model_runner.with_gpu_share(RunnerSettings(), 0.25))[0]
+    assert options["gpu_mem_limit"] == 20 * 2**30
