@@ -11,6 +11,7 @@ import random
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -224,8 +225,14 @@ def open_loop(url: str, bodies: Path, rate: float, duration_s: float, label: str
     return _result(label, 0, latencies, errors, time.perf_counter() - started)
 
 
+def _exit_on_sigterm(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)  # so that `finally: srv.stop()` runs when a bench is killed by timeout
+
+
 class Proc:
     def __init__(self, cmd: list[str], url: str, env: dict[str, str], log: Path) -> None:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, _exit_on_sigterm)
         self.url = url
         self.log = log.open("w")
         self.proc = subprocess.Popen(
