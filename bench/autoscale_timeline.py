@@ -31,6 +31,7 @@ from samo_serve.serve_config import (  # noqa: E402
     override_deployment,
     write_serve_config,
 )
+from samo_serve.server_process import samo_serve_command  # noqa: E402
 
 
 def config_with_fast_autoscaling(path: Path, target: float, in_flight: int) -> Path:
@@ -54,8 +55,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="samo-autoscale-"))
     config = config_with_fast_autoscaling(tmp / "serve.yaml", args.target, args.in_flight)
     port = free_port()
-    cmd = [sys.executable, "-m", "samo_serve.cli", "run", "--port", str(port), "--metrics-port", str(free_port()),
-           "--config", str(config)]  # fmt: skip
+    cmd = samo_serve_command(port, free_port(), "--config", str(config))
     srv = Proc(cmd, f"http://127.0.0.1:{port}", {"SAMO_DATA_DIR": str(tmp / "data")}, tmp / "samo.log")
     try:
         srv.wait_ready()

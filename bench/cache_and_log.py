@@ -33,12 +33,13 @@ from loadgen import Proc, Result, goemotions_texts, run_wrk, save_report, write_
 
 from samo_serve.drills import DrillResult, at, drive, wait_for_log_rows  # noqa: E402
 from samo_serve.local_services import PostgresServer, RedisServer, free_port  # noqa: E402
+from samo_serve.server_process import samo_serve_command  # noqa: E402
 
 
 def start_server(env: dict[str, str], log: Path) -> Proc:
     port = free_port()
     srv = Proc(
-        [sys.executable, "-m", "samo_serve.cli", "run", "--port", str(port), "--metrics-port", str(free_port())],
+        samo_serve_command(port, free_port()),
         f"http://127.0.0.1:{port}",
         env,
         log,

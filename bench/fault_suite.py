@@ -52,6 +52,7 @@ from samo_serve.drills import (  # noqa: E402
 from samo_serve.launcher import DEFAULT_CONFIG  # noqa: E402
 from samo_serve.loadtest.corpus import builtin_corpus  # noqa: E402
 from samo_serve.local_services import PostgresServer, RedisServer, free_port  # noqa: E402
+from samo_serve.server_process import samo_serve_command  # noqa: E402
 
 
 def texts() -> list[str]:
@@ -161,7 +162,7 @@ def main() -> None:
     results: dict[str, Any] = {}
     try:
         port = free_port()
-        cmd = [sys.executable, "-m", "samo_serve.cli", "run", "--port", str(port), "--config", str(config)]
+        cmd = samo_serve_command(port, free_port(), "--config", str(config))
         srv = Proc(cmd, f"http://127.0.0.1:{port}", env, tmp / "samo.log")
         try:
             srv.wait_ready()
@@ -172,7 +173,7 @@ def main() -> None:
         print("7. SIGTERM to samo-serve with rows still queued ...", flush=True)
         port = free_port()
         queued_env = {**env, "SAMO_REQUEST_LOG__FLUSH_INTERVAL_MS": "3600000", "SAMO_REQUEST_LOG__FLUSH_ROWS": "100000"}
-        cmd = [sys.executable, "-m", "samo_serve.cli", "run", "--port", str(port), "--metrics-port", str(free_port())]
+        cmd = samo_serve_command(port, free_port())
         srv = Proc(cmd, f"http://127.0.0.1:{port}", queued_env, tmp / "samo-sigterm.log")
         srv.wait_ready()
         start = datetime.now(UTC)

@@ -43,6 +43,7 @@ from samo_serve.serve_config import (  # noqa: E402
     override_deployment,
     write_serve_config,
 )
+from samo_serve.server_process import samo_serve_command  # noqa: E402
 from samo_serve.settings import Settings, default_model_dir  # noqa: E402
 
 GPU_CONFIG = DEFAULT_CONFIG.parent / "serve-gpu.yaml"
@@ -92,8 +93,9 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="samo-gpu-check-"))
     path = write_serve_config(config, tmp / "serve-gpu.yaml")
     port = free_port()
-    cmd = [sys.executable, "-m", "samo_serve.cli", "run", "--port", str(port), "--metrics-port", str(free_port()),
-           "--config", str(path), *(["--num-gpus", "1"] if args.cpu_rehearsal else [])]  # fmt: skip
+    cmd = samo_serve_command(
+        port, free_port(), "--config", str(path), *(["--num-gpus", "1"] if args.cpu_rehearsal else [])
+    )
     srv = Proc(cmd, f"http://127.0.0.1:{port}", {"SAMO_DATA_DIR": str(tmp / "data")}, out / "samo-serve.log")
     try:
         srv.wait_ready()

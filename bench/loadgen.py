@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import csv
 import json
-import os
 import random
 import shutil
 import signal
@@ -18,6 +16,8 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+
+from samo_serve.server_process import ServerProcess
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parent.parent / "shared" / "data" / "goemotions"
@@ -229,43 +229,13 @@ def _exit_on_sigterm(signum: int, _frame: object) -> None:
     raise SystemExit(128 + signum)  # so that `finally: srv.stop()` runs when a bench is killed by timeout
 
 
-class Proc:
+class Proc(ServerProcess):
+    """A bench's server (samo_serve.server_process), and a SIGTERM'd bench stops it on the way out."""
+
     def __init__(self, cmd: list[str], url: str, env: dict[str, str], log: Path) -> None:
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, _exit_on_sigterm)
-        self.url = url
-        self.log = log.open("w")
-        self.proc = subprocess.Popen(
-            cmd,
-            cwd=HERE.parent,
-            env={**os.environ, **env},
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    def wait_ready(self, timeout_s: float = 600, path: str = "/readyz") -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.url}: server exited early, see {self.log.name}")
-            try:
-                if httpx.get(f"{self.url}{path}", timeout=5).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(1)
-        raise TimeoutError(self.url)
-
-    def stop(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(120)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        with contextlib.suppress(ProcessLookupError):  # workers a server left behind (LitServe's do)
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        self.log.close()
+        super().__init__(cmd, url, log, env)
 
 
 def save_report(report: dict[str, object], out: Path, heading: str = "ratios") -> None:

@@ -33,6 +33,7 @@ from samo_serve.loadtest.runner import run_loadtest  # noqa: E402
 from samo_serve.local_services import free_port  # noqa: E402
 from samo_serve.planner import apply_plan, make_plan  # noqa: E402
 from samo_serve.serve_config import load_serve_config, override_deployment, write_serve_config  # noqa: E402
+from samo_serve.server_process import samo_serve_command  # noqa: E402
 
 
 def unique_corpus(path: Path, n: int = 60_000) -> Path:
@@ -50,8 +51,7 @@ def measure(
     """The closed-loop sweep on ``config``; then, with ``rate``, an open-loop run at that arrival rate."""
     path = write_serve_config(config, tmp / f"{label}.yaml")
     port = free_port()
-    cmd = [sys.executable, "-m", "samo_serve.cli", "run", "--port", str(port), "--metrics-port", str(free_port()),
-           "--config", str(path)]  # fmt: skip
+    cmd = samo_serve_command(port, free_port(), "--config", str(path))
     srv = Proc(cmd, f"http://127.0.0.1:{port}", {"SAMO_DATA_DIR": str(tmp / label)}, tmp / f"{label}.log")
     try:
         srv.wait_ready()

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,14 +10,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from samo_serve.local_services import free_port
+from samo_serve.server_process import ServerProcess, samo_serve_command
+
 START_TIMEOUT_S = 600
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def ray_processes() -> set[int]:
@@ -29,63 +21,22 @@ def ray_processes() -> set[int]:
     return {int(pid) for pid in out.split()}
 
 
-class Server:
+class Server(ServerProcess):
+    """``samo-serve run`` on free ports; ``data_dir`` is its request log's folder."""
+
     def __init__(
         self, port: int, log_path: Path, env: dict[str, str] | None = None, args: tuple[str, ...] = ()
     ) -> None:
-        self.url = f"http://127.0.0.1:{port}"
-        self.data_dir: Path | None = None
         self.metrics_port = free_port()  # Ray's Prometheus endpoint for this server
-        self.log_path = log_path
-        self._log = log_path.open("w")
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "samo_serve.cli",
-                "run",
-                "--port",
-                str(port),
-                "--metrics-port",
-                str(self.metrics_port),
-                *args,
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        self.data_dir: Path | None = None
+        super().__init__(samo_serve_command(port, self.metrics_port, *args), f"http://127.0.0.1:{port}", log_path, env)
 
-    def wait_ready(self) -> None:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"samo-serve exited with {self.proc.returncode}:\n{self.tail()}")
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=5).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(1)
-        raise TimeoutError(f"samo-serve not ready after {START_TIMEOUT_S} s:\n{self.tail()}")
+    def wait_ready(self, timeout_s: float = START_TIMEOUT_S, path: str = "/readyz") -> None:
+        super().wait_ready(timeout_s, path)
 
-    def stop(self, timeout_s: float = 120) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        self._log.close()
-        return int(self.proc.returncode)
-
-    def tail(self, n: int = 60) -> str:
-        if not self._log.closed:
-            self._log.flush()
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+    def stop(self, timeout_s: float = 120, kill_group: bool = False) -> int:
+        # kill_group off: what samo-serve leaves behind must show up in run_server's check, not be reaped here
+        return super().stop(timeout_s, kill_group)
 
 
 def run_server(

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from samo_serve.loadtest.runner import run_loadtest
+from samo_serve.server_process import ROOT
 
-from .conftest import ROOT, Server
+from .conftest import Server
 
 
 def test_sweep_writes_report_plots_and_results(server: Server, tmp_path: Path) -> None:
