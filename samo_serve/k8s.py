@@ -100,6 +100,9 @@ def render_rayservice(config: dict[str, Any], image: str = DEFAULT_IMAGE, name: 
             "serveConfigV2": yaml.safe_dump(serve, sort_keys=False),
             "rayClusterConfig": {
                 "rayVersion": RAY_VERSION,
+                # Ray 2.60's `ray start --head` turns token auth on; KubeRay then creates the token Secret
+                # and sets RAY_AUTH_MODE/RAY_AUTH_TOKEN on every container, or workers could not join.
+                "authOptions": {"mode": "token"},
                 "enableInTreeAutoscaling": True,
                 "autoscalerOptions": {"upscalingMode": "Default", "idleTimeoutSeconds": 60},
                 "headGroupSpec": {

@@ -62,6 +62,7 @@ def test_cluster_shape() -> None:
     cluster = rayservice()["spec"]["rayClusterConfig"]
     assert cluster["rayVersion"] == version("ray")  # the pinned Ray, in the image tag too
     assert cluster["enableInTreeAutoscaling"] is True
+    assert cluster["authOptions"] == {"mode": "token"}  # Ray 2.60 heads require the token of every node
     assert cluster["headGroupSpec"]["rayStartParams"]["num-cpus"] == "0"
     groups = {g["groupName"]: g for g in cluster["workerGroupSpecs"]}
     gpu = groups["gpu"]["template"]["spec"]["containers"][0]["resources"]["limits"]
