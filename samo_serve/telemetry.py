@@ -68,14 +68,14 @@ def build_view(
     gauges: dict[str, dict[str, Any]],
     rules: RecommendationSettings,
     max_rss_mb: int | None,
-    replicas: dict[str, int] | None = None,
     dependencies: dict[str, Any] | None = None,
     now: float | None = None,
     deployments: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The /stats document from merged windows and each replica's latest gauges (RSS).
 
-    ``deployments`` (from :func:`deployment_states`) also gives ``replicas``: the running ones.
+    ``deployments`` (from :func:`deployment_states`; None outside Ray Serve) also gives ``replicas``:
+    the running ones.
     """
     now = time.time() if now is None else now
     summaries = {name: summarize(windows.totals(seconds, now), seconds) for name, seconds in WINDOWS_S.items()}
@@ -101,7 +101,7 @@ def build_view(
         "ingress_replicas_reporting": len(gauges) or 1,
         "windows": summaries,
         "series": {"step_s": SERIES_STEP_S, "points": points},
-        "replicas": running_replicas(deployments) if deployments is not None else replicas,
+        "replicas": running_replicas(deployments) if deployments is not None else None,
         "deployments": deployments,
         "memory": memory,
         "recommendations": recommend(summaries["5m"], rules, memory, dependencies),
@@ -116,7 +116,6 @@ class Telemetry:
         max_rss_mb: int | None = None,
         hub: StatsHubClient | None = None,
         replica_id: str | None = None,
-        replicas: Callable[[], dict[str, int] | None] | None = None,
     ) -> None:
         self.metrics = metrics
         self.windows = WindowStats()
@@ -124,7 +123,6 @@ class Telemetry:
         self.max_rss_mb = max_rss_mb
         self.hub = hub
         self.replica_id = replica_id or uuid.uuid4().hex[:8]
-        self._replicas = replicas
         self._sampler = ProcessSampler(metrics)
         self._task: asyncio.Task[None] | None = None
         self._pushed_until = 0
@@ -136,11 +134,10 @@ class Telemetry:
         factory: MetricFactory,
         hub: StatsHubClient | None = None,
         replica_id: str | None = None,
-        replicas: Callable[[], dict[str, int] | None] | None = None,
     ) -> Telemetry:
         obs = settings.observability
         metrics = Metrics(factory if obs.metrics_enabled else NullFactory())
-        return cls(metrics, obs.recommendations, settings.limits.max_rss_mb, hub, replica_id, replicas)
+        return cls(metrics, obs.recommendations, settings.limits.max_rss_mb, hub, replica_id)
 
     # -------------------------------------------------------------------------------- recording
 
@@ -211,6 +208,5 @@ class Telemetry:
                 return merged
             except Exception as exc:
                 log.warning("stats hub unavailable (%s); /stats shows this replica only", exc)
-        replicas = self._replicas() if self._replicas is not None else None
         gauges = {self.replica_id: {"rss_mb": rss_mb()}}
-        return build_view(self.windows, gauges, self.rules, self.max_rss_mb, replicas, dependencies)
+        return build_view(self.windows, gauges, self.rules, self.max_rss_mb, dependencies)

@@ -253,7 +253,11 @@ def test_report_renders_every_section() -> None:
     w.record_levels(["miss"] * 150)
     from samo_serve.telemetry import build_view
 
-    view = build_view(w, {"r1": {"rss_mb": 321.0}}, RecommendationSettings(), None, {"Ingress": 1, "EmotionModel": 2})
+    deployments = {
+        name: {"status": "HEALTHY", "replica_states": {"RUNNING": n}, "message": ""}
+        for name, n in (("Ingress", 1), ("EmotionModel", 2))
+    }
+    view = build_view(w, {"r1": {"rss_mb": 321.0}}, RecommendationSettings(), None, deployments=deployments)
     out = StringIO()
     render_report(view, Console(file=out, width=160))
     text = out.getvalue()
