@@ -31,7 +31,7 @@ from loadgen import Proc  # noqa: E402
 from samo_serve.launcher import DEFAULT_CONFIG  # noqa: E402
 from samo_serve.loadtest.runner import run_loadtest  # noqa: E402
 from samo_serve.local_services import free_port  # noqa: E402
-from samo_serve.planner import apply_plan, make_plan  # noqa: E402
+from samo_serve.planner import apply_plan, best_level, make_plan  # noqa: E402
 from samo_serve.serve_config import load_serve_config, override_deployment, write_serve_config  # noqa: E402
 from samo_serve.server_process import samo_serve_command  # noqa: E402
 
@@ -70,12 +70,6 @@ def measure(
         srv.stop()
 
 
-def capacity(results: dict[str, Any], p95_ms: float) -> float:
-    ok = [lv["throughput_rps"] for lv in results["levels"] if lv["latency_ms"]["p95"] <= p95_ms
-          and lv["success_rate"] >= 0.99]  # fmt: skip
-    return max(ok, default=0.0)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--target-rps", type=float, required=True)
@@ -100,7 +94,8 @@ def main() -> None:
     print(f"\nplan: {json.dumps(plan.as_dict())}", flush=True)
     verified, held = measure(apply_plan(base, plan, fixed=True), "planned", tmp, args, corpus, args.target_rps)
     assert held is not None
-    got = capacity(verified, args.p95_ms)
+    best = best_level(verified, args.p95_ms)
+    got = best["throughput_rps"] if best else 0.0
     ratio = got / plan.predicted_rps if plan.predicted_rps else 0.0
     print(
         f"\nmeasured at {plan.measured_at['replicas']}: {plan.per_replica_rps:.1f} rps per model replica "

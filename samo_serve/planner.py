@@ -17,7 +17,7 @@ from typing import Any
 from samo_serve.loadtest.summary import SUCCESS_TARGET
 from samo_serve.serve_config import deployment, override_deployment
 
-__all__ = ["INGRESS", "MODEL", "Plan", "PlanError", "apply_plan", "gpus_per_replica", "make_plan"]
+__all__ = ["INGRESS", "MODEL", "Plan", "PlanError", "apply_plan", "best_level", "gpus_per_replica", "make_plan"]
 
 MODEL = "EmotionModel"
 INGRESS = "Ingress"
@@ -78,6 +78,12 @@ def _ok(level: dict[str, Any], p95_ms: float) -> bool:
     return p95 is not None and p95 <= p95_ms and level.get("success_rate", 0.0) >= SUCCESS_TARGET
 
 
+def best_level(results: dict[str, Any], p95_ms: float) -> dict[str, Any] | None:
+    """The single-text level with the most throughput at p95 <= ``p95_ms`` and >= 99 % success."""
+    good = [lv for lv in results.get("levels", []) if lv.get("batch", 1) == 1 and _ok(lv, p95_ms)]
+    return max(good, key=lambda lv: lv["throughput_rps"], default=None)
+
+
 def make_plan(
     results: dict[str, Any],
     target_rps: float,
@@ -104,14 +110,13 @@ def make_plan(
     levels = [lv for lv in results.get("levels", []) if lv.get("batch", 1) == 1]
     if not levels:
         raise PlanError("the results hold no single-text levels (run the load tester without --batch)")
-    good = [lv for lv in levels if _ok(lv, p95_ms)]
-    if not good:
+    best = best_level(results, p95_ms)
+    if best is None:
         best_p95 = min((lv["latency_ms"]["p95"] for lv in levels if lv["latency_ms"]["p95"] is not None), default=None)
         raise PlanError(
             f"no measured level had p95 <= {p95_ms:g} ms with >= {SUCCESS_TARGET:.0%} success (lowest p95: "
             f"{best_p95} ms): more replicas do not lower the latency of one request; a GPU or a looser target does"
         )
-    best = max(good, key=lambda lv: lv["throughput_rps"])
     replicas = best.get("replicas") or {}
     if not replicas.get(MODEL):
         raise PlanError(
@@ -144,7 +149,7 @@ def make_plan(
             "p95_ms": best["latency_ms"]["p95"],
             "replicas": replicas,
         },
-        saturated=len(good) < len(levels),
+        saturated=not all(_ok(lv, p95_ms) for lv in levels),
         model_replicas=model_replicas,
         ingress_replicas=ingress_replicas,
         gpus=math.ceil(model_replicas * gpus_per_replica * 100) / 100,
