@@ -56,15 +56,22 @@ def _app(config: dict[str, Any], app: str | None) -> dict[str, Any]:
 
 
 def deployment(config: dict[str, Any], name: str, app: str | None = None) -> dict[str, Any]:
-    """The ``deployments:`` entry called ``name`` (created empty when the config leaves it to the code)."""
-    entries = _app(config, app).setdefault("deployments", [])
-    for entry in entries:
+    """The ``deployments:`` entry called ``name``; ``{"name": name}`` (not added) when the config leaves it to
+    the code's defaults. Read-only: the config is not changed."""
+    for entry in _app(config, app).get("deployments") or []:
         if entry.get("name") == name:
             found: dict[str, Any] = entry
             return found
-    entries.append({"name": name})
-    created: dict[str, Any] = entries[-1]
-    return created
+    return {"name": name}
+
+
+def _entry(config: dict[str, Any], name: str, app: str | None) -> dict[str, Any]:
+    """Like :func:`deployment`, but a missing entry is added to ``config`` (for overrides)."""
+    found = deployment(config, name, app)
+    entries = _app(config, app).setdefault("deployments", [])
+    if not any(entry is found for entry in entries):
+        entries.append(found)
+    return found
 
 
 def override_deployment(config: dict[str, Any], name: str, app: str | None = None, **fields: Any) -> dict[str, Any]:
@@ -74,7 +81,7 @@ def override_deployment(config: dict[str, Any], name: str, app: str | None = Non
     other; ``ray_actor_options`` is merged key by key (``num_gpus`` alone keeps ``num_cpus``).
     """
     config = copy.deepcopy(config)
-    entry = deployment(config, name, app)
+    entry = _entry(config, name, app)
     for key, value in fields.items():
         if key == "ray_actor_options":
             entry[key] = {**entry.get(key, {}), **value}

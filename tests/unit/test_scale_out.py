@@ -57,6 +57,9 @@ def test_deployment_missing_is_created_and_unknown_app_refused() -> None:
         "name": "Tokenizer",
         "num_replicas": 2,
     }
+    before = load_serve_config(DEFAULT_CONFIG)
+    assert deployment(config, "Tokenizer") == {"name": "Tokenizer"}
+    assert config == before, "a lookup does not add the entry"
     with pytest.raises(KeyError, match="no application 'other'"):
         deployment(config, "EmotionModel", app="other")
 
