@@ -31,7 +31,6 @@ from samo_serve.drills import replica_pids  # noqa: E402
 from samo_serve.gpu import device_memory_bytes, gpu_mem_limit, process_memory_bytes  # noqa: E402
 from samo_serve.launcher import DEFAULT_CONFIG  # noqa: E402
 from samo_serve.loadtest.runner import run_loadtest  # noqa: E402
-from samo_serve.local_cluster import descendants  # noqa: E402
 from samo_serve.local_services import free_port  # noqa: E402
 from samo_serve.model_card import load_card, with_variant  # noqa: E402
 from samo_serve.model_runner import OrtModelRunner  # noqa: E402
@@ -118,8 +117,8 @@ def main() -> int:
 
         cap = gpu_mem_limit(fraction, total)
         used = process_memory_bytes()
-        ours = descendants(srv.proc.pid)  # this server's replicas, not another samo-serve's on the machine
-        replicas = {pid: used.get(pid, 0) for pid in replica_pids("EmotionModel") if pid in ours}
+        # this server's replicas, not another samo-serve's on the machine
+        replicas = {pid: used.get(pid, 0) for pid in replica_pids("EmotionModel", under=srv.proc.pid)}
         summary["gpu_memory"] = {
             "cap_mib": cap // 2**20,
             "replicas_mib": {str(pid): b // 2**20 for pid, b in replicas.items()},

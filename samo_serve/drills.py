@@ -22,6 +22,8 @@ from typing import Any
 
 import httpx
 
+from samo_serve.server_process import descendants
+
 __all__ = [
     "BAD_INPUTS",
     "BadInput",
@@ -122,12 +124,16 @@ def at(fractions: dict[float, Callable[[], object]], n: int) -> Progress:
     return hook
 
 
-def replica_pids(deployment: str, app: str = "samo") -> list[int]:
-    """PIDs of a deployment's live replica processes (Ray names them ``ray::ServeReplica:APP:NAME``)."""
+def replica_pids(deployment: str, app: str = "samo", under: int | None = None) -> list[int]:
+    """PIDs of a deployment's live replica processes (Ray names them ``ray::ServeReplica:APP:NAME``).
+
+    ``under``: only those below that process (one server's, or one Ray node's, when several run here).
+    """
     out = subprocess.run(
         ["pgrep", "-f", f"ray::ServeReplica:{app}:{deployment}"], capture_output=True, text=True
     ).stdout
-    return sorted(int(p) for p in out.split())
+    pids = {int(p) for p in out.split()}
+    return sorted(pids & descendants(under) if under is not None else pids)
 
 
 class ReplicaKill:

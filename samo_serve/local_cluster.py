@@ -19,9 +19,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from samo_serve.drills import replica_pids
 from samo_serve.local_services import free_port
+from samo_serve.server_process import descendants
 
-__all__ = ["LocalRayCluster", "RayNode", "descendants"]
+__all__ = ["LocalRayCluster", "RayNode"]
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -34,39 +36,10 @@ FAST_FAILURE_DETECTION = {
 }
 
 
-def descendants(pid: int) -> set[int]:
-    """Every live process below ``pid`` (from /proc; Linux)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            # the command name is in parentheses and may hold spaces: ppid is the 2nd field after it
-            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        children.setdefault(ppid, []).append(int(entry.name))
-    found: set[int] = set()
-    todo = [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            if child not in found:
-                found.add(child)
-                todo.append(child)
-    return found
-
-
 def _kill_all(pids: set[int]) -> None:
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return (Path("/proc") / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
 
 
 class RayNode:
@@ -90,9 +63,8 @@ class RayNode:
         return descendants(self.proc.pid) | {self.proc.pid}
 
     def replica_pids(self, deployment: str, app: str = "samo") -> list[int]:
-        """This node's replica processes of a deployment (Ray titles them ``ray::ServeReplica:APP:NAME``)."""
-        title = f"ray::ServeReplica:{app}:{deployment}"
-        return sorted(pid for pid in descendants(self.proc.pid) if _cmdline(pid).startswith(title))
+        """This node's replica processes of a deployment."""
+        return replica_pids(deployment, app, under=self.proc.pid)
 
     def kill(self) -> None:
         """SIGKILL the node and all it started, at once: a machine lost, not a graceful drain."""

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 
-__all__ = ["ROOT", "ServerProcess", "samo_serve_command"]
+__all__ = ["ROOT", "ServerProcess", "descendants", "samo_serve_command"]
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -25,6 +25,28 @@ def samo_serve_command(port: int, metrics_port: int, *args: str) -> list[str]:
     """``samo-serve run`` on a port of its own, with its own Prometheus port: two can run side by side."""
     return [sys.executable, "-m", "samo_serve.cli", "run", "--port", str(port), "--metrics-port", str(metrics_port),
             *args]  # fmt: skip
+
+
+def descendants(pid: int) -> set[int]:
+    """Every live process below ``pid`` (from /proc; Linux)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            # the command name is in parentheses and may hold spaces: ppid is the 2nd field after it
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(entry.name))
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
 
 
 class ServerProcess:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import subprocess
 import time
 
-from samo_serve.local_cluster import _kill_all, descendants
+from samo_serve.local_cluster import _kill_all
+from samo_serve.server_process import descendants
 
 
 def test_descendants_finds_grandchildren_and_kill_all_ends_them() -> None:
