@@ -21,6 +21,8 @@ from typing import Any
 import httpx
 import yaml
 
+from samo_serve.local_services import free_port
+
 __all__ = ["DEFAULT_CONFIG", "load_config", "serve_forever"]
 
 log = logging.getLogger(__name__)
@@ -60,12 +62,6 @@ def check_port_free(host: str, port: int, what: str = "--port") -> None:
             sock.bind((host, port))
         except OSError as exc:
             raise OSError(f"{host}:{port} is already in use (another samo-serve?); choose one with {what}") from exc
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 def use_direct_ingress(config: dict[str, Any], env: MutableMapping[str, str]) -> dict[str, Any]:

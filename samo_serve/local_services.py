@@ -21,9 +21,10 @@ from pathlib import Path
 __all__ = ["PostgresServer", "RedisServer", "free_port", "missing_binaries"]
 
 
-def free_port() -> int:
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on now (the OS picks it)."""
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((host, 0))
         return int(s.getsockname()[1])
 
 
