@@ -17,7 +17,7 @@ import httpx
 
 from samo_serve.drills import drive
 
-__all__ = ["Sample", "Timeline", "replica_timeline", "wait_for_states"]
+__all__ = ["Sample", "Timeline", "fetch_stats", "replica_timeline", "wait_for_states"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +65,8 @@ def _states(stats: dict[str, Any]) -> dict[str, dict[str, int]]:
     return {name: {"RUNNING": n} for name, n in (stats.get("replicas") or {}).items()}
 
 
-async def _stats(client: httpx.AsyncClient) -> dict[str, Any] | None:
+async def fetch_stats(client: httpx.AsyncClient) -> dict[str, Any] | None:
+    """``GET /stats`` on the client's base URL; None when it does not answer 200 with JSON."""
     try:
         response = await client.get("/stats")
         return response.json() if response.status_code == 200 else None
@@ -97,7 +98,7 @@ async def replica_timeline(
     async def watch() -> None:
         async with httpx.AsyncClient(base_url=url, timeout=30) as client:
             while (now := time.monotonic()) < end:
-                stats = await _stats(client)
+                stats = await fetch_stats(client)
                 if stats is not None:
                     sample = Sample(round(now - started, 1), now < load_ends, _states(stats))
                     timeline.samples.append(sample)
@@ -126,7 +127,7 @@ async def wait_for_states(
     states: dict[str, dict[str, int]] = {}
     async with httpx.AsyncClient(base_url=url, timeout=30) as client:
         while time.monotonic() < deadline:
-            stats = await _stats(client)
+            stats = await fetch_stats(client)
             if stats is not None:
                 states = _states(stats)
                 if check(states):

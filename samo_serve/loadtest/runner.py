@@ -19,6 +19,7 @@ from samo_serve.loadtest.corpus import load_corpus
 from samo_serve.loadtest.engine import LevelResult, LoadSpec, TextPicker, run_level
 from samo_serve.loadtest.output import write_outputs
 from samo_serve.loadtest.summary import P95_TARGET_MS, summarize_level
+from samo_serve.replica_watch import fetch_stats
 
 __all__ = ["STRESS_STEPS", "run_loadtest"]
 
@@ -29,12 +30,9 @@ STRESS_SUCCESS = 0.95
 async def running_replicas(url: str, api_key: str | None) -> dict[str, int] | None:
     """Replicas per deployment as the level ends (from /stats): what ``samo-serve plan`` divides by."""
     headers = {"X-API-Key": api_key} if api_key else {}
-    try:
-        async with httpx.AsyncClient(timeout=10, headers=headers) as client:
-            response = await client.get(f"{url}/stats")
-        replicas = response.json().get("replicas") if response.status_code == 200 else None
-    except (httpx.HTTPError, ValueError):
-        return None
+    async with httpx.AsyncClient(base_url=url, timeout=10, headers=headers) as client:
+        stats = await fetch_stats(client)
+    replicas = (stats or {}).get("replicas")
     return dict(replicas) if replicas else None
 
 
