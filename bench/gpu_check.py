@@ -16,6 +16,7 @@ onnxruntime-gpu with CUDA 12 libraries. Steps, each printed and collected in ``s
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
 import tempfile
@@ -98,8 +99,6 @@ def main() -> int:
     srv = Proc(cmd, f"http://127.0.0.1:{port}", {"SAMO_DATA_DIR": str(tmp / "data")}, out / "samo-serve.log")
     try:
         srv.wait_ready()
-        import asyncio
-
         states = asyncio.run(
             wait_for_states(srv.url, lambda s: s.get("EmotionModel", {}).get("RUNNING") == REPLICAS, timeout_s=300)
         )

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -24,9 +25,9 @@ server = contextlib.contextmanager(run_server)
 REQUESTS = 1000
 
 
-async def _until(check: object, timeout_s: float) -> None:
+async def _until(check: Callable[[], object], timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
-    while not check():  # type: ignore[operator]
+    while not check():
         if time.monotonic() > deadline:
             raise TimeoutError("condition not reached")
         await asyncio.sleep(1)
