@@ -59,8 +59,15 @@ def test_key_format_and_hash_only_storage(tmp_path: Path) -> None:
     created = store.create("app", tier="gold")
     text = (tmp_path / "keys.json").read_text()
     assert created not in text
-    assert created.split("_")[2] not in text  # the secret is nowhere on disk
+    created_parsed = parse_key(created)
+    assert created_parsed is not None
+    assert created_parsed[1] not in text  # the secret is nowhere on disk
     assert stat.S_IMODE((tmp_path / "keys.json").stat().st_mode) == 0o600
+
+
+def test_secret_may_contain_underscores() -> None:
+    # token_urlsafe draws from [A-Za-z0-9_-]: only the first two underscores separate fields
+    assert parse_key("samo_0123456789ab__a_b-") == ("0123456789ab", "_a_b-")
 
 
 @pytest.mark.parametrize("bad", ["", "samo", "samo_abc_x", "other_0123456789ab_secret", "samo_0123456789ab_"])
