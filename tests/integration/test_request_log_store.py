@@ -27,12 +27,17 @@ async def test_migrations_are_recorded_and_idempotent(store: LogStore) -> None:
     assert await store.migrate() == expected
 
 
-async def test_replicas_migrating_at_once_do_not_collide(database_url: str) -> None:
-    stores = [store_for_url(database_url, "", 10) for _ in range(4)]
+async def _migrate_at_once(url: str, replicas: int = 4) -> list[list[int]]:
+    """What each of ``replicas`` stores opened on ``url`` at the same time reports as migrated."""
+    stores = [store_for_url(url, "", 10) for _ in range(replicas)]
     try:
-        results = await asyncio.gather(*(s.migrate() for s in stores))
+        return list(await asyncio.gather(*(s.migrate() for s in stores)))
     finally:
         await asyncio.gather(*(s.close() for s in stores))
+
+
+async def test_replicas_migrating_at_once_do_not_collide(database_url: str) -> None:
+    results = await _migrate_at_once(database_url)
     assert all(r == [m.version for m in MIGRATIONS] for r in results)
 
 
@@ -40,12 +45,7 @@ async def test_replicas_opening_a_new_sqlite_file_at_once(tmp_path: Path) -> Non
     # Four openers on a fresh file used to fail ~7 % of the time switching it to WAL ("database is
     # locked", no busy wait): 25 fresh files make a regression show in most runs.
     for round_ in range(25):
-        url = f"sqlite:///{tmp_path / f'fresh-{round_}.sqlite3'}"
-        stores = [store_for_url(url, "", 10) for _ in range(4)]
-        try:
-            results = await asyncio.gather(*(s.migrate() for s in stores))
-        finally:
-            await asyncio.gather(*(s.close() for s in stores))
+        results = await _migrate_at_once(f"sqlite:///{tmp_path / f'fresh-{round_}.sqlite3'}")
         assert all(r == [m.version for m in MIGRATIONS] for r in results), round_
 
 
