@@ -3,7 +3,7 @@
     python bench/autoscale_timeline.py [--load-s 40] [--idle-s 60] [--target 1] [--in-flight 2]
 
 Starts ``samo-serve run`` with configs/serve.yaml plus short autoscaling delays for EmotionModel
-(samo_serve.serve_config.FAST_AUTOSCALING: ``--target`` ongoing micro-batches per replica, metrics every
+(samo_serve.ops.serve_config.FAST_AUTOSCALING: ``--target`` ongoing micro-batches per replica, metrics every
 1 s over 5 s), sends ``--load-s`` seconds of load at ``--concurrency``, then waits ``--idle-s`` seconds,
 and prints once a second the replica states per deployment that /stats reads from Serve's status.
 """
@@ -17,21 +17,21 @@ import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+sys.path[:0] = [str(HERE), str(HERE.parent)]  # bench/ helpers, and testkit/ (harnesses the wheel leaves out)
 
 from loadgen import Proc  # noqa: E402
 
-from samo_serve.launcher import DEFAULT_CONFIG  # noqa: E402
 from samo_serve.loadtest.corpus import builtin_corpus  # noqa: E402
-from samo_serve.local_services import free_port  # noqa: E402
-from samo_serve.replica_watch import replica_timeline  # noqa: E402
-from samo_serve.serve_config import (  # noqa: E402
+from samo_serve.ops.launcher import DEFAULT_CONFIG  # noqa: E402
+from samo_serve.ops.ports import free_port  # noqa: E402
+from samo_serve.ops.serve_config import (  # noqa: E402
     FAST_AUTOSCALING,
     load_serve_config,
     override_deployment,
     write_serve_config,
 )
-from samo_serve.server_process import samo_serve_command  # noqa: E402
+from testkit.replica_watch import replica_timeline  # noqa: E402
+from testkit.server_process import samo_serve_command  # noqa: E402
 
 
 def config_with_fast_autoscaling(path: Path, target: float, in_flight: int) -> Path:

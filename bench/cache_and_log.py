@@ -3,7 +3,7 @@
     python bench/cache_and_log.py [--duration 8] [--out runs/cache_and_log.json]
 
 One run, same machine, same texts, wrk on loopback (apt-get install -y wrk), private Redis and
-PostgreSQL servers started here (samo_serve.local_services). ``samo-serve run`` is started alternately
+PostgreSQL servers started here (testkit.local_services). ``samo-serve run`` is started alternately
 with L2 + request log OFF (no Redis, request_log.enabled=false) and ON (Redis L2 + PostgreSQL log), in
 the order off, on, on, off so that drift on a shared machine cancels out. Prints:
 
@@ -27,13 +27,14 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-sys.path.insert(0, str(HERE))
+sys.path[:0] = [str(HERE), str(HERE.parent)]  # bench/ helpers, and testkit/ (harnesses the wheel leaves out)
 
 from loadgen import Proc, Result, goemotions_texts, run_wrk, save_report, write_bodies  # noqa: E402
 
-from samo_serve.drills import DrillResult, at, drive, wait_for_log_rows  # noqa: E402
-from samo_serve.local_services import PostgresServer, RedisServer, free_port  # noqa: E402
-from samo_serve.server_process import samo_serve_command  # noqa: E402
+from samo_serve.ops.ports import free_port  # noqa: E402
+from testkit.drills import DrillResult, at, drive, wait_for_log_rows  # noqa: E402
+from testkit.local_services import PostgresServer, RedisServer  # noqa: E402
+from testkit.server_process import samo_serve_command  # noqa: E402
 
 
 def start_server(env: dict[str, str], log: Path) -> Proc:

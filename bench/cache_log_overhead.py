@@ -12,18 +12,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from samo_serve.cache import CachedResult
-from samo_serve.local_services import PostgresServer, RedisServer
-from samo_serve.model_card import load_card
-from samo_serve.schemas import PredictOptions
-from samo_serve.service import EmotionService, RequestContext
-from samo_serve.settings import Settings, default_model_dir
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE), str(HERE.parent)]  # bench/ helpers, and testkit/ (harnesses the wheel leaves out)
+
+from samo_serve.core.model_card import load_card  # noqa: E402
+from samo_serve.http.schemas import PredictOptions  # noqa: E402
+from samo_serve.service import EmotionService, RequestContext  # noqa: E402
+from samo_serve.settings import Settings, default_model_dir  # noqa: E402
+from samo_serve.storage.cache import CachedResult  # noqa: E402
+from testkit.local_services import PostgresServer, RedisServer  # noqa: E402
 
 
 class InstantPipeline:

@@ -2,7 +2,7 @@
 
     python bench/fault_suite.py [--requests 1000] [--out runs/fault_suite.json]
 
-Starts private Redis and PostgreSQL (samo_serve.local_services), an API keys file with one key, and
+Starts private Redis and PostgreSQL (testkit.local_services), an API keys file with one key, and
 ``samo-serve run`` with two EmotionModel replicas, Redis L2 + rate limits, and the PostgreSQL request log.
 Then, per scenario, prints requests sent / succeeded / failed and log rows sent / stored:
 
@@ -35,12 +35,15 @@ import yaml
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-sys.path.insert(0, str(HERE))
+sys.path[:0] = [str(HERE), str(HERE.parent)]  # bench/ helpers, and testkit/ (harnesses the wheel leaves out)
 
 from loadgen import DATA, Proc, goemotions_texts  # noqa: E402
 
-from samo_serve.api_keys import KeyStore  # noqa: E402
-from samo_serve.drills import (  # noqa: E402
+from samo_serve.http.api_keys import KeyStore  # noqa: E402
+from samo_serve.loadtest.corpus import builtin_corpus  # noqa: E402
+from samo_serve.ops.launcher import DEFAULT_CONFIG  # noqa: E402
+from samo_serve.ops.ports import free_port  # noqa: E402
+from testkit.drills import (  # noqa: E402
     DrillResult,
     ReplicaKill,
     at,
@@ -49,10 +52,8 @@ from samo_serve.drills import (  # noqa: E402
     unauthenticated_served,
     wait_for_log_rows,
 )
-from samo_serve.launcher import DEFAULT_CONFIG  # noqa: E402
-from samo_serve.loadtest.corpus import builtin_corpus  # noqa: E402
-from samo_serve.local_services import PostgresServer, RedisServer, free_port  # noqa: E402
-from samo_serve.server_process import samo_serve_command  # noqa: E402
+from testkit.local_services import PostgresServer, RedisServer  # noqa: E402
+from testkit.server_process import samo_serve_command  # noqa: E402
 
 
 def texts() -> list[str]:

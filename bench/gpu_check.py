@@ -24,27 +24,27 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+sys.path[:0] = [str(HERE), str(HERE.parent)]  # bench/ helpers, and testkit/ (harnesses the wheel leaves out)
 
 from loadgen import Proc  # noqa: E402
 
-from samo_serve.drills import replica_pids  # noqa: E402
-from samo_serve.gpu import device_memory_bytes, gpu_mem_limit, process_memory_bytes  # noqa: E402
-from samo_serve.launcher import DEFAULT_CONFIG  # noqa: E402
+from samo_serve.core.gpu import device_memory_bytes, gpu_mem_limit, process_memory_bytes  # noqa: E402
+from samo_serve.core.model_card import load_card, with_variant  # noqa: E402
+from samo_serve.core.model_runner import OrtModelRunner  # noqa: E402
 from samo_serve.loadtest.runner import run_loadtest  # noqa: E402
-from samo_serve.local_services import free_port  # noqa: E402
-from samo_serve.model_card import load_card, with_variant  # noqa: E402
-from samo_serve.model_runner import OrtModelRunner  # noqa: E402
-from samo_serve.replica_watch import wait_for_states  # noqa: E402
-from samo_serve.serve_config import (  # noqa: E402
+from samo_serve.ops.launcher import DEFAULT_CONFIG  # noqa: E402
+from samo_serve.ops.ports import free_port  # noqa: E402
+from samo_serve.ops.serve_config import (  # noqa: E402
     deployment,
     load_serve_config,
     override_args,
     override_deployment,
     write_serve_config,
 )
-from samo_serve.server_process import samo_serve_command  # noqa: E402
 from samo_serve.settings import Settings, default_model_dir  # noqa: E402
+from testkit.drills import replica_pids  # noqa: E402
+from testkit.replica_watch import wait_for_states  # noqa: E402
+from testkit.server_process import samo_serve_command  # noqa: E402
 
 GPU_CONFIG = DEFAULT_CONFIG.parent / "serve-gpu.yaml"
 REPLICAS = 4

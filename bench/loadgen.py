@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from samo_serve.server_process import ServerProcess
+from testkit.server_process import ServerProcess
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parent.parent / "shared" / "data" / "goemotions"
@@ -230,7 +230,7 @@ def _exit_on_sigterm(signum: int, _frame: object) -> None:
 
 
 class Proc(ServerProcess):
-    """A bench's server (samo_serve.server_process), and a SIGTERM'd bench stops it on the way out."""
+    """A bench's server (testkit.server_process), and a SIGTERM'd bench stops it on the way out."""
 
     def __init__(self, cmd: list[str], url: str, env: dict[str, str], log: Path) -> None:
         if threading.current_thread() is threading.main_thread():

@@ -19,7 +19,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-sys.path.insert(0, str(HERE))
+sys.path[:0] = [str(HERE), str(HERE.parent)]  # bench/ helpers, and testkit/ (harnesses the wheel leaves out)
 
 from cache_and_log import show, start_server  # noqa: E402
 from loadgen import Result, goemotions_texts, run_wrk, save_report, write_bodies  # noqa: E402

@@ -14,15 +14,15 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+sys.path[:0] = [str(HERE), str(HERE.parent)]  # bench/ helpers, and testkit/ (harnesses the wheel leaves out)
 
 from loadgen import goemotions_texts  # noqa: E402
 
-from samo_serve.model_bench import texts_per_second  # noqa: E402
-from samo_serve.model_card import load_card, with_variant  # noqa: E402
-from samo_serve.model_runner import OrtModelRunner  # noqa: E402
+from samo_serve.core.model_card import load_card, with_variant  # noqa: E402
+from samo_serve.core.model_runner import OrtModelRunner  # noqa: E402
+from samo_serve.core.tokenizer import TextTokenizer  # noqa: E402
+from samo_serve.modeling.model_bench import texts_per_second  # noqa: E402
 from samo_serve.settings import RunnerSettings, default_model_dir  # noqa: E402
-from samo_serve.tokenizer import TextTokenizer  # noqa: E402
 
 BATCH_SIZES = (1, 32, 64)
 

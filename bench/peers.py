@@ -25,12 +25,12 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-sys.path.insert(0, str(HERE))
+sys.path[:0] = [str(HERE), str(HERE.parent)]  # bench/ helpers, and testkit/ (harnesses the wheel leaves out)
 
 from loadgen import Proc, Result, goemotions_texts, run_wrk, save_report, write_bodies  # noqa: E402
 from serve_vs_plain import raw_ort  # noqa: E402
 
-from samo_serve.local_services import free_port  # noqa: E402
+from samo_serve.ops.ports import free_port  # noqa: E402
 
 LEVELS = (1, 8, 32, 64)
 
@@ -42,7 +42,7 @@ def peer_commands() -> dict[str, tuple[list[str], str]]:
         "pytorch per request": ([py, str(HERE / "peers" / "pytorch_server.py"), "--port", str(free_port())], "/readyz"),
         "litserve batching": ([py, str(HERE / "peers" / "litserve_server.py"), "--port", str(free_port())], "/health"),
         "samo-serve": (
-            [py, "-m", "samo_serve.cli", "run", "--port", str(free_port()), "--metrics-port", str(free_port())],
+            [py, "-m", "samo_serve.ops.cli", "run", "--port", str(free_port()), "--metrics-port", str(free_port())],
             "/readyz",
         ),
     }

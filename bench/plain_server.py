@@ -13,16 +13,16 @@ import asyncio
 
 import uvicorn
 
-from samo_serve.api import create_app
-from samo_serve.batching import flatten, unflatten
-from samo_serve.cache import CachedResult
-from samo_serve.micro_batcher import MicroBatcher
-from samo_serve.model_card import load_card
-from samo_serve.model_runner import OrtModelRunner
-from samo_serve.pipeline import LocalPipeline
+from samo_serve.core.batching import flatten, unflatten
+from samo_serve.core.micro_batcher import MicroBatcher
+from samo_serve.core.model_card import load_card
+from samo_serve.core.model_runner import OrtModelRunner
+from samo_serve.core.pipeline import LocalPipeline
+from samo_serve.core.tokenizer import TextTokenizer
+from samo_serve.http.app import create_app
 from samo_serve.service import EmotionService
 from samo_serve.settings import RunnerSettings, Settings
-from samo_serve.tokenizer import TextTokenizer
+from samo_serve.storage.cache import CachedResult
 
 
 class MicroBatchPipeline:

@@ -4,7 +4,7 @@
 
 1. ``samo-serve run`` with EmotionModel fixed at ``--measure-replicas`` (default 1) replica(s); a closed-loop
    sweep (``--levels``) with the load tester: per-replica capacity at p95 <= target.
-2. ``samo_serve.planner.make_plan`` for ``--target-rps``: the planned EmotionModel/Ingress sizes and
+2. ``samo_serve.ops.planner.make_plan`` for ``--target-rps``: the planned EmotionModel/Ingress sizes and
    the predicted capacity (replicas x per-replica capacity).
 3. ``samo-serve run`` with the planned sizes (fixed), the same sweep: the measured capacity there.
 4. Open loop at ``--target-rps`` (Poisson arrivals) on the planned size: is the target served, at p95 <= target?
@@ -24,16 +24,16 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+sys.path[:0] = [str(HERE), str(HERE.parent)]  # bench/ helpers, and testkit/ (harnesses the wheel leaves out)
 
 from loadgen import Proc  # noqa: E402
 
-from samo_serve.launcher import DEFAULT_CONFIG  # noqa: E402
 from samo_serve.loadtest.runner import run_loadtest  # noqa: E402
-from samo_serve.local_services import free_port  # noqa: E402
-from samo_serve.planner import apply_plan, best_level, make_plan  # noqa: E402
-from samo_serve.serve_config import load_serve_config, override_deployment, write_serve_config  # noqa: E402
-from samo_serve.server_process import samo_serve_command  # noqa: E402
+from samo_serve.ops.launcher import DEFAULT_CONFIG  # noqa: E402
+from samo_serve.ops.planner import apply_plan, best_level, make_plan  # noqa: E402
+from samo_serve.ops.ports import free_port  # noqa: E402
+from samo_serve.ops.serve_config import load_serve_config, override_deployment, write_serve_config  # noqa: E402
+from testkit.server_process import samo_serve_command  # noqa: E402
 
 
 def unique_corpus(path: Path, n: int = 60_000) -> Path:

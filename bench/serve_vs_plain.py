@@ -20,14 +20,14 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-sys.path.insert(0, str(HERE))
+sys.path[:0] = [str(HERE), str(HERE.parent)]  # bench/ helpers, and testkit/ (harnesses the wheel leaves out)
 
 from loadgen import Proc, Result, closed_loop, goemotions_texts, open_loop, run_wrk, save_report, write_bodies  # noqa: E402
 
-from samo_serve.model_card import load_card  # noqa: E402
-from samo_serve.model_runner import OrtModelRunner  # noqa: E402
+from samo_serve.core.model_card import load_card  # noqa: E402
+from samo_serve.core.model_runner import OrtModelRunner  # noqa: E402
+from samo_serve.core.tokenizer import TextTokenizer  # noqa: E402
 from samo_serve.settings import RunnerSettings, default_model_dir  # noqa: E402
-from samo_serve.tokenizer import TextTokenizer  # noqa: E402
 
 CONCURRENCY = (1, 8, 32, 64)
 
@@ -68,7 +68,8 @@ def ray_rss_mb() -> float:
             status = (proc / "status").read_text()
         except OSError:
             continue
-        if any(k in cmd for k in ("ray::", "raylet", "gcs_server", "samo_serve.cli", "ray/_private", "ray/dashboard")):
+        markers = ("ray::", "raylet", "gcs_server", "samo_serve.ops.cli", "ray/_private", "ray/dashboard")
+        if any(k in cmd for k in markers):
             total_kb += next((int(x.split()[1]) for x in status.splitlines() if x.startswith("VmRSS:")), 0)
     return round(total_kb / 1024, 1)
 
@@ -127,7 +128,7 @@ def main() -> None:
 
     print("samo-serve run (Ray Serve, 3 deployments)...", flush=True)
     srv = Proc(
-        [sys.executable, "-m", "samo_serve.cli", "run", "--port", "8200"],
+        [sys.executable, "-m", "samo_serve.ops.cli", "run", "--port", "8200"],
         "http://127.0.0.1:8200",
         env,
         tmp / "samo.log",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from samo_serve.model_card import ModelCard, load_card, with_variant
+from samo_serve.core.model_card import ModelCard, load_card, with_variant
 from samo_serve.settings import Settings
 
 

@@ -1,4 +1,4 @@
-"""Ingress deployment: the FastAPI app of ``samo_serve.api`` over a handle-backed pipeline."""
+"""Ingress deployment: the FastAPI app of ``samo_serve.http.app`` over a handle-backed pipeline."""
 
 from __future__ import annotations
 
@@ -15,17 +15,17 @@ from ray.serve.handle import DeploymentHandle
 
 from deployments.common import served_card, settings_from_args
 from deployments.stats_hub import HubClient
-from samo_serve.api import create_app
-from samo_serve.batching import flatten, unflatten
-from samo_serve.cache import CachedResult
+from samo_serve.core.batching import flatten, unflatten
+from samo_serve.core.micro_batcher import MicroBatcher
+from samo_serve.core.tokenizer import TextTokenizer, TokenBatch
 from samo_serve.errors import ModelUnavailable, Overloaded
-from samo_serve.memory import check_memory
-from samo_serve.micro_batcher import MicroBatcher
-from samo_serve.ray_metrics import RayFactory
+from samo_serve.http.app import create_app
+from samo_serve.observability.memory import check_memory
+from samo_serve.observability.ray_metrics import RayFactory
+from samo_serve.observability.telemetry import Telemetry
 from samo_serve.service import EmotionService
 from samo_serve.settings import BatchingSettings, updated_batching
-from samo_serve.telemetry import Telemetry
-from samo_serve.tokenizer import TextTokenizer, TokenBatch
+from samo_serve.storage.cache import CachedResult
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ REPLICA_RETRIES = 2
 
 
 class HandlePipeline:
-    """The :class:`samo_serve.pipeline.Pipeline` over Ray handles: one hop per micro-batch per deployment."""
+    """The :class:`samo_serve.core.pipeline.Pipeline` over Ray handles: one hop per micro-batch per deployment."""
 
     def __init__(
         self,
@@ -45,7 +45,7 @@ class HandlePipeline:
     ) -> None:
         self._tokenizer = tokenizer  # in-process, or a handle to the Tokenizer deployment
         self._model = model
-        # Not @serve.batch: its fixed wait window cost every request at low load (samo_serve.micro_batcher).
+        # Not @serve.batch: its fixed wait window cost every request at low load (samo_serve.core.micro_batcher).
         self._batcher: MicroBatcher[list[str], list[CachedResult]] = MicroBatcher(
             self._classify_batch, batching.ingress_max_batch_size, batching.ingress_max_in_flight
         )

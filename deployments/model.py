@@ -11,13 +11,13 @@ import ray
 from ray import serve
 
 from deployments.common import served_card, settings_from_args
-from samo_serve.batching import count_texts, merge_token_batches, split_rows
-from samo_serve.memory import check_memory
-from samo_serve.metrics import Metrics, NullFactory, ProcessSampler
-from samo_serve.model_runner import OrtModelRunner, with_gpu_share
-from samo_serve.ray_metrics import RayFactory
+from samo_serve.core.batching import count_texts, merge_token_batches, split_rows
+from samo_serve.core.model_runner import OrtModelRunner, with_gpu_share
+from samo_serve.core.tokenizer import TokenBatch
+from samo_serve.observability.memory import check_memory
+from samo_serve.observability.metrics import Metrics, NullFactory, ProcessSampler
+from samo_serve.observability.ray_metrics import RayFactory
 from samo_serve.settings import BatchingSettings, updated_batching
-from samo_serve.tokenizer import TokenBatch
 
 
 class EmotionModel:

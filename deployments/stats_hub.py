@@ -14,8 +14,8 @@ from typing import Any
 from ray import serve
 
 from deployments.common import settings_from_args
-from samo_serve.telemetry import build_view, deployment_states
-from samo_serve.window_stats import WindowStats, merge
+from samo_serve.observability.telemetry import build_view, deployment_states
+from samo_serve.observability.window_stats import WindowStats, merge
 
 #: a replica that has not pushed for this long no longer counts as reporting (its rows stay in the windows)
 STALE_S = 30.0
@@ -57,7 +57,7 @@ class StatsHub:
 
 
 class HubClient:
-    """:class:`samo_serve.telemetry.StatsHubClient` over a handle to the StatsHub deployment."""
+    """:class:`samo_serve.observability.telemetry.StatsHubClient` over a handle to the StatsHub deployment."""
 
     def __init__(self, handle: Any) -> None:
         self._handle = handle

@@ -6,9 +6,9 @@ import time
 from typing import Any
 
 from deployments.common import served_card, settings_from_args
-from samo_serve.metrics import Metrics, NullFactory
-from samo_serve.ray_metrics import RayFactory
-from samo_serve.tokenizer import TextTokenizer, TokenBatch
+from samo_serve.core.tokenizer import TextTokenizer, TokenBatch
+from samo_serve.observability.metrics import Metrics, NullFactory
+from samo_serve.observability.ray_metrics import RayFactory
 
 
 class Tokenizer:

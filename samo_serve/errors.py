@@ -19,7 +19,7 @@
     └── AnalyticsUnavailable   503 ANALYTICS_UNAVAILABLE the request log is off or its database is down
 
 Errors are plain picklable exceptions (constructor args only) so they can cross a Ray handle.
-The HTTP mapping happens in exactly one place: the exception handlers in ``samo_serve.api``.
+The HTTP mapping happens in exactly one place: the exception handlers in ``samo_serve.http.app``.
 """
 
 from __future__ import annotations

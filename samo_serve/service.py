@@ -10,18 +10,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from samo_serve.cache import CachedResult, L1Cache, TextKeys, text_keys
-from samo_serve.cache_router import CacheRouter
+from samo_serve.core.model_card import ModelCard
+from samo_serve.core.pipeline import Pipeline
+from samo_serve.core.postprocess import Postprocessor
 from samo_serve.errors import EmptyText, TextTooLong
-from samo_serve.model_card import ModelCard
-from samo_serve.pipeline import Pipeline
-from samo_serve.postprocess import Postprocessor
-from samo_serve.redis_cache import RedisCache
-from samo_serve.request_log import LogRow, RequestLog
-from samo_serve.request_log.store import storable_text
-from samo_serve.schemas import PredictOptions
+from samo_serve.http.schemas import PredictOptions
+from samo_serve.observability.telemetry import Telemetry
 from samo_serve.settings import Settings
-from samo_serve.telemetry import Telemetry
+from samo_serve.storage.cache import CachedResult, L1Cache, TextKeys, text_keys
+from samo_serve.storage.cache_router import CacheRouter
+from samo_serve.storage.redis_cache import RedisCache
+from samo_serve.storage.request_log import LogRow, RequestLog
+from samo_serve.storage.request_log.store import storable_text
 
 __all__ = ["EmotionService", "RequestContext", "check_text"]
 

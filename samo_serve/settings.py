@@ -7,13 +7,14 @@ Nothing is read at import time: build a :class:`Settings` where it is needed and
 from __future__ import annotations
 
 import os
+from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from samo_serve.recommendations import RecommendationSettings
+from samo_serve.observability.recommendations import RecommendationSettings
 
 __all__ = [
     "BatchingSettings",
@@ -40,8 +41,8 @@ def default_data_dir() -> Path:
 
 
 def default_model_dir() -> Path:
-    """The model shipped in the repository's ``models/`` folder."""
-    return Path(__file__).resolve().parent.parent / "models" / DEFAULT_MODEL_NAME
+    """The shipped model: package data of ``samo_serve`` (``samo_serve/models/``), in a checkout or a wheel."""
+    return Path(str(resources.files("samo_serve") / "models" / DEFAULT_MODEL_NAME))
 
 
 class _Section(BaseModel):

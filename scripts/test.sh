@@ -24,7 +24,7 @@ fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[train,dev]" 2>&1 | grep -v "^WARNING: Location" || true
 .venv/bin/python -c "import samo_serve, deployments, ray, onnxruntime, torch" 
 
-.venv/bin/ruff check samo_serve deployments bench tests
+.venv/bin/ruff check samo_serve deployments testkit bench tests
 .venv/bin/mypy
 
 export PYTHONUNBUFFERED=1

@@ -11,10 +11,10 @@ from typing import Any
 import litserve as ls
 import numpy as np
 
-from samo_serve.model_card import load_card
-from samo_serve.model_runner import OrtModelRunner
+from samo_serve.core.model_card import load_card
+from samo_serve.core.model_runner import OrtModelRunner
+from samo_serve.core.tokenizer import TextTokenizer
 from samo_serve.settings import RunnerSettings, default_model_dir
-from samo_serve.tokenizer import TextTokenizer
 
 
 class EmotionLitAPI(ls.LitAPI):  # type: ignore[misc]

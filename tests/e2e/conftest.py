@@ -10,8 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from samo_serve.local_services import free_port
-from samo_serve.server_process import ServerProcess, samo_serve_command
+from samo_serve.ops.ports import free_port
+from testkit.server_process import ServerProcess, samo_serve_command
 
 START_TIMEOUT_S = 600
 

@@ -16,9 +16,9 @@ import httpx
 import pytest
 from redis import Redis
 
-from samo_serve.drills import at, drive, wait_for_log_rows
-from samo_serve.local_services import PostgresServer, RedisServer, missing_binaries
-from samo_serve.request_log.store import percentile_cont
+from samo_serve.storage.request_log.store import percentile_cont
+from testkit.drills import at, drive, wait_for_log_rows
+from testkit.local_services import PostgresServer, RedisServer, missing_binaries
 
 from .conftest import Server, run_server
 

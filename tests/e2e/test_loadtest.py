@@ -10,14 +10,14 @@ from pathlib import Path
 import pytest
 
 from samo_serve.loadtest.runner import run_loadtest
-from samo_serve.server_process import ROOT
+from testkit.server_process import ROOT
 
 from .conftest import Server
 
 
 def test_sweep_writes_report_plots_and_results(server: Server, tmp_path: Path) -> None:
     out = tmp_path / "lt"
-    cmd = [sys.executable, "-m", "samo_serve.cli", "loadtest", "--url", server.url, "--concurrency", "1,4",
+    cmd = [sys.executable, "-m", "samo_serve.ops.cli", "loadtest", "--url", server.url, "--concurrency", "1,4",
            "--requests", "60", "--repeat-ratio", "0.5", "--out", str(out)]  # fmt: skip
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr

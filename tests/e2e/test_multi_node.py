@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from samo_serve.drills import at, drive
-from samo_serve.launcher import DEFAULT_CONFIG, RAY_ENV_DEFAULTS
 from samo_serve.loadtest.corpus import builtin_corpus
-from samo_serve.local_cluster import LocalRayCluster
-from samo_serve.replica_watch import wait_for_states
-from samo_serve.serve_config import load_serve_config, override_deployment, write_serve_config
+from samo_serve.ops.launcher import DEFAULT_CONFIG, RAY_ENV_DEFAULTS
+from samo_serve.ops.serve_config import load_serve_config, override_deployment, write_serve_config
+from testkit.drills import at, drive
+from testkit.local_cluster import LocalRayCluster
+from testkit.replica_watch import wait_for_states
 
 from .conftest import run_server
 

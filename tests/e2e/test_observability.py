@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from samo_serve.drills import drive
-from samo_serve.metrics import LATENCY_BUCKETS_S
-from samo_serve.window_stats import histogram_quantile
+from samo_serve.observability.metrics import LATENCY_BUCKETS_S
+from samo_serve.observability.window_stats import histogram_quantile
+from testkit.drills import drive
 
 from .conftest import Server
 

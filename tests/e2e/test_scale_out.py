@@ -9,16 +9,16 @@ from pathlib import Path
 import httpx
 import pytest
 
-from samo_serve.launcher import DEFAULT_CONFIG
 from samo_serve.loadtest.corpus import builtin_corpus
-from samo_serve.replica_watch import replica_timeline, wait_for_states
-from samo_serve.serve_config import (
+from samo_serve.ops.launcher import DEFAULT_CONFIG
+from samo_serve.ops.serve_config import (
     FAST_AUTOSCALING,
     load_serve_config,
     override_args,
     override_deployment,
     write_serve_config,
 )
+from testkit.replica_watch import replica_timeline, wait_for_states
 
 from .conftest import run_server
 

@@ -11,10 +11,10 @@ import httpx
 import pytest
 import yaml
 
-from samo_serve.api_keys import KeyStore
-from samo_serve.drills import BAD_INPUTS, ReplicaKill, at, bad_input_battery, drive, unauthenticated_served
-from samo_serve.launcher import DEFAULT_CONFIG
-from samo_serve.local_services import RedisServer, missing_binaries
+from samo_serve.http.api_keys import KeyStore
+from samo_serve.ops.launcher import DEFAULT_CONFIG
+from testkit.drills import BAD_INPUTS, ReplicaKill, at, bad_input_battery, drive, unauthenticated_served
+from testkit.local_services import RedisServer, missing_binaries
 
 from .conftest import Server, run_server
 

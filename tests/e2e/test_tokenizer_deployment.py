@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from samo_serve.cache import text_keys
+from samo_serve.storage.cache import text_keys
 
 from .conftest import Server, run_server
 

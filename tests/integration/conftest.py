@@ -12,13 +12,13 @@ from typing import Any
 
 import pytest
 
-from samo_serve.local_services import PostgresServer, RedisServer, missing_binaries
-from samo_serve.model_card import ModelCard, load_card
-from samo_serve.model_runner import OrtModelRunner
-from samo_serve.pipeline import LocalPipeline
-from samo_serve.request_log.store import LogStore, store_for_url
+from samo_serve.core.model_card import ModelCard, load_card
+from samo_serve.core.model_runner import OrtModelRunner
+from samo_serve.core.pipeline import LocalPipeline
+from samo_serve.core.tokenizer import TextTokenizer
 from samo_serve.settings import RunnerSettings, Settings, default_model_dir
-from samo_serve.tokenizer import TextTokenizer
+from samo_serve.storage.request_log.store import LogStore, store_for_url
+from testkit.local_services import PostgresServer, RedisServer, missing_binaries
 
 
 @pytest.fixture(autouse=True)

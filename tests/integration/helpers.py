@@ -6,8 +6,8 @@ import json
 import uuid
 from datetime import UTC, datetime
 
-from samo_serve.request_log.rows import LogRow
-from samo_serve.request_log.store import LogStore
+from samo_serve.storage.request_log.rows import LogRow
+from samo_serve.storage.request_log.store import LogStore
 
 T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 

@@ -16,14 +16,14 @@ import asyncpg
 import httpx
 import pytest
 
-from samo_serve.api import create_app
-from samo_serve.cache import text_keys
-from samo_serve.local_services import PostgresServer, RedisServer
-from samo_serve.model_card import ModelCard
-from samo_serve.pipeline import LocalPipeline
-from samo_serve.request_log.store import percentile_cont
+from samo_serve.core.model_card import ModelCard
+from samo_serve.core.pipeline import LocalPipeline
+from samo_serve.http.app import create_app
 from samo_serve.service import EmotionService
 from samo_serve.settings import Settings
+from samo_serve.storage.cache import text_keys
+from samo_serve.storage.request_log.store import percentile_cont
+from testkit.local_services import PostgresServer, RedisServer
 
 _texts = (f"integration text number {i}, quite happy about it" for i in itertools.count())
 

@@ -7,11 +7,11 @@ import dataclasses
 from datetime import UTC, datetime
 from pathlib import Path
 
-from samo_serve.local_services import PostgresServer
-from samo_serve.request_log.spill import SpillFiles
-from samo_serve.request_log.store import LogStore, store_for_url
-from samo_serve.request_log.writer import LogWriter
 from samo_serve.settings import RequestLogSettings
+from samo_serve.storage.request_log.spill import SpillFiles
+from samo_serve.storage.request_log.store import LogStore, store_for_url
+from samo_serve.storage.request_log.writer import LogWriter
+from testkit.local_services import PostgresServer
 
 from .helpers import count_rows, make_row
 

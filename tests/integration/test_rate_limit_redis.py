@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import time
 
-from samo_serve.circuit import CircuitBreaker
-from samo_serve.local_services import RedisServer
-from samo_serve.rate_limit import RateLimiter
-from samo_serve.redis_cache import redis_client
+from samo_serve.http.rate_limit import RateLimiter
 from samo_serve.settings import RateLimitSettings
+from samo_serve.storage.circuit import CircuitBreaker
+from samo_serve.storage.redis_cache import redis_client
+from testkit.local_services import RedisServer
 
 
 def limiter(url: str, per_second: float = 0.001, burst: int = 20) -> RateLimiter:

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from redis.asyncio import Redis
 
-from samo_serve.cache import CachedResult
-from samo_serve.local_services import RedisServer
-from samo_serve.redis_cache import RedisCache
 from samo_serve.settings import CacheSettings
+from samo_serve.storage.cache import CachedResult
+from samo_serve.storage.redis_cache import RedisCache
+from testkit.local_services import RedisServer
 
 N = 28
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from samo_serve.request_log.migrations import MIGRATIONS
-from samo_serve.request_log.rows import LogRow
-from samo_serve.request_log.store import LogStore, RejectedRows, percentile_cont, store_for_url
+from samo_serve.storage.request_log.migrations import MIGRATIONS
+from samo_serve.storage.request_log.rows import LogRow
+from samo_serve.storage.request_log.store import LogStore, RejectedRows, percentile_cont, store_for_url
 
 from .helpers import T0, count_rows, make_row
 

@@ -15,12 +15,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from samo_serve.model_card import ModelCard, load_card
-from samo_serve.model_runner import OrtModelRunner
-from samo_serve.pipeline import LocalPipeline
+from samo_serve.core.model_card import ModelCard, load_card
+from samo_serve.core.model_runner import OrtModelRunner
+from samo_serve.core.pipeline import LocalPipeline
+from samo_serve.core.tokenizer import TextTokenizer, TokenBatch
 from samo_serve.service import EmotionService
 from samo_serve.settings import RunnerSettings, Settings, default_model_dir
-from samo_serve.tokenizer import TextTokenizer, TokenBatch
 
 _RAY_AVAILABLE = importlib.util.find_spec("ray") is not None
 
@@ -51,7 +51,7 @@ def fake_scores(ids: np.ndarray, n_labels: int) -> np.ndarray:
 
 
 class FakeRunner:
-    """A :class:`samo_serve.model_runner.ModelRunner` whose scores are a pure function of token ids.
+    """A :class:`samo_serve.core.model_runner.ModelRunner` whose scores are a pure function of token ids.
 
     Records the size of every ``predict`` call; ``health_error`` makes ``health()`` raise it.
     """

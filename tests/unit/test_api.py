@@ -11,9 +11,9 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from samo_serve.api import RequestIdMiddleware, create_app
+from samo_serve.core.model_card import ModelCard
 from samo_serve.errors import ModelUnavailable
-from samo_serve.model_card import ModelCard
+from samo_serve.http.app import RequestIdMiddleware, create_app
 from samo_serve.service import EmotionService
 from samo_serve.settings import Settings
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
-from samo_serve.batching import (
+from samo_serve.core.batching import (
     count_texts,
     flatten,
     merge_token_batches,
@@ -16,7 +16,7 @@ from samo_serve.batching import (
     split_rows,
     unflatten,
 )
-from samo_serve.tokenizer import TokenBatch
+from samo_serve.core.tokenizer import TokenBatch
 
 
 def _random_batch(rng: np.random.Generator, n: int, max_len: int = 40) -> TokenBatch:

@@ -7,8 +7,8 @@ import time
 import numpy as np
 import pytest
 
-from samo_serve.cache import CachedResult, L1Cache, cache_key, normalize_text
-from samo_serve.tokenizer import TextTokenizer
+from samo_serve.core.tokenizer import TextTokenizer
+from samo_serve.storage.cache import CachedResult, L1Cache, cache_key, normalize_text
 
 
 def _result(value: float = 0.5) -> CachedResult:

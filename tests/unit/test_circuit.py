@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from samo_serve.circuit import CircuitBreaker
+from samo_serve.storage.circuit import CircuitBreaker
 
 
 class Clock:

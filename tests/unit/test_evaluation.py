@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from samo_serve.evaluation import (
+from samo_serve.modeling.evaluation import (
     THRESHOLD_GRID,
     apply_thresholds,
     classification_report,

@@ -9,20 +9,25 @@ import pytest
 
 import samo_serve
 
-MODULES = sorted(info.name for info in pkgutil.iter_modules(samo_serve.__path__, "samo_serve.") if not info.ispkg)
+# Every module of the product, subpackages included (training needs torch: imported where it is installed).
+MODULES = sorted(
+    info.name
+    for info in pkgutil.walk_packages(samo_serve.__path__, "samo_serve.")
+    if not info.ispkg and not info.name.startswith("samo_serve.modeling.training.")
+)
 CORE = [
-    "samo_serve.api",
-    "samo_serve.batching",
-    "samo_serve.cache",
+    "samo_serve.http.app",
+    "samo_serve.core.batching",
+    "samo_serve.storage.cache",
     "samo_serve.errors",
-    "samo_serve.gpu",
-    "samo_serve.model_runner",
-    "samo_serve.pipeline",
-    "samo_serve.postprocess",
-    "samo_serve.schemas",
+    "samo_serve.core.gpu",
+    "samo_serve.core.model_runner",
+    "samo_serve.core.pipeline",
+    "samo_serve.core.postprocess",
+    "samo_serve.http.schemas",
     "samo_serve.service",
     "samo_serve.settings",
-    "samo_serve.tokenizer",
+    "samo_serve.core.tokenizer",
 ]
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from samo_serve.goemotions import SPLITS, read_groups, read_labels, read_split
+from samo_serve.modeling.goemotions import SPLITS, read_groups, read_labels, read_split
 
 LABELS = ["joy", "anger", "sadness", "neutral"]
 # text \t label ids \t comment id; row 2 is CSV-quoted with doubled inner quotes and an inner tab

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from samo_serve.gpu import device_memory_bytes, gpu_mem_limit, is_gpu_visible, process_memory_bytes
+from samo_serve.core.gpu import device_memory_bytes, gpu_mem_limit, is_gpu_visible, process_memory_bytes
 
 GIB = 2**30
 

@@ -12,12 +12,12 @@ from typing import Any
 import httpx
 import pytest
 
-from samo_serve.api import create_app
-from samo_serve.api_keys import KeyStore, generate_key, parse_key
-from samo_serve.cli import main as cli
-from samo_serve.guard import Guard
-from samo_serve.memory import MemoryLimitExceeded, check_memory, rss_mb
-from samo_serve.rate_limit import decide, take_tokens
+from samo_serve.http.api_keys import KeyStore, generate_key, parse_key
+from samo_serve.http.app import create_app
+from samo_serve.http.guard import Guard
+from samo_serve.http.rate_limit import decide, take_tokens
+from samo_serve.observability.memory import MemoryLimitExceeded, check_memory, rss_mb
+from samo_serve.ops.cli import main as cli
 from samo_serve.service import EmotionService
 from samo_serve.settings import RateTier, Settings
 

@@ -11,7 +11,7 @@ import jsonschema
 import pytest
 import yaml
 
-from samo_serve.k8s import render_file, render_rayservice
+from samo_serve.ops.k8s import render_file, render_rayservice
 from samo_serve.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]

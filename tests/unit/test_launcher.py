@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from samo_serve.launcher import DEFAULT_CONFIG, load_config, use_direct_ingress
+from samo_serve.ops.launcher import DEFAULT_CONFIG, load_config, use_direct_ingress
 
 
 def test_load_config_overrides_port_and_keeps_loopback() -> None:
@@ -40,7 +40,7 @@ def test_a_taken_port_is_reported_before_ray_starts() -> None:
 
     import pytest
 
-    from samo_serve.launcher import check_port_free, serve_forever
+    from samo_serve.ops.launcher import check_port_free, serve_forever
 
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

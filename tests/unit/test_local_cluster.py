@@ -5,8 +5,8 @@ from __future__ import annotations
 import subprocess
 import time
 
-from samo_serve.local_cluster import _kill_all
-from samo_serve.server_process import descendants
+from testkit.local_cluster import _kill_all
+from testkit.server_process import descendants
 
 
 def test_descendants_finds_grandchildren_and_kill_all_ends_them() -> None:

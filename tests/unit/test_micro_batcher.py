@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from samo_serve.micro_batcher import MicroBatcher
+from samo_serve.core.micro_batcher import MicroBatcher
 
 
 class Downstream:

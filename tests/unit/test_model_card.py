@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from samo_serve.model_card import (
+from samo_serve.core.model_card import (
     CARD_FILE,
     ModelCard,
     load_card,

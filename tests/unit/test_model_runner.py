@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from samo_serve import model_runner
+from samo_serve.core import model_runner
+from samo_serve.core.model_card import ModelCard, with_variant
+from samo_serve.core.model_runner import OrtModelRunner, activate
+from samo_serve.core.tokenizer import TextTokenizer, TokenBatch
 from samo_serve.errors import ModelUnavailable
-from samo_serve.model_card import ModelCard, with_variant
-from samo_serve.model_runner import OrtModelRunner, activate
 from samo_serve.settings import RunnerSettings
-from samo_serve.tokenizer import TextTokenizer, TokenBatch
 
 TEXTS = [
     "I love this so much, thank you!",
@@ -81,7 +81,7 @@ def test_cuda_requested_without_gpu_warns_and_uses_cpu(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setattr(model_runner, "is_gpu_visible", lambda: False)
-    with caplog.at_level(logging.WARNING, logger="samo_serve.model_runner"):
+    with caplog.at_level(logging.WARNING, logger="samo_serve.core.model_runner"):
         assert model_runner._providers(RunnerSettings(device="cuda")) == ["CPUExecutionProvider"]
     assert "device=cuda" in caplog.text
 

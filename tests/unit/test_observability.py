@@ -15,14 +15,14 @@ import pytest
 from prometheus_client import generate_latest
 from rich.console import Console
 
-from samo_serve.api import create_app
-from samo_serve.metrics import LATENCY_BUCKETS_S, Metrics, PrometheusFactory
-from samo_serve.recommendations import RecommendationSettings, recommend
-from samo_serve.report import render_report
+from samo_serve.http.app import create_app
+from samo_serve.observability.metrics import LATENCY_BUCKETS_S, Metrics, PrometheusFactory
+from samo_serve.observability.recommendations import RecommendationSettings, recommend
+from samo_serve.observability.telemetry import Telemetry
+from samo_serve.observability.window_stats import COL, WindowStats, histogram_quantile, merge, summarize
+from samo_serve.ops.report import render_report
 from samo_serve.service import EmotionService
 from samo_serve.settings import Settings
-from samo_serve.telemetry import Telemetry
-from samo_serve.window_stats import COL, WindowStats, histogram_quantile, merge, summarize
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -251,7 +251,7 @@ def test_report_renders_every_section() -> None:
     for _ in range(150):
         w.record_request(200, 0.9)
     w.record_levels(["miss"] * 150)
-    from samo_serve.telemetry import build_view
+    from samo_serve.observability.telemetry import build_view
 
     deployments = {
         name: {"status": "HEALTHY", "replica_states": {"RUNNING": n}, "message": ""}

@@ -13,12 +13,12 @@ from typing import Any
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
-from samo_serve.api import create_app
-from samo_serve.model_card import ModelCard
-from samo_serve.pipeline import LocalPipeline
+from samo_serve.core.model_card import ModelCard
+from samo_serve.core.pipeline import LocalPipeline
+from samo_serve.core.tokenizer import TextTokenizer
+from samo_serve.http.app import create_app
 from samo_serve.service import EmotionService
 from samo_serve.settings import Settings
-from samo_serve.tokenizer import TextTokenizer
 
 CHECKS = [
     schemathesis.checks.not_a_server_error,

@@ -7,10 +7,10 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
+from samo_serve.core.model_runner import OrtModelRunner
+from samo_serve.core.pipeline import LocalPipeline
+from samo_serve.core.tokenizer import TextTokenizer
 from samo_serve.errors import ModelUnavailable
-from samo_serve.model_runner import OrtModelRunner
-from samo_serve.pipeline import LocalPipeline
-from samo_serve.tokenizer import TextTokenizer
 
 TEXTS = ["I am so happy", "", "word " * 20_000, "😀 مرحبا e\u0301", "ok"]
 

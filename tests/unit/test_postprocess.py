@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from samo_serve.model_card import ModelCard
-from samo_serve.postprocess import Postprocessor, emotions_catalog
+from samo_serve.core.model_card import ModelCard
+from samo_serve.core.postprocess import Postprocessor, emotions_catalog
 
 LABELS = ["a", "b", "c", "d"]
 THRESHOLDS = [0.5, 0.5, 0.9, 0.1]

@@ -11,12 +11,13 @@ from typing import Any
 import pytest
 from ray.serve.schema import ServeDeploySchema
 
-from samo_serve import cli
-from samo_serve.launcher import DEFAULT_CONFIG
-from samo_serve.planner import PlanError, apply_plan, gpus_per_replica, make_plan
-from samo_serve.recommendations import RecommendationSettings
-from samo_serve.replica_watch import Sample, Timeline, _states
-from samo_serve.serve_config import (
+from samo_serve.observability.recommendations import RecommendationSettings
+from samo_serve.observability.telemetry import build_view, deployment_states, running_replicas
+from samo_serve.observability.window_stats import WindowStats
+from samo_serve.ops import cli
+from samo_serve.ops.launcher import DEFAULT_CONFIG
+from samo_serve.ops.planner import PlanError, apply_plan, gpus_per_replica, make_plan
+from samo_serve.ops.serve_config import (
     FAST_AUTOSCALING,
     deployment,
     load_serve_config,
@@ -24,8 +25,7 @@ from samo_serve.serve_config import (
     override_deployment,
     write_serve_config,
 )
-from samo_serve.telemetry import build_view, deployment_states, running_replicas
-from samo_serve.window_stats import WindowStats
+from testkit.replica_watch import Sample, Timeline, _states
 
 GPU_CONFIG = DEFAULT_CONFIG.parent / "serve-gpu.yaml"
 

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from samo_serve.schemas import (
+from samo_serve.http.schemas import (
     BatchPredictRequest,
     BatchPredictResponse,
     ErrorResponse,

@@ -7,9 +7,9 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
+from samo_serve.core.model_card import ModelCard
 from samo_serve.errors import EmptyText, TextTooLong
-from samo_serve.model_card import ModelCard
-from samo_serve.schemas import PredictOptions
+from samo_serve.http.schemas import PredictOptions
 from samo_serve.service import EmotionService, check_text
 from samo_serve.settings import Settings
 

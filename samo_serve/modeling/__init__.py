@@ -1,0 +1,1 @@
+"""The model pipeline offline: GoEmotions data, training, export, evaluation, the model bench."""

@@ -1,6 +1,0 @@
-"""The request log: one row per classified text in PostgreSQL (asyncpg) or SQLite, off the request path."""
-
-from samo_serve.request_log.log import RequestLog, parse_range
-from samo_serve.request_log.rows import LogRow
-
-__all__ = ["LogRow", "RequestLog", "parse_range"]

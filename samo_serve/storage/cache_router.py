@@ -1,0 +1,85 @@
+"""The cache router: L1 (this process) -> L2 (Redis) -> L3 (request log), promoting hits upwards.
+
+Each level is optional. A hit at a lower level is copied into the levels above it, so a repeat is
+answered from the nearest one next time. Keys carry the model version (samo_serve.storage.cache.text_keys),
+so a new model never serves an old model's result from any level.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from samo_serve.storage.cache import CachedResult, L1Cache, TextKeys
+from samo_serve.storage.redis_cache import RedisCache
+from samo_serve.storage.request_log import RequestLog
+
+__all__ = ["CacheRouter", "Found"]
+
+#: cache key -> (result, level that answered: "l1" | "l2" | "l3" | "miss")
+Found = dict[str, tuple[CachedResult, str]]
+
+
+class CacheRouter:
+    def __init__(
+        self,
+        model_version: str,
+        labels: list[str],
+        l1: L1Cache | None = None,
+        l2: RedisCache | None = None,
+        l3: RequestLog | None = None,
+    ) -> None:
+        self.model_version = model_version
+        self.labels = labels
+        self.l1 = l1
+        self.l2 = l2
+        self.l3 = l3
+
+    async def lookup(self, keys: list[TextKeys]) -> Found:
+        """Results found for these keys at any level (each distinct key looked up once per level)."""
+        found: Found = {}
+        missing: dict[str, TextKeys] = {}
+        for k in keys:
+            if k.cache_key in found or k.cache_key in missing:
+                continue
+            if self.l1 is not None and (hit := self.l1.get(k.cache_key)) is not None:
+                found[k.cache_key] = (hit, "l1")
+            else:
+                missing[k.cache_key] = k
+        if missing and self.l2 is not None:
+            results = await self.l2.get_many(list(missing))
+            for key, result in zip(list(missing), results, strict=True):
+                if result is not None:
+                    found[key] = (result, "l2")
+                    del missing[key]
+                    if self.l1 is not None:
+                        self.l1.set(key, result)
+        if missing and self.l3 is not None:
+            by_hash = await self.l3.lookup(self.model_version, [k.text_hash for k in missing.values()], self.labels)
+            promoted = {}
+            for key, k in list(missing.items()):
+                if (result := by_hash.get(k.text_hash)) is not None:
+                    found[key] = (result, "l3")
+                    promoted[key] = result
+                    del missing[key]
+            self._fill_upper(promoted)
+        return found
+
+    def fill(self, results: dict[str, CachedResult]) -> None:
+        """Store freshly classified results at every level above the model (L3 fills from the log)."""
+        self._fill_upper(results)
+
+    def _fill_upper(self, results: dict[str, CachedResult]) -> None:
+        if not results:
+            return
+        if self.l1 is not None:
+            for key, result in results.items():
+                self.l1.set(key, result)
+        if self.l2 is not None:
+            self.l2.set_later(results)
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "l1": self.l1.snapshot() if self.l1 is not None else None,
+            "l2": self.l2.snapshot() if self.l2 is not None else None,
+            "l3": self.l3.l3_stats.snapshot() if self.l3 is not None else None,
+        }

@@ -1,0 +1,124 @@
+"""The request log as the service sees it: record rows, look earlier results up (L3), answer analytics."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from samo_serve.errors import AnalyticsUnavailable, ValidationFailed
+from samo_serve.settings import Settings
+from samo_serve.storage.cache import CachedResult, LevelStats
+from samo_serve.storage.circuit import CircuitBreaker
+from samo_serve.storage.request_log.rows import LogRow
+from samo_serve.storage.request_log.spill import SpillFiles
+from samo_serve.storage.request_log.store import LogStore, store_for_url
+from samo_serve.storage.request_log.writer import LogWriter
+
+__all__ = ["RequestLog", "parse_range"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_RANGE = timedelta(hours=24)
+_PING_TIMEOUT_S = 2.0
+
+
+def _parse_time(value: str, name: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise ValidationFailed(
+            f"`{name}` is not an ISO-8601 time", [{"loc": ["query", name], "msg": "e.g. 2026-11-27T10:00:00Z"}]
+        ) from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)  # naive = UTC
+
+
+def parse_range(start: str | None, end: str | None, now: datetime | None = None) -> tuple[datetime, datetime]:
+    """[start, end) from ISO-8601 strings; defaults: end = now, start = end - 24 h. Naive times are UTC.
+
+    Raises:
+        ValidationFailed: unparsable time, or start not before end (422).
+    """
+    end_at = _parse_time(end, "end") if end else (now or datetime.now(UTC))
+    start_at = _parse_time(start, "start") if start else end_at - DEFAULT_RANGE
+    if start_at >= end_at:
+        raise ValidationFailed("`start` must be before `end`", [{"loc": ["query", "start"], "msg": "empty range"}])
+    return start_at, end_at
+
+
+class RequestLog:
+    def __init__(self, store: LogStore, settings: Settings) -> None:
+        self.store = store
+        self.writer = LogWriter(store, settings.request_log, SpillFiles(settings.data_dir / "spill"))
+        self._stop_timeout_s = settings.request_log.statement_timeout_s
+        cache = settings.cache
+        self.l3_stats = LevelStats()
+        self._l3_timeout_s = cache.l3_timeout_s
+        self._l3_breaker = CircuitBreaker(cache.circuit_failures, cache.circuit_open_s)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RequestLog:
+        sqlite_default = str(Path(settings.data_dir) / "requests.sqlite3")
+        store = store_for_url(settings.database_url, sqlite_default, settings.request_log.statement_timeout_s)
+        return cls(store, settings)
+
+    async def start(self) -> None:
+        self.writer.start()
+
+    async def stop(self) -> None:
+        await self.writer.stop(self._stop_timeout_s)
+        await self.store.close()
+
+    def record(self, rows: list[LogRow]) -> None:
+        self.writer.enqueue(rows)
+
+    async def lookup(
+        self, model_version: str, text_hashes: Sequence[str], labels: list[str]
+    ) -> dict[str, CachedResult]:
+        """L3: earlier results of these texts under this model version. Empty when the database is away."""
+        if not self._l3_breaker.allow():
+            return {}
+        try:
+            found = await asyncio.wait_for(self.store.lookup(model_version, text_hashes), self._l3_timeout_s)
+        except Exception as exc:  # unavailable: serve without L3
+            self.l3_stats.errors += 1
+            self._l3_breaker.failure()
+            log.debug("L3 lookup failed: %s", exc)
+            return {}
+        self._l3_breaker.success()
+        results = {}
+        for text_hash, (emotions, truncated) in found.items():
+            scores = json.loads(emotions)
+            results[text_hash] = CachedResult(np.array([scores[label] for label in labels], np.float32), truncated)
+        self.l3_stats.hits += len(results)
+        self.l3_stats.misses += len(set(text_hashes)) - len(results)
+        return results
+
+    async def emotion_counts(self, start: datetime, end: datetime) -> list[dict[str, Any]]:
+        try:
+            return await self.store.emotion_counts(start, end)
+        except Exception as exc:
+            raise AnalyticsUnavailable(f"request-log database unavailable: {type(exc).__name__}") from exc
+
+    async def summary(self, start: datetime, end: datetime) -> dict[str, Any]:
+        try:
+            return (await self.store.summary(start, end)).to_dict()
+        except Exception as exc:
+            raise AnalyticsUnavailable(f"request-log database unavailable: {type(exc).__name__}") from exc
+
+    async def health(self) -> dict[str, Any]:
+        try:
+            await asyncio.wait_for(self.store.ping(), _PING_TIMEOUT_S)
+            state = "up"
+        except Exception:
+            state = "down"
+        return {"state": state, "dialect": self.store.dialect, "rows": self.writer.snapshot()}
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"dialect": self.store.dialect, "rows": self.writer.snapshot()}

@@ -1,0 +1,53 @@
+"""One row of the request log per classified text, and its JSON line form (spill files)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import asdict, dataclass, fields
+from datetime import UTC, datetime
+from typing import Any
+
+__all__ = ["COLUMNS", "LogRow", "format_time", "row_from_json", "row_to_json"]
+
+
+@dataclass(slots=True)  # not frozen: frozen dataclasses build ~3x slower, and one is built per text
+class LogRow:
+    #: generated here, so a retried or replayed write can never store a row twice (ON CONFLICT DO NOTHING)
+    id: uuid.UUID
+    created_at: datetime  # UTC
+    request_id: str
+    api_key_id: str | None
+    #: sha256 of the normalized text (samo_serve.storage.cache.text_keys); the text itself only with SAMO_LOG_TEXT
+    text_hash: str
+    text: str | None
+    primary_emotion: str
+    confidence: float
+    #: every label's score as a JSON object, so L3 can answer from it
+    emotions: str
+    model_version: str
+    cache_level: str
+    processing_time_ms: float
+    truncated: bool
+
+
+COLUMNS = tuple(f.name for f in fields(LogRow))
+
+
+def format_time(moment: datetime) -> str:
+    """Fixed-width ISO-8601 in UTC: sorts as text (SQLite stores it so) and reads as time."""
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def row_to_json(row: LogRow) -> str:
+    data: dict[str, Any] = asdict(row)
+    data["id"] = str(row.id)
+    data["created_at"] = format_time(row.created_at)
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+
+
+def row_from_json(line: str) -> LogRow:
+    data = json.loads(line)
+    data["id"] = uuid.UUID(data["id"])
+    data["created_at"] = datetime.fromisoformat(data["created_at"])
+    return LogRow(**data)

@@ -1,0 +1,104 @@
+"""Spill files: where log rows go when the database is down and the in-memory queue is full.
+
+One JSON line per row, appended by the writer that owns the file, which holds an exclusive ``flock`` on
+it while it is open. Replay claims a file by taking that lock without waiting, so a file that another
+live replica is still appending to is never replayed under it, and leftovers of a crashed process are
+picked up by whichever replica looks next. Rows have ids and inserts ignore known ids, so replaying a
+file twice (a crash between insert and delete) stores nothing twice.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import socket
+import time
+from pathlib import Path
+from typing import IO
+
+from samo_serve.storage.request_log.rows import LogRow, row_from_json, row_to_json
+
+__all__ = ["Claim", "SpillFiles"]
+
+log = logging.getLogger(__name__)
+
+
+class SpillFiles:
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._file: IO[str] | None = None
+        self._path: Path | None = None
+        self._seq = 0
+        self._stem = f"{socket.gethostname()}-{os.getpid()}-{int(time.time())}"
+
+    def append(self, rows: list[LogRow], rejected: bool = False) -> None:
+        """Write rows to this process's current spill file (or to ``rejected/``, never replayed)."""
+        if rejected:
+            folder = self.directory / "rejected"
+            folder.mkdir(parents=True, exist_ok=True)
+            with (folder / f"{self._stem}.jsonl").open("a", encoding="utf-8") as f:
+                f.writelines(row_to_json(r) + "\n" for r in rows)
+            return
+        if self._file is None:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self._seq += 1
+            self._path = self.directory / f"{self._stem}-{self._seq}.jsonl"
+            self._file = self._path.open("a", encoding="utf-8")
+            fcntl.flock(self._file, fcntl.LOCK_EX)
+        self._file.writelines(row_to_json(r) + "\n" for r in rows)
+        self._file.flush()  # in the OS's hands: survives this process dying
+
+    def rotate(self) -> None:
+        """Close the current file so that it can be replayed; the next spill starts a new one."""
+        if self._file is not None:
+            self._file.close()  # releases the lock
+            self._file = None
+
+    def pending(self) -> list[Path]:
+        if not self.directory.is_dir():
+            return []
+        return sorted(p for p in self.directory.glob("*.jsonl") if p != self._path or self._file is None)
+
+    @staticmethod
+    def claim(path: Path) -> Claim | None:
+        """Lock ``path`` for replay and read it; None if another process holds it or it is gone. Blocking."""
+        try:
+            handle = path.open("r", encoding="utf-8")
+        except FileNotFoundError:  # another replica replayed it first
+            return None
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            return None
+        if not path.exists():  # replayed and deleted between our open and our lock
+            handle.close()
+            return None
+        rows, bad = [], 0
+        for line in handle:
+            if not line.strip():
+                continue
+            try:
+                rows.append(row_from_json(line))
+            except (ValueError, TypeError, KeyError):
+                bad += 1  # a line cut short by a crash
+        return Claim(path, handle, rows, bad)
+
+
+class Claim:
+    """A spill file locked for replay. ``done()`` once its rows are stored, else ``release()``."""
+
+    def __init__(self, path: Path, handle: IO[str], rows: list[LogRow], unreadable: int) -> None:
+        self.path = path
+        self.rows = rows
+        self.unreadable = unreadable
+        self._handle = handle
+
+    def done(self) -> None:
+        self.path.unlink(missing_ok=True)
+        self._handle.close()
+        log.info("replayed spill file %s (%d rows)", self.path.name, len(self.rows))
+
+    def release(self) -> None:
+        self._handle.close()
