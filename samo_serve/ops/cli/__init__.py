@@ -30,6 +30,9 @@ if TYPE_CHECKING:
 
 __all__ = ["main"]
 
+# The packaged Serve configs (configs/ in a checkout links here): defaults that work from a wheel, in any cwd.
+_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from samo_serve.ops.launcher import load_config, serve_forever
@@ -313,7 +316,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="serve the embedded default on a local Ray (blocks; Ctrl-C stops)")
-    run.add_argument("--config", default=str(Path(__file__).resolve().parent.parent / "configs" / "serve.yaml"))
+    run.add_argument("--config", default=str(_CONFIGS / "serve.yaml"))
     run.add_argument("--port", type=int, default=None, help="HTTP port (default: the config's, 8000)")
     run.add_argument("--host", default=None, help="bind address (default: the config's, 127.0.0.1)")
     run.add_argument("--ready-timeout", type=float, default=600.0)
@@ -399,7 +402,7 @@ def _parser() -> argparse.ArgumentParser:
     pl.add_argument("--requests", type=int, default=300, help="requests per stress level when measuring")
     pl.add_argument("--measure-out", default=None, help="keep the measurement (report + results.json) here")
     pl.add_argument("--api-key", default=os.environ.get("SAMO_API_KEY"), help="default: $SAMO_API_KEY")
-    pl.add_argument("--config", default="configs/serve.yaml", help="the Serve config the plan resizes")
+    pl.add_argument("--config", default=str(_CONFIGS / "serve.yaml"), help="the Serve config the plan resizes")
     pl.add_argument("--headroom", type=float, default=0.8, help="planned utilization of measured capacity")
     pl.add_argument(
         "--measured-cpus", type=float, default=None,
