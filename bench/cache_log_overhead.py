@@ -23,10 +23,10 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]  # bench/ helpers, and testkit/ (harnesses the wheel leaves out)
 
 from samo_serve.core.model_card import load_card  # noqa: E402
-from samo_serve.http.schemas import PredictOptions  # noqa: E402
+from samo_serve.core.postprocess import PredictOptions  # noqa: E402
+from samo_serve.core.results import CachedResult  # noqa: E402
 from samo_serve.service import EmotionService, RequestContext  # noqa: E402
 from samo_serve.settings import Settings, default_model_dir  # noqa: E402
-from samo_serve.storage.cache import CachedResult  # noqa: E402
 from testkit.local_services import PostgresServer, RedisServer  # noqa: E402
 
 

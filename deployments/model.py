@@ -1,23 +1,38 @@
-"""Model deployment: ONNX Runtime behind ``@serve.batch``, merging calls from every ingress replica."""
+"""Model deployment: ONNX Runtime behind ``@serve.batch``, merging calls from every ingress replica;
+and :class:`EmotionModelClient`, the ingress's way to call it.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import Any
 
 import numpy as np
 import ray
 from ray import serve
+from ray.exceptions import RayActorError
+from ray.serve.exceptions import BackPressureError, ReplicaUnavailableError
+from ray.serve.handle import DeploymentHandle
 
 from deployments.common import served_card, settings_from_args
 from samo_serve.core.batching import count_texts, merge_token_batches, split_rows
 from samo_serve.core.model_runner import OrtModelRunner, with_gpu_share
 from samo_serve.core.tokenizer import TokenBatch
+from samo_serve.errors import ModelUnavailable, Overloaded
 from samo_serve.observability.memory import check_memory
 from samo_serve.observability.metrics import Metrics, NullFactory, ProcessSampler
 from samo_serve.observability.ray_metrics import RayFactory
 from samo_serve.settings import BatchingSettings, updated_batching
+
+__all__ = ["REPLICA_GONE", "REPLICA_RETRIES", "EmotionModel", "EmotionModelClient"]
+
+log = logging.getLogger(__name__)
+
+# A model replica killed or restarting under a call: the batch is sent again (Serve routes it elsewhere).
+REPLICA_GONE = (RayActorError, ReplicaUnavailableError)
+REPLICA_RETRIES = 2
 
 
 class EmotionModel:
@@ -66,3 +81,33 @@ class EmotionModel:
         self._metrics.model_info.set(1, self._info_tags)
         self._runner.health()
         check_memory(self._max_rss_mb)  # past its bound the replica is replaced by Serve
+
+
+class EmotionModelClient:
+    """The :class:`samo_serve.core.pipeline.ModelClient` over an EmotionModel handle: one call per micro-batch.
+
+    A replica that dies under a call is retried on another (Serve replaces the dead one); a full queue
+    is the client's to retry later (503 with Retry-After), not a failure of the service.
+    """
+
+    def __init__(self, handle: DeploymentHandle[Any], backoff_s: float = 0.05) -> None:
+        self._handle = handle
+        self._backoff_s = backoff_s
+
+    async def predict(self, tokens: TokenBatch) -> np.ndarray:
+        for attempt in range(REPLICA_RETRIES + 1):
+            try:
+                scores: np.ndarray = await self._handle.predict.remote(tokens)
+                return scores
+            except BackPressureError as exc:
+                raise Overloaded("the model's queue is full; retry shortly", headers={"Retry-After": "1"}) from exc
+            except REPLICA_GONE as exc:
+                if attempt == REPLICA_RETRIES:
+                    raise ModelUnavailable(f"model replica unavailable: {type(exc).__name__}") from exc
+                log.warning("model replica gone (%s); retrying on another", type(exc).__name__)
+                await asyncio.sleep(self._backoff_s * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    async def info(self) -> dict[str, object]:
+        info: dict[str, object] = await self._handle.info.remote()
+        return info

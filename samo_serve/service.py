@@ -12,12 +12,12 @@ from typing import Any
 
 from samo_serve.core.model_card import ModelCard
 from samo_serve.core.pipeline import Pipeline
-from samo_serve.core.postprocess import Postprocessor
+from samo_serve.core.postprocess import Postprocessor, PredictOptions
+from samo_serve.core.results import CachedResult
 from samo_serve.errors import EmptyText, TextTooLong
-from samo_serve.http.schemas import PredictOptions
 from samo_serve.observability.telemetry import Telemetry
 from samo_serve.settings import Settings
-from samo_serve.storage.cache import CachedResult, L1Cache, TextKeys, text_keys
+from samo_serve.storage.cache import L1Cache, TextKeys, text_keys
 from samo_serve.storage.cache_router import CacheRouter
 from samo_serve.storage.redis_cache import RedisCache
 from samo_serve.storage.request_log import LogRow, RequestLog

@@ -1,19 +1,36 @@
-"""The classification seam between the ingress and the model: texts in, scores out.
+"""The classification seam between the service and the model: texts in, scores out, in micro-batches.
 
-``LocalPipeline`` runs tokenizer and model in-process (tests, benchmarks, single-process use); the
-Ray ingress implements the same protocol over deployment handles, one hop per micro-batch.
+:class:`BatchingPipeline` is the one request path to the model, with or without Ray: concurrent
+``classify`` calls merge into micro-batches (the timer-free :class:`MicroBatcher`), each batch is
+tokenized once and sent to the model in one :class:`ModelClient` call. The Ray ingress supplies a client
+over the model deployment's handle (deployments/model.py); :class:`LocalPipeline` one that runs a
+:class:`ModelRunner` in this process.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Protocol
 
-from samo_serve.core.model_runner import ModelRunner
-from samo_serve.core.tokenizer import TextTokenizer
-from samo_serve.storage.cache import CachedResult
+import numpy as np
 
-__all__ = ["LocalPipeline", "Pipeline"]
+from samo_serve.core.batching import flatten, unflatten
+from samo_serve.core.micro_batcher import MicroBatcher
+from samo_serve.core.model_runner import ModelRunner
+from samo_serve.core.results import CachedResult
+from samo_serve.core.tokenizer import TextTokenizer, TokenBatch
+from samo_serve.settings import BatchingSettings
+
+__all__ = [
+    "AsyncEncoder",
+    "BatchObserver",
+    "BatchingPipeline",
+    "LocalModel",
+    "LocalPipeline",
+    "ModelClient",
+    "Pipeline",
+]
 
 
 class Pipeline(Protocol):
@@ -26,19 +43,108 @@ class Pipeline(Protocol):
         ...
 
 
-class LocalPipeline:
-    def __init__(self, tokenizer: TextTokenizer, runner: ModelRunner) -> None:
-        self._tokenizer = tokenizer
-        self._runner = runner
+class ModelClient(Protocol):
+    """The model as the pipeline sees it: one call per micro-batch."""
 
-    def classify_sync(self, texts: list[str]) -> list[CachedResult]:
-        batch = self._tokenizer.encode_batch(texts)
-        scores = self._runner.predict(batch)
-        return [CachedResult(scores[i], bool(batch.truncated[i])) for i in range(len(texts))]
+    async def predict(self, tokens: TokenBatch) -> np.ndarray:
+        """Probabilities, float32 [len(tokens), n_labels], rows in the batch's order."""
+        ...
+
+    async def info(self) -> dict[str, object]:
+        """Provider and health of the model; raises if it does not answer."""
+        ...
+
+
+class AsyncEncoder(Protocol):
+    """A tokenizer elsewhere (the Tokenizer deployment): one call per micro-batch."""
+
+    async def encode(self, texts: list[str]) -> TokenBatch: ...
+
+
+class BatchObserver(Protocol):
+    """What the pipeline reports for metrics (``Telemetry`` is one)."""
+
+    def on_tokenize(self, seconds: float) -> None: ...
+
+    def on_batch(self, size: int, capacity: int, wait_s: float) -> None:
+        """A micro-batch of ``size`` texts (at most ``capacity``) left after its oldest call waited ``wait_s``."""
+        ...
+
+
+class BatchingPipeline:
+    """The :class:`Pipeline`: micro-batches of ``classify`` calls, tokenized and scored one batch at a time.
+
+    Args:
+        encoder: the in-process tokenizer (~20 us a text: cheaper than a hop), or one elsewhere.
+        model: the model, one ``predict`` per micro-batch.
+        batching: ``ingress_max_batch_size`` and ``ingress_max_in_flight`` shape the micro-batches.
+    """
+
+    def __init__(self, encoder: TextTokenizer | AsyncEncoder, model: ModelClient, batching: BatchingSettings) -> None:
+        self._encoder = encoder
+        self._model = model
+        self._observer: BatchObserver | None = None
+        # Not @serve.batch: its fixed wait window cost every request at low load (samo_serve.core.micro_batcher).
+        self._batcher: MicroBatcher[list[str], list[CachedResult]] = MicroBatcher(
+            self._run_batch, batching.ingress_max_batch_size, batching.ingress_max_in_flight
+        )
+        self.apply_batching(batching)
+
+    def observe(self, observer: BatchObserver) -> None:
+        """Report tokenizer time and micro-batch sizes and waits to ``observer``."""
+        self._observer = observer
+        self._batcher.on_batch = lambda size, wait_s: observer.on_batch(size, self._batcher.max_size, wait_s)
+
+    def apply_batching(self, batching: BatchingSettings) -> None:
+        """New micro-batch limits; batches already formed keep theirs."""
+        self.batching = batching
+        self._batcher.max_size = batching.ingress_max_batch_size
+        self._batcher.max_in_flight = batching.ingress_max_in_flight
 
     async def classify(self, texts: list[str]) -> list[CachedResult]:
-        return await asyncio.to_thread(self.classify_sync, texts)
+        if not texts:
+            return []
+        return await self._batcher.submit(texts)
 
     async def model_info(self) -> dict[str, object]:
-        self._runner.health()
-        return {"provider": self._runner.provider}
+        return await self._model.info()
+
+    async def _run_batch(self, calls: list[list[str]]) -> list[list[CachedResult]]:
+        texts, sizes = flatten(calls)
+        tokens = await self._encode(texts)
+        scores = await self._model.predict(tokens)
+        results = [CachedResult(row, bool(flag)) for row, flag in zip(scores, tokens.truncated, strict=True)]
+        return unflatten(results, sizes)
+
+    async def _encode(self, texts: list[str]) -> TokenBatch:
+        if not isinstance(self._encoder, TextTokenizer):
+            return await self._encoder.encode(texts)
+        started = time.perf_counter()
+        tokens = self._encoder.encode_batch(texts)  # on the loop: a thread hop costs more than it takes
+        if self._observer is not None:
+            self._observer.on_tokenize(time.perf_counter() - started)
+        return tokens
+
+
+class LocalModel:
+    """A :class:`ModelClient` over a :class:`ModelRunner` in this process.
+
+    ORT releases the GIL: the runner works in a thread, so the event loop serves and the next batch fills.
+    """
+
+    def __init__(self, runner: ModelRunner) -> None:
+        self.runner = runner
+
+    async def predict(self, tokens: TokenBatch) -> np.ndarray:
+        return await asyncio.to_thread(self.runner.predict, tokens)
+
+    async def info(self) -> dict[str, object]:
+        await asyncio.to_thread(self.runner.health)
+        return {"provider": self.runner.provider}
+
+
+class LocalPipeline(BatchingPipeline):
+    """The pipeline with tokenizer and model in this process (tests, benchmarks, one-process serving)."""
+
+    def __init__(self, tokenizer: TextTokenizer, runner: ModelRunner, batching: BatchingSettings | None = None) -> None:
+        super().__init__(tokenizer, LocalModel(runner), batching or BatchingSettings())

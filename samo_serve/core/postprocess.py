@@ -5,10 +5,23 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt
 
 from samo_serve.core.model_card import ModelCard
 
-__all__ = ["Postprocessor", "emotions_catalog"]
+__all__ = ["Postprocessor", "PredictOptions", "emotions_catalog"]
+
+
+class PredictOptions(BaseModel):
+    """A caller's per-request choices of what a prediction shows (the HTTP requests extend it)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    threshold: StrictFloat | StrictInt | None = Field(
+        default=None, ge=0.0, le=1.0, description="one threshold for every label instead of the tuned ones"
+    )
+    top_k: StrictInt | None = Field(default=None, ge=1, le=1000, description="at most this many emotions")
+    all_scores: StrictBool = Field(default=False, description="also return every label's score")
 
 
 class Postprocessor:

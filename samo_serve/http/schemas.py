@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
+from pydantic import BaseModel, Field, StrictStr
+
+from samo_serve.core.postprocess import PredictOptions
 
 __all__ = [
     "BatchPredictRequest",
@@ -14,16 +16,6 @@ __all__ = [
     "PredictRequest",
     "PredictResponse",
 ]
-
-
-class PredictOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    threshold: StrictFloat | StrictInt | None = Field(
-        default=None, ge=0.0, le=1.0, description="one threshold for every label instead of the tuned ones"
-    )
-    top_k: StrictInt | None = Field(default=None, ge=1, le=1000, description="at most this many emotions")
-    all_scores: StrictBool = Field(default=False, description="also return every label's score")
 
 
 class PredictRequest(PredictOptions):

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 from cachetools import TTLCache
 
+from samo_serve.core.results import CachedResult
+
 __all__ = [
-    "CachedResult",
     "L1Cache",
     "LevelStats",
     "TextKeys",
@@ -25,12 +26,6 @@ __all__ = [
     "normalize_text",
     "text_keys",
 ]
-
-
-@dataclass(frozen=True)
-class CachedResult:
-    scores: np.ndarray  # float32 [n_labels]
-    truncated: bool
 
 
 _WHITESPACE = re.compile(r"[ \t\n\r]+")

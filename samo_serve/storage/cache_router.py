@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from samo_serve.storage.cache import CachedResult, L1Cache, TextKeys
+from samo_serve.core.results import CachedResult
+from samo_serve.storage.cache import L1Cache, TextKeys
 from samo_serve.storage.redis_cache import RedisCache
 from samo_serve.storage.request_log import RequestLog
 

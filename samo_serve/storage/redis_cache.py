@@ -19,8 +19,9 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from samo_serve.core.micro_batcher import MicroBatcher
+from samo_serve.core.results import CachedResult
 from samo_serve.settings import CacheSettings
-from samo_serve.storage.cache import CachedResult, LevelStats, decode_result, encode_result
+from samo_serve.storage.cache import LevelStats, decode_result, encode_result
 from samo_serve.storage.circuit import CircuitBreaker
 
 __all__ = ["RedisCache", "redis_client"]

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from redis.asyncio import Redis
 
+from samo_serve.core.results import CachedResult
 from samo_serve.settings import CacheSettings
-from samo_serve.storage.cache import CachedResult
 from samo_serve.storage.redis_cache import RedisCache
 from testkit.local_services import RedisServer
 

@@ -7,8 +7,9 @@ import time
 import numpy as np
 import pytest
 
+from samo_serve.core.results import CachedResult
 from samo_serve.core.tokenizer import TextTokenizer
-from samo_serve.storage.cache import CachedResult, L1Cache, cache_key, normalize_text
+from samo_serve.storage.cache import L1Cache, cache_key, normalize_text
 
 
 def _result(value: float = 0.5) -> CachedResult:

@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from samo_serve.core.results import CachedResult
 from samo_serve.errors import ValidationFailed
-from samo_serve.storage.cache import CachedResult, decode_result, encode_result, normalize_text, text_keys
+from samo_serve.storage.cache import decode_result, encode_result, normalize_text, text_keys
 from samo_serve.storage.request_log import parse_range
 from samo_serve.storage.request_log.rows import LogRow, format_time, row_from_json, row_to_json
 from samo_serve.storage.request_log.spill import SpillFiles

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from samo_serve.core.model_card import ModelCard
+from samo_serve.core.postprocess import PredictOptions
 from samo_serve.errors import EmptyText, TextTooLong
-from samo_serve.http.schemas import PredictOptions
 from samo_serve.service import EmotionService, check_text
 from samo_serve.settings import Settings
 

@@ -12,9 +12,10 @@ from typing import Any
 
 import numpy as np
 
+from samo_serve.core.results import CachedResult
 from samo_serve.errors import AnalyticsUnavailable, ValidationFailed
 from samo_serve.settings import Settings
-from samo_serve.storage.cache import CachedResult, LevelStats
+from samo_serve.storage.cache import LevelStats
 from samo_serve.storage.circuit import CircuitBreaker
 from samo_serve.storage.request_log.rows import LogRow
 from samo_serve.storage.request_log.spill import SpillFiles
