@@ -39,19 +39,19 @@ class Ingress:
             else TextTokenizer.for_card(card, self._settings.model_dir)
         )
         self._pipeline = BatchingPipeline(encoder, EmotionModelClient(model), self._settings.batching)
-        # Redis, the request log and its writer task come up in the app's lifespan (Serve runs it per replica).
-        self._service = EmotionService.from_settings(card, self._pipeline, self._settings)
         self._telemetry = Telemetry.from_settings(
             self._settings,
             RayFactory(),  # Ray's metrics pipeline: scraped from Ray's Prometheus endpoint (docs/METRICS.md)
             hub=HubClient(stats_hub) if stats_hub is not None else None,
             replica_id=serve.get_replica_context().replica_id.unique_id,
         )
+        # Redis, the request log and its writer task come up in the app's lifespan (Serve runs it per replica).
+        self._service = EmotionService.from_settings(card, self._pipeline, self._settings, telemetry=self._telemetry)
         self._pipeline.observe(self._telemetry)
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         # Serve (proxy or direct ingress) sets X-Request-ID on every response itself: the id our handlers see.
-        return create_app(self._settings, self._service, echo_request_id=False, telemetry=self._telemetry)
+        return create_app(self._settings, self._service, echo_request_id=False)
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         self._pipeline.apply_batching(updated_batching(self._pipeline.batching, user_config))

@@ -11,15 +11,18 @@
     ├── BatchTooLarge          413 BATCH_TOO_LARGE      more texts than max_batch_texts
     ├── BodyTooLarge           413 BODY_TOO_LARGE       request body over max_body_bytes
     ├── NotFound               404 NOT_FOUND
+    ├── MethodNotAllowed       405 METHOD_NOT_ALLOWED   (Allow names the methods)
     ├── Unauthorized           401 UNAUTHORIZED         no API key, or not an active one
     ├── RateLimited            429 RATE_LIMITED         the caller's token bucket is empty (Retry-After)
     ├── Overloaded             503 OVERLOADED           the replica's in-flight bound is reached (Retry-After)
     ├── RequestTimeout         503 TIMEOUT              the prediction took longer than request_timeout_s
     ├── ModelUnavailable       503 MODEL_UNAVAILABLE    the model did not answer
-    └── AnalyticsUnavailable   503 ANALYTICS_UNAVAILABLE the request log is off or its database is down
+    ├── AnalyticsUnavailable   503 ANALYTICS_UNAVAILABLE the request log is off or its database is down
+    └── ClientClosed           499 CLIENT_CLOSED        the client hung up before the answer (nginx's 499):
+                                                        nobody reads it; metrics count it apart from errors
 
 Errors are plain picklable exceptions (constructor args only) so they can cross a Ray handle.
-The HTTP mapping happens in exactly one place: the exception handlers in ``samo_serve.http.app``.
+The HTTP rendering happens in exactly one place: ``samo_serve.http.errors``.
 """
 
 from __future__ import annotations
@@ -30,8 +33,10 @@ __all__ = [
     "AnalyticsUnavailable",
     "BatchTooLarge",
     "BodyTooLarge",
+    "ClientClosed",
     "EmptyText",
     "InvalidJSON",
+    "MethodNotAllowed",
     "ModelUnavailable",
     "NotFound",
     "Overloaded",
@@ -92,6 +97,14 @@ class BodyTooLarge(SamoError):
 
 class NotFound(SamoError):
     code, http_status = "NOT_FOUND", 404
+
+
+class MethodNotAllowed(SamoError):
+    code, http_status = "METHOD_NOT_ALLOWED", 405
+
+
+class ClientClosed(SamoError):
+    code, http_status = "CLIENT_CLOSED", 499
 
 
 class ModelUnavailable(SamoError):

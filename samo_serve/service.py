@@ -48,6 +48,7 @@ class EmotionService:
     Args:
         l2: Redis cache shared by replicas (None: no L2).
         request_log: where every prediction is recorded (None: not recorded); also L3 when enabled.
+        telemetry: counts the texts each cache level answered for /stats (None: not counted).
     """
 
     def __init__(
@@ -57,12 +58,13 @@ class EmotionService:
         settings: Settings,
         l2: RedisCache | None = None,
         request_log: RequestLog | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.card = card
         self.pipeline = pipeline
         self.postprocessor = Postprocessor.from_card(card)
         self.request_log = request_log
-        self.telemetry: Telemetry | None = None  # set by the app: /stats windows count texts per cache level
+        self.telemetry = telemetry
         self.log_text = settings.log_text
         # {"admiration":0.0123,...}, 9 digits: float32 exactly (L3 answers what the model said); a format
         # string is ~10x cheaper per row than json.dumps of a dict
@@ -77,13 +79,15 @@ class EmotionService:
         )
 
     @classmethod
-    def from_settings(cls, card: ModelCard, pipeline: Pipeline, settings: Settings) -> EmotionService:
+    def from_settings(
+        cls, card: ModelCard, pipeline: Pipeline, settings: Settings, telemetry: Telemetry | None = None
+    ) -> EmotionService:
         """With L2 when ``redis_url`` is set, and the request log in PostgreSQL or SQLite when enabled."""
         l2 = None
         if settings.redis_url and settings.cache.l2_enabled:
             l2 = RedisCache.from_url(settings.redis_url, settings.cache, len(card.labels))
         request_log = RequestLog.from_settings(settings) if settings.request_log.enabled else None
-        return cls(card, pipeline, settings, l2=l2, request_log=request_log)
+        return cls(card, pipeline, settings, l2=l2, request_log=request_log, telemetry=telemetry)
 
     async def start(self) -> None:
         if self.request_log is not None:

@@ -12,7 +12,6 @@ One ASGI middleware, so every route gets the same treatment without repeating it
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -21,6 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from samo_serve.errors import Overloaded, RateLimited, SamoError, Unauthorized
 from samo_serve.http.api_keys import KeyStore
+from samo_serve.http.errors import send_error
 from samo_serve.http.rate_limit import RateLimiter
 from samo_serve.settings import Settings
 from samo_serve.storage.circuit import CircuitBreaker
@@ -174,19 +174,10 @@ class GuardMiddleware:
                     headers={"Retry-After": "1"},
                 )
         except SamoError as exc:
-            await _send_error(exc, scope, send_with_headers)
+            await send_error(exc, scope, send_with_headers)
             return
         guard.in_flight += 1
         try:
             await self.app(scope, receive, send_with_headers)
         finally:
             guard.in_flight -= 1
-
-
-async def _send_error(exc: SamoError, scope: Scope, send: Send) -> None:
-    request_id = str(scope.get("state", {}).get("request_id", ""))
-    body = json.dumps(exc.to_dict(request_id), separators=(",", ":")).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    headers.extend((k.lower().encode(), v.encode()) for k, v in exc.headers.items())
-    await send({"type": "http.response.start", "status": exc.http_status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})

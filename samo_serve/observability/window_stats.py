@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from samo_serve.errors import ClientClosed
 from samo_serve.observability.metrics import LATENCY_BUCKETS_S
 
 __all__ = ["HORIZON_S", "WINDOWS_S", "WindowStats", "histogram_quantile", "merge", "summarize"]
@@ -23,7 +24,7 @@ HORIZON_S = 3600
 WINDOWS_S = {"1m": 60, "5m": 300, "1h": 3600}
 LEVELS = ("l1", "l2", "l3", "miss")
 _BASE = ("requests", "texts", "status_4xx", "status_429", "status_5xx", "status_503", "latency_sum_s",
-         "batches", "batch_texts", "batch_capacity")  # fmt: skip
+         "batches", "batch_texts", "batch_capacity", "client_closed")  # fmt: skip
 FIELDS = (*_BASE, *(f"cache_{lv}" for lv in LEVELS), *(f"le_{b:g}" for b in LATENCY_BUCKETS_S), "le_inf")
 COL = {name: i for i, name in enumerate(FIELDS)}
 _LAT0 = COL[f"le_{LATENCY_BUCKETS_S[0]:g}"]
@@ -47,7 +48,9 @@ class WindowStats:
     def record_request(self, status: int, latency_s: float) -> None:
         row = self._row(int(self._clock()))
         row[COL["requests"]] += 1
-        if 400 <= status < 500:
+        if status == ClientClosed.http_status:  # the client hung up (499): counted apart, not an error
+            row[COL["client_closed"]] += 1
+        elif 400 <= status < 500:
             row[COL["status_4xx"]] += 1
             row[COL["status_429"]] += status == 429
         elif status >= 500:
@@ -147,13 +150,14 @@ def summarize(total: np.ndarray, seconds: float) -> dict[str, Any]:
             "p99": ms(0.99),
             "mean": round(get("latency_sum_s") / requests * 1000, 2) if requests else None,
         },  # fmt: skip
-        "error_rate": round(get("status_5xx") / requests, 4) if requests else 0.0,
+        "error_rate": round(get("status_5xx") / requests, 4) if requests else 0.0,  # hang-ups are not errors
         "errors": {
             "4xx": int(get("status_4xx")),
             "429": int(get("status_429")),
             "5xx": int(get("status_5xx")),
             "503": int(get("status_503")),
         },
+        "client_closed": int(get("client_closed")),
         "cache_hit_rate": {lv: round(answered[lv] / looked_up, 4) if looked_up else 0.0 for lv in ("l1", "l2", "l3")},
         "cache_answers": {lv: int(n) for lv, n in answered.items()},
         "batch": {

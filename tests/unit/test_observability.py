@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import Callable
@@ -15,6 +16,7 @@ import pytest
 from prometheus_client import generate_latest
 from rich.console import Console
 
+from samo_serve.core.model_card import ModelCard
 from samo_serve.http.app import create_app
 from samo_serve.observability.metrics import LATENCY_BUCKETS_S, Metrics, PrometheusFactory
 from samo_serve.observability.recommendations import RecommendationSettings, recommend
@@ -61,6 +63,17 @@ def test_a_slot_is_reused_after_an_hour() -> None:
     clock.now += 3600  # same slot index, new second
     w.record_request(200, 0.01)
     assert w.totals(3600)[COL["requests"]] == 1
+
+
+def test_a_client_that_hung_up_is_counted_apart_not_as_an_error() -> None:
+    w = WindowStats(Clock())
+    w.record_request(200, 0.01)
+    w.record_request(499, 0.3)
+    s = summarize(w.totals(60), 60)
+    assert s["requests"] == 2
+    assert s["client_closed"] == 1
+    assert s["errors"] == {"4xx": 0, "429": 0, "5xx": 0, "503": 0}
+    assert s["error_rate"] == 0.0
 
 
 def test_levels_and_batches() -> None:
@@ -198,7 +211,8 @@ async def test_requests_reach_metrics_and_stats(make_service: Callable[..., Emot
     settings = Settings()
     factory = PrometheusFactory()
     telemetry = Telemetry.from_settings(settings, factory)
-    app = create_app(settings, make_service(fake_runner, settings), telemetry=telemetry)
+    base = make_service(fake_runner, settings)
+    app = create_app(settings, EmotionService(base.card, base.pipeline, settings, telemetry=telemetry))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
         for i in range(5):
             assert (await client.post("/predict", json={"text": f"t{i % 3}"})).status_code == 200
@@ -224,13 +238,93 @@ async def test_requests_reach_metrics_and_stats(make_service: Callable[..., Emot
 async def test_metrics_off(make_service: Callable[..., EmotionService], fake_runner: Any) -> None:
     settings = Settings(observability={"metrics_enabled": False})
     factory = PrometheusFactory()
-    app = create_app(
-        settings, make_service(fake_runner, settings), telemetry=Telemetry.from_settings(settings, factory)
-    )
+    base = make_service(fake_runner, settings)
+    telemetry = Telemetry.from_settings(settings, factory)
+    app = create_app(settings, EmotionService(base.card, base.pipeline, settings, telemetry=telemetry))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
         assert (await client.post("/predict", json={"text": "x"})).status_code == 200
         assert (await client.get("/stats")).json()["windows"]["1m"]["requests"] == 1  # /stats still counts
     assert "samo_requests_total" not in generate_latest(factory.registry).decode()
+
+
+async def test_without_service_telemetry_the_app_still_counts_requests(
+    make_service: Callable[..., EmotionService], fake_runner: Any
+) -> None:
+    app = create_app(Settings(), make_service(fake_runner))  # tests and benches build services without one
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+        assert (await client.post("/predict", json={"text": "x"})).status_code == 200
+        one = (await client.get("/stats")).json()["windows"]["1m"]
+    assert one["requests"] == 1
+    assert one["texts"] == 0  # texts per cache level are the service's to count
+
+
+class StuckPipeline:
+    """A model that never answers; records that the request's work was cancelled."""
+
+    def __init__(self) -> None:
+        self.called = asyncio.Event()
+        self.cancelled = asyncio.Event()
+
+    async def classify(self, texts: list[str]) -> list[Any]:
+        self.called.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            self.cancelled.set()
+            raise
+        raise AssertionError("unreachable")
+
+    async def model_info(self) -> dict[str, object]:
+        return {"provider": "stuck"}
+
+
+@pytest.mark.parametrize("how", ["app-sees-disconnect", "serve-cancels"])
+async def test_a_client_that_hangs_up_is_not_a_server_error(card: ModelCard, how: str) -> None:
+    """wrk closing its connections: the requests in flight count as client_closed (499), never as 5xx.
+
+    Under uvicorn the app reads the disconnect itself; under Ray Serve the proxy sees it and cancels
+    the request (CancelledError), which used to be counted as a 500.
+    """
+    settings = Settings()
+    factory = PrometheusFactory()
+    telemetry = Telemetry.from_settings(settings, factory)
+    pipeline = StuckPipeline()
+    app = create_app(settings, EmotionService(card, pipeline, settings, telemetry=telemetry))
+    hung_up = asyncio.Event()
+    messages = [{"type": "http.request", "body": b'{"text": "slow"}', "more_body": False}]
+
+    async def receive() -> dict[str, Any]:
+        if messages:
+            return messages.pop()
+        await hung_up.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        pass
+
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+        "path": "/predict", "raw_path": b"/predict", "query_string": b"", "root_path": "",
+        "headers": [(b"content-type", b"application/json")], "client": ("127.0.0.1", 1), "server": ("t", 80),
+    }  # fmt: skip
+    request = asyncio.create_task(app(scope, receive, send))
+    await asyncio.wait_for(pipeline.called.wait(), 5)
+    if how == "app-sees-disconnect":
+        hung_up.set()
+        await asyncio.wait_for(request, 5)
+    else:
+        request.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await request
+    await asyncio.wait_for(pipeline.cancelled.wait(), 5)  # the model work stops with the request
+    one = summarize(telemetry.windows.totals(60), 60)
+    assert one["requests"] == 1
+    assert one["client_closed"] == 1
+    assert one["errors"] == {"4xx": 0, "429": 0, "5xx": 0, "503": 0}
+    assert one["error_rate"] == 0.0
+    text = generate_latest(factory.registry).decode()
+    assert 'samo_requests_total{route="/predict",status="499"} 1.0' in text
+    assert not re.search(r'samo_requests_total\{[^}]*status="5\d\d"\}', text)
 
 
 async def test_dashboard_is_self_contained(make_service: Callable[..., EmotionService], fake_runner: Any) -> None:
