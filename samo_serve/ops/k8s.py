@@ -142,6 +142,7 @@ def dump(manifest: dict[str, Any], source: str) -> str:
     return header + body
 
 
-def render_file(config_path: Path, image: str | None = None) -> str:
+def render_file(config_path: Path, image: str | None = None, source: str | None = None) -> str:
+    """The manifest for the Serve config at ``config_path``; its header names ``source`` (default: that path)."""
     config = yaml.safe_load(config_path.read_text(encoding="utf-8"))
-    return dump(render_rayservice(config, image or DEFAULT_IMAGE), str(config_path))
+    return dump(render_rayservice(config, image or DEFAULT_IMAGE), source or str(config_path))

@@ -1,0 +1,239 @@
+"""``samo-serve model {info,eval,train,export,bench}``: inspect, evaluate, train and export models."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from samo_serve.ops.cli.errors import CliError, user_file
+from samo_serve.settings import DEFAULT_MODEL_NAME, default_model_dir
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from samo_serve.core.model_card import ModelCard
+    from samo_serve.ops.cli.common import Subparsers
+
+__all__ = ["register"]
+
+_DATA = "../shared/data/goemotions"
+_DATA_REMEDY = "pass --data with the GoEmotions folder (train.tsv, dev.tsv, test.tsv)"
+_TRAIN_MODULES = {"torch", "transformers", "onnx"}
+
+
+def register(sub: Subparsers) -> None:
+    model = sub.add_parser("model", help="train, export, evaluate and inspect models")
+    msub = model.add_subparsers(dest="model_command", required=True)
+    model_dir = str(default_model_dir())
+
+    info = msub.add_parser("info", help="print the model card")
+    info.add_argument("--model-dir", default=model_dir)
+    info.set_defaults(func=_info)
+
+    ev = msub.add_parser("eval", help="macro/micro F1, per-label P/R/F1, int8 vs fp32 (ORT only)")
+    ev.add_argument("--model-dir", default=model_dir)
+    ev.add_argument("--data", default=_DATA)
+    ev.add_argument("--split", default="test", choices=["train", "dev", "test"])
+    ev.add_argument("--json", action="store_true")
+    ev.set_defaults(func=_eval)
+
+    _register_train(msub)
+
+    ex = msub.add_parser("export", help="ONNX fp32 + int8 + fp16, parity check, model card")
+    ex.add_argument("--checkpoint", default="artifacts/ckpt", help="ours, or any local HF sequence classifier")
+    ex.add_argument("--out", default=model_dir)
+    ex.add_argument("--name", default=DEFAULT_MODEL_NAME)
+    ex.add_argument("--data", default=None, help="GoEmotions dir: tune thresholds on dev, record metrics")
+    ex.set_defaults(func=_export)
+
+    mb = msub.add_parser("bench", help="fp32 vs int8 (fp16 on a GPU): texts/s at batch 1/32/64, F1, agreement")
+    mb.add_argument("--model-dir", default=model_dir)
+    mb.add_argument("--data", default=_DATA, help="GoEmotions dir (its test split)")
+    mb.add_argument("--texts", type=int, default=1024, help="texts timed per batch size")
+    mb.add_argument("--seconds", type=float, default=2.0, help="time per precision and batch size")
+    mb.add_argument("--threads", type=int, default=0, help="ORT intra-op threads (0: all cores)")
+    mb.add_argument("--json", action="store_true")
+    mb.set_defaults(func=_bench)
+
+
+def _register_train(msub: Subparsers) -> None:
+    tr = msub.add_parser("train", help="fine-tune all-MiniLM-L6-v2 on GoEmotions (needs the train extra)")
+    tr.add_argument("--data", required=True)
+    tr.add_argument("--out", default="artifacts/ckpt")
+    tr.add_argument("--epochs", type=float, default=3.0)
+    tr.add_argument("--lr", type=float, default=8e-5)
+    tr.add_argument("--batch-size", type=int, default=32)
+    tr.add_argument("--max-length", type=int, default=64)
+    tr.add_argument("--seed", type=int, default=13)
+    tr.add_argument("--threads", type=int, default=2)
+    tr.add_argument("--limit", type=int, default=None, help="rows per split (smoke runs)")
+    tr.add_argument("--max-steps", type=int, default=None, help="a shorter run (the schedule ends here too)")
+    tr.add_argument(
+        "--stop-after-step", type=int, default=None, help="end here, full run's schedule (reproduce a card's step)"
+    )
+    tr.add_argument("--evals-per-epoch", type=int, default=2)
+    tr.set_defaults(func=_train)
+
+
+def _card(model_dir: Path) -> ModelCard:
+    """The card of ``model_dir``, checksum verified; a :class:`CliError` when the folder is no model."""
+    from samo_serve.core.model_card import load_card
+
+    remedy = "pass --model-dir with a folder holding card.json and its ONNX file (samo-serve model export writes one)"
+    if not model_dir.is_dir():
+        raise CliError(f"model folder {model_dir} does not exist", remedy)
+    with user_file(model_dir, "model folder", remedy, invalid=(ValueError,)):
+        return load_card(model_dir)
+
+
+def _split(data: Path, split: str) -> Path:
+    """``data``, once it holds GoEmotions' ``split``.tsv."""
+    if not (data / f"{split}.tsv").is_file():
+        raise CliError(f"GoEmotions {split} split {data / f'{split}.tsv'} does not exist", _DATA_REMEDY)
+    return data
+
+
+def _needs_train_extra(command: str, exc: ModuleNotFoundError) -> CliError | ModuleNotFoundError:
+    """A missing training library is a missing extra; any other missing module is a bug."""
+    if (exc.name or "").split(".")[0] not in _TRAIN_MODULES:
+        return exc
+    return CliError(
+        f"samo-serve model {command} needs {exc.name}, which is not installed",
+        "install the train extra: pip install 'samo-serve[train]' (pip install -e '.[train]' in a checkout)",
+    )
+
+
+def _info(args: argparse.Namespace) -> int:
+    print(json.dumps(_card(Path(args.model_dir)).model_dump(), indent=2))
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from samo_serve.modeling.model_eval import evaluate_split
+
+    model_dir = Path(args.model_dir)
+    _card(model_dir)
+    data = _split(Path(args.data), args.split)
+    with user_file(data, "GoEmotions data", _DATA_REMEDY):
+        report = evaluate_split(model_dir, data, args.split)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    from rich.table import Table
+
+    from samo_serve.ops.report import stdout_console
+
+    table = Table(title=f"{report['model_version']} on GoEmotions {args.split} (n={report['n']})")
+    for column in ("label", "precision", "recall", "f1", "support"):
+        table.add_column(column, justify="right" if column != "label" else "left", no_wrap=True)
+    for label, row in report["per_label"].items():
+        table.add_row(label, *(f"{row[k]:.3f}" for k in ("precision", "recall", "f1")), str(row["support"]))
+    console = stdout_console()
+    console.print(table)
+    console.print(f"macro-F1 {report['macro_f1']:.4f}  micro-F1 {report['micro_f1']:.4f}")
+    if "vs_fp32" in report:
+        v = report["vs_fp32"]
+        console.print(
+            f"vs fp32: macro-F1 {v['fp32_macro_f1']:.4f} (delta {v['macro_f1_delta']:+.4f}), "
+            f"top-label agreement {v['top_label_agreement']:.2%}"
+        )
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    try:
+        from samo_serve.modeling.training.train import TrainConfig, train
+    except ModuleNotFoundError as exc:
+        raise _needs_train_extra("train", exc) from exc
+    data = _split(Path(args.data), "train")
+    config = TrainConfig(
+        data_dir=data,
+        out_dir=Path(args.out),
+        epochs=args.epochs,
+        lr=args.lr,
+        batch_size=args.batch_size,
+        max_length=args.max_length,
+        seed=args.seed,
+        threads=args.threads,
+        limit=args.limit,
+        max_steps=args.max_steps,
+        stop_after_step=args.stop_after_step,
+        evals_per_epoch=args.evals_per_epoch,
+    )
+    with user_file(data, "GoEmotions data", _DATA_REMEDY):
+        best = train(config)
+    print(f"best checkpoint: step {best['step']}, dev macro-F1 {best['dev_macro_f1']} -> {args.out}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    try:
+        from samo_serve.modeling.training.export import export
+    except ModuleNotFoundError as exc:
+        raise _needs_train_extra("export", exc) from exc
+    checkpoint = Path(args.checkpoint)
+    remedy = "pass --checkpoint with the folder samo-serve model train wrote (or a local HF sequence classifier)"
+    if not checkpoint.is_dir():
+        raise CliError(f"checkpoint {checkpoint} does not exist", remedy)
+    data = _split(Path(args.data), "dev") if args.data else None
+    with user_file(checkpoint, "checkpoint", remedy):
+        card = export(checkpoint, Path(args.out), args.name, data)
+    print(f"exported {card.version} -> {args.out}")
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from samo_serve.loadtest.corpus import load_corpus
+    from samo_serve.modeling.model_bench import bench_model
+
+    model_dir = Path(args.model_dir)
+    _card(model_dir)
+    data = Path(args.data) if args.data and (Path(args.data) / "test.tsv").exists() else None
+    texts = load_corpus(data / "test.tsv" if data else None)[: args.texts]
+    report = bench_model(model_dir, data, texts, min_seconds=args.seconds, threads=args.threads)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    from samo_serve.ops.report import stdout_console
+
+    console = stdout_console()
+    console.print(_bench_table(report))
+    for precision, why in report["missing"].items():
+        console.print(f"[yellow]{precision}[/]: {why}")
+    if data is None:
+        console.print("[dim]no GoEmotions test split given (--data): speed only[/]")
+    return 0
+
+
+def _bench_cells(variant: dict[str, Any]) -> dict[str, str]:
+    """One precision's measures, by row label."""
+    from samo_serve.modeling.model_bench import BATCH_SIZES
+
+    batch, speed = variant["batch"], variant.get("speedup_vs_fp32", {})
+    cells = {f"batch {bs}": f"{batch[bs]['texts_per_s']:,.0f} ({batch[bs]['ms_per_batch']:.2f})" for bs in BATCH_SIZES}
+    cells.update({f"speed-up vs fp32, batch {bs}": f"{speed[bs]:.2f}x" if speed else "–" for bs in BATCH_SIZES})
+    for label, key, spec in (
+        ("macro-F1", "macro_f1", ".4f"),
+        ("Δ F1 vs fp32", "macro_f1_delta_vs_fp32", "+.4f"),
+        ("top-1 agree vs fp32", "top_label_agreement_vs_fp32", ".1%"),
+    ):
+        cells[label] = format(variant[key], spec) if key in variant else "–"
+    return cells
+
+
+def _bench_table(report: dict[str, Any]) -> Table:
+    """A column per precision, a row per measure: fits 80 columns (a column per batch size did not)."""
+    from rich.table import Table
+
+    columns = {precision: _bench_cells(variant) for precision, variant in report["variants"].items()}
+    table = Table(
+        title=f"{report['model_version']} on {report['device']}", caption="texts/s (ms per batch), model only"
+    )
+    table.add_column("", no_wrap=True)
+    for precision in columns:
+        table.add_column(precision, justify="right", no_wrap=True)
+    for label in next(iter(columns.values()), {}):
+        table.add_row(label, *(cells[label] for cells in columns.values()))
+    return table

@@ -1,0 +1,80 @@
+"""``samo-serve run``: serve a Serve config (the shipped one by default) on a local Ray or a running cluster."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING, Any
+
+from samo_serve.ops.cli.common import config_path, load_settings, read_serve_config
+from samo_serve.ops.cli.errors import user_file
+
+if TYPE_CHECKING:
+    from samo_serve.ops.cli.common import Subparsers
+
+__all__ = ["register"]
+
+_OUR_APP = "deployments.app:"  # applications built by build_app read samo-serve's Settings from their args
+_MODEL_REMEDY = (
+    "set SAMO_MODEL_DIR (or model_dir in the config's args:) to a folder with card.json and the ONNX file; "
+    "samo-serve model export writes one"
+)
+
+
+def register(sub: Subparsers) -> None:
+    run = sub.add_parser("run", help="serve the embedded default on a local Ray (blocks; Ctrl-C stops)")
+    run.add_argument("--config", default=None, help="a Serve config (default: the shipped serve.yaml)")
+    run.add_argument("--port", type=int, default=None, help="HTTP port (default: the config's, 8000)")
+    run.add_argument("--host", default=None, help="bind address (default: the config's, 127.0.0.1)")
+    run.add_argument("--ready-timeout", type=float, default=600.0, help="seconds to wait for /readyz")
+    run.add_argument(
+        "--classic-proxy",
+        action="store_true",
+        help="serve through Ray's HTTP proxy instead of directly from the ingress replica (slower; see docs)",
+    )
+    run.add_argument(
+        "--metrics-port", type=int, default=8080, help="Ray's Prometheus endpoint (ray_serve_*, ray_samo_*)"
+    )
+    run.add_argument("--num-cpus", type=int, default=None, help="logical CPUs of the local Ray (default: cores)")
+    run.add_argument(
+        "--num-gpus", type=int, default=None, help="logical GPUs of the local Ray (default: the GPUs it detects)"
+    )
+    run.add_argument(
+        "--address",
+        default=None,
+        help="deploy on a running Ray cluster (auto, HOST:PORT) through its HTTP proxy instead of a local Ray",
+    )
+    run.set_defaults(func=_run)
+
+
+def _check_local(config: dict[str, Any]) -> None:
+    """Fail in a second, not after Ray started: the settings and model the local replicas will read.
+
+    A local Ray's replicas inherit this process's environment, so its ``SAMO_*`` variables and each
+    application's ``args:`` make the same :class:`Settings` here as there.
+    """
+    from samo_serve.core.model_card import load_card
+
+    for app in config["applications"]:
+        if not str(app.get("import_path", "")).startswith(_OUR_APP):
+            continue
+        settings = load_settings(**(app.get("args") or {}))
+        with user_file(settings.model_dir, "model folder", _MODEL_REMEDY, invalid=(ValueError,)):
+            load_card(settings.model_dir, verify=False)  # the replicas verify the checksum
+
+
+def _run(args: argparse.Namespace) -> int:
+    from samo_serve.ops.launcher import load_config, serve_forever
+
+    path = config_path(args.config, "serve.yaml")
+    config = read_serve_config(path)
+    if args.address is None:  # a cluster's replicas read the cluster's environment, not ours
+        _check_local(config)
+    return serve_forever(
+        load_config(path, port=args.port, host=args.host),
+        ready_timeout_s=args.ready_timeout,
+        direct_ingress=not args.classic_proxy,
+        metrics_port=args.metrics_port,
+        num_cpus=args.num_cpus,
+        num_gpus=args.num_gpus,
+        address=args.address,
+    )
