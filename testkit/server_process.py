@@ -50,13 +50,15 @@ def descendants(pid: int) -> set[int]:
 
 
 class ServerProcess:
-    def __init__(self, cmd: list[str], url: str, log_path: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, cmd: list[str], url: str, log_path: Path, env: dict[str, str] | None = None, cwd: Path = ROOT
+    ) -> None:
         self.url = url
         self.log_path = log_path
         self._log = log_path.open("w")
         self.proc = subprocess.Popen(
             cmd,
-            cwd=ROOT,
+            cwd=cwd,
             env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
             stdout=self._log,
             stderr=subprocess.STDOUT,
