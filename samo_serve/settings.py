@@ -27,6 +27,7 @@ __all__ = [
     "RunnerSettings",
     "Settings",
     "default_data_dir",
+    "default_keys_file",
     "default_model_dir",
     "updated_batching",
 ]
@@ -38,6 +39,13 @@ def default_data_dir() -> Path:
     """Where the embedded default keeps its SQLite request log and spill files (XDG data home)."""
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "samo-serve"
+
+
+def default_keys_file() -> Path:
+    """Where ``samo-serve keys`` writes and the server looks when ``SAMO_API_KEYS_FILE`` is unset (XDG config
+    home): a key created in any shell reaches a server started in another, without a restart."""
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "samo" / "keys.json"
 
 
 def default_model_dir() -> Path:
@@ -194,9 +202,9 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default_factory=default_data_dir)
     rate_limits: RateLimitSettings = RateLimitSettings()
     observability: ObservabilitySettings = ObservabilitySettings()
-    #: API keys (``samo-serve keys create``); when the file holds an active key, every route but
-    #: /healthz, /readyz and the docs needs one
-    api_keys_file: Path | None = None
+    #: API keys (``samo-serve keys create``); while the file holds an active key, every route but
+    #: /healthz, /readyz and the docs needs one. Re-read when it changes; null: keys off for good
+    api_keys_file: Path | None = Field(default_factory=default_keys_file)
     #: origins allowed to call the API from a browser; empty: no CORS headers at all
     cors_origins: list[str] = Field(default_factory=list)
     #: also store each text in the request log. Off by default: journal text is private; the log keeps

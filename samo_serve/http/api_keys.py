@@ -4,9 +4,10 @@ A key looks like ``samo_<id>_<secret>``: the 12-hex-character id is public (it g
 request log), the secret is 32 random bytes. Only ``sha256(secret)`` is stored: the secret has 256
 bits of entropy, so a slow password hash would add latency to every request and no safety.
 
-The keys file (``SAMO_API_KEYS_FILE``) is JSON, written atomically by ``samo-serve keys …`` and re-read
-by every replica when its modification time changes, so a revoked key stops working within a second or
-two without a restart.
+The keys file (``SAMO_API_KEYS_FILE``, by default ``$XDG_CONFIG_HOME/samo/keys.json``) is JSON, written
+atomically by ``samo-serve keys …``. Every replica stats it at most once a second and re-reads it when its
+modification time, size or inode changes, so a key created or revoked takes effect within a second or two
+without a restart, and a file that appears after start turns auth on (one that disappears turns it off).
 """
 
 from __future__ import annotations
@@ -15,15 +16,19 @@ import contextlib
 import hashlib
 import hmac
 import json
+import logging
 import os
 import secrets
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 __all__ = ["ApiKey", "KeyStore", "generate_key", "parse_key"]
+
+log = logging.getLogger(__name__)
 
 _PREFIX = "samo"
 _RECHECK_S = 1.0
@@ -69,28 +74,40 @@ def parse_key(presented: str) -> tuple[str, str] | None:
 
 
 class KeyStore:
-    """The keys file, cached in memory and re-read when it changes."""
+    """The keys file, cached in memory and re-read when it changes (checked at most once a second)."""
 
-    def __init__(self, path: Path | None) -> None:
+    def __init__(self, path: Path | None, clock: Callable[[], float] = time.monotonic) -> None:
         self.path = path
+        self._clock = clock
         self._keys: dict[str, ApiKey] = {}
-        self._mtime: float | None = None
-        self._checked_at = 0.0
+        self._enabled = False
+        self._seen: tuple[int, int, int] | None = None  # (mtime_ns, size, inode) of the file read
+        self._checked_at = clock()
         self.reload()
 
     def reload(self) -> None:
-        if self.path is None or not self.path.exists():
-            self._keys, self._mtime = {}, None
+        """Read the file if it changed since the last read (one stat when it did not)."""
+        try:
+            st = self.path.stat() if self.path is not None else None
+        except FileNotFoundError:
+            st = None
+        seen = (st.st_mtime_ns, st.st_size, st.st_ino) if st is not None else None
+        if seen == self._seen:
             return
-        mtime = self.path.stat().st_mtime
-        if mtime == self._mtime:
-            return
-        data = json.loads(self.path.read_text(encoding="utf-8") or "{}")
-        self._keys = {k["id"]: ApiKey(**k) for k in data.get("keys", [])}
-        self._mtime = mtime
+        keys: dict[str, ApiKey] = {}
+        if self.path is not None and seen is not None:
+            data = json.loads(self.path.read_text(encoding="utf-8") or "{}")
+            keys = {k["id"]: ApiKey(**k) for k in data.get("keys", [])}
+        self._keys, self._seen = keys, seen
+        enabled = any(k.active for k in keys.values())
+        if enabled != self._enabled:  # operators see in the log when a file change flips auth
+            log.log(
+                logging.INFO if enabled else logging.WARNING, "API keys %s (%s)", "on" if enabled else "off", self.path
+            )
+        self._enabled = enabled
 
     def _maybe_reload(self) -> None:
-        now = time.monotonic()
+        now = self._clock()
         if now - self._checked_at >= _RECHECK_S:
             self._checked_at = now
             # A broken file: keep the keys we have (writes are atomic, so only a hand edit gets here).
@@ -99,9 +116,9 @@ class KeyStore:
 
     @property
     def enabled(self) -> bool:
-        """Auth is on when any active key is configured."""
+        """Auth is on while the file holds an active key."""
         self._maybe_reload()
-        return any(k.active for k in self._keys.values())
+        return self._enabled
 
     def authenticate(self, presented: str) -> ApiKey | None:
         """The active key matching ``presented``, compared in constant time; None otherwise."""
@@ -145,5 +162,5 @@ class KeyStore:
             f.write(payload)
         os.chmod(tmp, 0o600)
         os.replace(tmp, self.path)
-        self._mtime = None
+        self._seen = None
         self.reload()

@@ -179,6 +179,7 @@ async def test_readyz(client: httpx.AsyncClient, card: ModelCard) -> None:
     assert body["status"] == "ready"
     assert body["model"] == {"version": card.version, "provider": "FakeExecutionProvider"}
     assert body["dependencies"] == {}  # no Redis, no request log configured
+    assert body["auth"] == "off"  # no keys file: the launcher's banner says so
     stats = (await client.get("/stats")).json()["replica"]
     assert stats["cache"]["l1"]["sets"] == 1
     assert stats["request_log"] is None
@@ -194,6 +195,7 @@ async def test_readyz_503_when_health_raises(client: httpx.AsyncClient, fake_run
     r = await client.get("/readyz")
     err = _assert_error(r, 503, "MODEL_UNAVAILABLE")
     assert r.json()["status"] == "unavailable"
+    assert r.json()["auth"] == "off"
     assert type(error).__name__ in err["message"]
     # liveness is unaffected
     assert (await client.get("/healthz")).status_code == 200
@@ -426,6 +428,30 @@ async def test_wrong_method_or_route(
     if code is None and r.status_code in (307, 308):
         return
     _assert_error(r, status, code)
+
+
+class BrokenPipeline:
+    """A model path that fails with an unexpected exception carrying private detail."""
+
+    async def classify(self, texts: list[str]) -> list[Any]:
+        raise RuntimeError("connection string postgres://admin:hunter2@db")
+
+    async def model_info(self) -> dict[str, object]:
+        return {"provider": "broken"}
+
+
+async def test_an_unexpected_error_is_a_generic_500(
+    settings: Settings, card: ModelCard, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with _client(create_app(settings, EmotionService(card, BrokenPipeline(), settings))) as c:
+        r = await c.post("/predict", json={"text": "hi"}, headers={"X-Request-ID": "trace-500"})
+    error = _assert_error(r, 500, "INTERNAL")
+    assert error["message"] == "internal error"
+    assert "hunter2" not in r.text  # the detail goes to the log only
+    assert r.headers["x-content-type-options"] == "nosniff"  # answered inside the stack: guard headers too
+    (record,) = [rec for rec in caplog.records if "trace-500" in rec.getMessage()]
+    assert record.exc_info is not None
+    assert "hunter2" in str(record.exc_info[1])
 
 
 # ------------------------------------------------------------------------------ over the real model

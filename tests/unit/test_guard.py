@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import stat
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -106,6 +107,75 @@ def test_keys_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     key_id = key.split("_")[1]
     assert cli(["keys", "revoke", key_id, "--file", path]) == 0
     assert cli(["keys", "revoke", "000000000000", "--file", path]) == 1
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_rewrite_with_the_same_mtime_is_seen(tmp_path: Path) -> None:
+    path = tmp_path / "keys.json"
+    writer = KeyStore(path)
+    writer.create("a")
+    reader = KeyStore(path)
+    stamp = path.stat().st_mtime_ns
+    late = writer.create("b")
+    os.utime(path, ns=(stamp, stamp))  # a coarse-timestamp filesystem: the rewrite keeps the old mtime
+    reader.reload()
+    assert reader.authenticate(late) is not None
+
+
+def test_the_default_keys_file_is_shared_by_the_cli_and_the_server(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert not Settings().api_keys_file.is_relative_to(Path.home() / ".config")  # tests never read real keys
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    assert Settings().api_keys_file == tmp_path / "samo" / "keys.json"
+    guard = Guard.from_settings(Settings())  # a server started with SAMO_API_KEYS_FILE unset
+    assert not guard.keys.enabled
+    assert cli(["keys", "create", "--name", "late"]) == 0  # no --file, no SAMO_API_KEYS_FILE either
+    key = capsys.readouterr().out.strip()
+    guard.keys.reload()
+    assert guard.keys.enabled
+    assert guard.keys.authenticate(key) is not None
+
+
+async def test_keys_created_or_revoked_after_start_take_effect(
+    make_service: Callable[..., EmotionService], fake_runner: Any, tmp_path: Path
+) -> None:
+    path = tmp_path / "keys.json"  # no file yet: the server starts without auth
+    clock = Clock()
+    settings = Settings(api_keys_file=path)
+    guard = Guard(settings, KeyStore(path, clock=clock), None)
+    app = create_app(settings, make_service(fake_runner, settings), guard=guard)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+
+        async def predict(**headers: str) -> int:
+            return (await client.post("/predict", json={"text": "hi"}, headers=headers)).status_code
+
+        async def auth() -> str:
+            return str((await client.get("/readyz")).json()["auth"])
+
+        assert (await predict(), await auth()) == (200, "off")
+        cli_store = KeyStore(path)  # `samo-serve keys create`, in another process
+        first, second = cli_store.create("first"), cli_store.create("second")
+        assert await predict() == 200  # checked at most once a second: no file I/O per request
+        clock.now += 1.0
+        assert (await predict(), await auth()) == (401, "on")
+        assert await predict(**{"X-API-Key": first}) == 200
+        parsed = parse_key(first)
+        assert parsed is not None
+        cli_store.revoke(parsed[0])
+        clock.now += 1.0
+        assert await predict(**{"X-API-Key": first}) == 401
+        assert await predict(**{"X-API-Key": second}) == 200
+        path.unlink()  # the keys file removed: auth off again
+        clock.now += 1.0
+        assert (await predict(), await auth()) == (200, "off")
 
 
 @pytest.fixture
