@@ -2,8 +2,10 @@
 
     python bench/cache_and_log.py [--duration 8] [--out runs/cache_and_log.json]
 
-One run, same machine, same texts, wrk on loopback (apt-get install -y wrk), private Redis and
-PostgreSQL servers started here (testkit.local_services). ``samo-serve run`` is started alternately
+One run, same machine, same texts (GoEmotions in ../shared/data/goemotions, else the built-in sample,
+numbered), wrk on loopback (apt-get install -y wrk; without it the load tester's engine, said so),
+private Redis and PostgreSQL servers started here (testkit.local_services: needs redis-server and
+postgresql, else it exits 2 saying so). ``samo-serve run`` is started alternately
 with L2 + request log OFF (no Redis, request_log.enabled=false) and ON (Redis L2 + PostgreSQL log), in
 the order off, on, on, off so that drift on a shared machine cancels out. Prints:
 
@@ -29,7 +31,16 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]  # bench/ helpers, and testkit/ (harnesses the wheel leaves out)
 
-from loadgen import Proc, Result, goemotions_texts, run_wrk, save_report, write_bodies  # noqa: E402
+from loadgen import (  # noqa: E402
+    Proc,
+    Result,
+    bench_texts,
+    closed_loop,
+    generator,
+    require_local_services,
+    save_report,
+    write_bodies,
+)
 
 from samo_serve.ops.ports import free_port  # noqa: E402
 from testkit.drills import DrillResult, at, drive, wait_for_log_rows  # noqa: E402
@@ -60,8 +71,9 @@ def main() -> None:
     parser.add_argument("--fault-requests", type=int, default=1500, help="requests per fault scenario")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "cache_and_log.json")
     args = parser.parse_args()
+    require_local_services()
 
-    texts = goemotions_texts()
+    texts = bench_texts()
     tmp = Path(tempfile.mkdtemp(prefix="samo-bench-cache-"))
     singles = write_bodies(tmp / "single.jsonl", texts)
     repeated = write_bodies(tmp / "repeated.jsonl", texts[:300])
@@ -77,15 +89,15 @@ def main() -> None:
             print(f"samo-serve with L2 + request log {variant.upper()} (round {i + 1}/4)...", flush=True)
             srv = start_server(off_env if variant == "off" else on_env, tmp / f"samo-{i}.log")
             try:
-                run_wrk(srv.url, singles, 8, 3, "warm-up", offset=offset)
+                closed_loop(srv.url, singles, 8, 3, "warm-up", offset=offset)
                 offset += 5000
-                r = run_wrk(srv.url, singles, 32, args.duration, f"uncached {variant}", offset=offset)
+                r = closed_loop(srv.url, singles, 32, args.duration, f"uncached {variant}", offset=offset)
                 offset += r.requests + 1000
                 uncached[variant].append(r)
                 show(r)
                 if variant == "on":
-                    run_wrk(srv.url, repeated, 8, 2, "fill the cache")
-                    h = run_wrk(srv.url, repeated, 32, args.duration, "cache hits on")
+                    closed_loop(srv.url, repeated, 8, 2, "fill the cache")
+                    h = closed_loop(srv.url, repeated, 32, args.duration, "cache hits on")
                     hits.append(h)
                     show(h)
                 if i == 2:  # the last "on" server: the fault drills
@@ -110,6 +122,7 @@ def main() -> None:
     }
     report = {
         "cpus": os.cpu_count(),
+        "closed_loop_generator": generator(),
         "uncached": {k: [r.row() for r in v] for k, v in uncached.items()},
         "hits": [r.row() for r in hits],
         "ratios": ratios,

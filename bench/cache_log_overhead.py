@@ -22,6 +22,8 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]  # bench/ helpers, and testkit/ (harnesses the wheel leaves out)
 
+from loadgen import require_local_services  # noqa: E402
+
 from samo_serve.core.model_card import load_card  # noqa: E402
 from samo_serve.core.postprocess import PredictOptions  # noqa: E402
 from samo_serve.core.results import CachedResult  # noqa: E402
@@ -60,6 +62,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=5000)
     args = parser.parse_args()
+    require_local_services()
     redis, postgres = RedisServer().start(), PostgresServer().start()
     tmp = Path(tempfile.mkdtemp())
     variants = {

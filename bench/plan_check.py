@@ -36,19 +36,13 @@ from samo_serve.ops.serve_config import load_serve_config, override_deployment, 
 from testkit.server_process import samo_serve_command  # noqa: E402
 
 
-def unique_corpus(path: Path, n: int = 60_000) -> Path:
-    """Numbered texts: no two requests are the same, so none is a cache hit."""
-    from samo_serve.loadtest.corpus import builtin_corpus
-
-    texts = builtin_corpus()
-    path.write_text("\n".join(f"{texts[i % len(texts)]} #{i}" for i in range(n)) + "\n", encoding="utf-8")
-    return path
-
-
 def measure(
-    config: dict[str, Any], label: str, tmp: Path, args: argparse.Namespace, corpus: Path, rate: float | None = None
+    config: dict[str, Any], label: str, tmp: Path, args: argparse.Namespace, rate: float | None = None
 ) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """The closed-loop sweep on ``config``; then, with ``rate``, an open-loop run at that arrival rate."""
+    """The closed-loop sweep on ``config``; then, with ``rate``, an open-loop run at that arrival rate.
+
+    Every text is the built-in sample's, tagged and numbered (``unique``): none is a cache hit.
+    """
     path = write_serve_config(config, tmp / f"{label}.yaml")
     port = free_port()
     cmd = samo_serve_command(port, free_port(), "--config", str(path))
@@ -58,12 +52,12 @@ def measure(
         out = Path(args.out) / label if args.out else None
         levels = [int(c) for c in args.levels.split(",")]
         print(f"\n== {label}: sweep c={levels}, {args.duration:g} s each", flush=True)
-        sweep = run_loadtest(srv.url, levels, duration_s=args.duration, corpus=corpus, p95_target_ms=args.p95_ms,
+        sweep = run_loadtest(srv.url, levels, duration_s=args.duration, unique=True, p95_target_ms=args.p95_ms,
                              out=out)  # fmt: skip
         if rate is None:
             return sweep, None
         print(f"\n== {label}: open loop at the target, {rate:g} req/s for {args.open_s:g} s", flush=True)
-        held = run_loadtest(srv.url, [256], rate=[rate], duration_s=args.open_s, corpus=corpus,
+        held = run_loadtest(srv.url, [256], rate=[rate], duration_s=args.open_s, unique=True,
                             p95_target_ms=args.p95_ms, out=out / "open" if out else None)  # fmt: skip
         return sweep, held["levels"][0]
     finally:
@@ -83,16 +77,15 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="keep both load-test reports here")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="samo-plan-check-"))
-    corpus = unique_corpus(tmp / "unique.txt")
     base = load_serve_config(DEFAULT_CONFIG)
 
     measured, _ = measure(override_deployment(base, "EmotionModel", num_replicas=args.measure_replicas),
-                          "measured", tmp, args, corpus)  # fmt: skip
+                          "measured", tmp, args)  # fmt: skip
     # The plan is for this machine: the CPUs the measurement ran on are all the plan has.
     cpus = os.cpu_count() if args.cpus is None else args.cpus
     plan = make_plan(measured, args.target_rps, args.p95_ms, args.headroom, available_cpus=cpus)
     print(f"\nplan: {json.dumps(plan.as_dict())}", flush=True)
-    verified, held = measure(apply_plan(base, plan, fixed=True), "planned", tmp, args, corpus, args.target_rps)
+    verified, held = measure(apply_plan(base, plan, fixed=True), "planned", tmp, args, args.target_rps)
     assert held is not None
     best = best_level(verified, args.p95_ms)
     got = best["throughput_rps"] if best else 0.0

@@ -2,9 +2,11 @@
 
     python bench/serve_vs_plain.py [--duration 8] [--out runs/serve_vs_plain.json]
 
-Needs wrk (apt-get install -y wrk) and the GoEmotions texts in ../shared/data/goemotions. Every request
-carries a different text and the L1 cache is off in both servers (SAMO_CACHE__L1_ENABLED=false), so
-every request is classified. Prints rps and p50/p95/p99 per concurrency and the ratios P1-P3.
+Closed loops with wrk (apt-get install -y wrk; without it, the load tester's engine, said so); the 80%
+run is an open loop from the load tester's engine. Texts: GoEmotions in ../shared/data/goemotions (else
+the built-in sample, numbered). Every request carries a different text and the L1 cache is off in both
+servers (SAMO_CACHE__L1_ENABLED=false), so every request is classified. Prints rps and p50/p95/p99 per
+concurrency and the ratios P1-P3.
 """
 
 from __future__ import annotations
@@ -22,12 +24,14 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]  # bench/ helpers, and testkit/ (harnesses the wheel leaves out)
 
-from loadgen import Proc, Result, closed_loop, goemotions_texts, open_loop, run_wrk, save_report, write_bodies  # noqa: E402
+from loadgen import Proc, Result, bench_texts, closed_loop, engine_level, generator, save_report, write_bodies  # noqa: E402
 
 from samo_serve.core.model_card import load_card  # noqa: E402
 from samo_serve.core.model_runner import OrtModelRunner  # noqa: E402
 from samo_serve.core.tokenizer import TextTokenizer  # noqa: E402
+from samo_serve.ops.ports import free_port  # noqa: E402
 from samo_serve.settings import RunnerSettings, default_model_dir  # noqa: E402
+from testkit.server_process import samo_serve_command  # noqa: E402
 
 CONCURRENCY = (1, 8, 32, 64)
 
@@ -75,11 +79,11 @@ def ray_rss_mb() -> float:
 
 
 def sweep(url: str, bodies: Path, label: str, duration: float, offset: int) -> tuple[list[Result], int]:
-    run_wrk(url, bodies, 8, 3, "warmup", offset=offset)  # warm caches, JIT-free paths, connections
+    closed_loop(url, bodies, 8, 3, "warmup", offset=offset)  # warm caches, JIT-free paths, connections
     offset += 10_000
     results = []
     for c in CONCURRENCY:
-        r = run_wrk(url, bodies, c, duration if c > 1 else max(4.0, duration / 2), label, offset=offset)
+        r = closed_loop(url, bodies, c, duration if c > 1 else max(4.0, duration / 2), label, offset=offset)
         offset += r.requests
         results.append(r)
         print(
@@ -98,7 +102,7 @@ def main() -> None:
     parser.add_argument("--skip-plain", action="store_true")
     args = parser.parse_args()
 
-    texts = goemotions_texts()
+    texts = bench_texts()
     tmp = Path(tempfile.mkdtemp(prefix="samo-bench-"))
     singles = write_bodies(tmp / "single.jsonl", texts)
     batches = write_bodies(tmp / "batch64.jsonl", texts, per_request=64)
@@ -108,17 +112,14 @@ def main() -> None:
     raw = raw_ort(texts, threads=0)
     print(f"  {raw}", flush=True)
 
-    report: dict[str, object] = {"raw_ort": raw, "cpus": os.cpu_count()}
+    report: dict[str, object] = {"raw_ort": raw, "cpus": os.cpu_count(), "closed_loop_generator": generator()}
     offset = 0
     plain: list[Result] = []
     if not args.skip_plain:
         print("single-process uvicorn + ORT + micro-batching...", flush=True)
-        srv = Proc(
-            [sys.executable, str(HERE / "plain_server.py"), "--port", "8100", "--threads", str(args.threads)],
-            "http://127.0.0.1:8100",
-            env,
-            tmp / "plain.log",
-        )
+        port = free_port()
+        cmd = [sys.executable, str(HERE / "plain_server.py"), "--port", str(port), "--threads", str(args.threads)]
+        srv = Proc(cmd, f"http://127.0.0.1:{port}", env, tmp / "plain.log")
         try:
             srv.wait_ready()
             plain, offset = sweep(srv.url, singles, "plain", args.duration, offset)
@@ -126,17 +127,13 @@ def main() -> None:
             srv.stop()
         report["plain"] = [r.row() for r in plain]
 
-    print("samo-serve run (Ray Serve, 3 deployments)...", flush=True)
-    srv = Proc(
-        [sys.executable, "-m", "samo_serve.ops.cli", "run", "--port", "8200"],
-        "http://127.0.0.1:8200",
-        env,
-        tmp / "samo.log",
-    )
+    print("samo-serve run (Ray Serve)...", flush=True)
+    port = free_port()
+    srv = Proc(samo_serve_command(port, free_port()), f"http://127.0.0.1:{port}", env, tmp / "samo.log")
     try:
         srv.wait_ready()
         samo, offset = sweep(srv.url, singles, "samo-serve", args.duration, offset)
-        batch = run_wrk(
+        batch = closed_loop(
             srv.url,
             batches,
             4,
@@ -153,19 +150,15 @@ def main() -> None:
         )
         # The 80% run uses a Python client that shares the 2 cores with the server; its peak is measured
         # with the same client (closed loop, c=32) so that "80% of peak" means 80% of what it can drive.
-        peak_run = closed_loop(
-            srv.url, singles, 32, args.duration, "samo peak (python client)", offset=(offset + 2000) % len(texts)
+        peak_run = engine_level(
+            srv.url, texts, "samo peak (python client)", concurrency=32, duration_s=args.duration, offset=offset + 2000
         )
         peak = peak_run.rps
         print(f"  peak with the open-loop client's own closed loop, c=32: {peak:.0f} rps", flush=True)
-        at80 = open_loop(
-            srv.url,
-            singles,
-            0.8 * peak,
-            max(10.0, args.duration),
-            "samo 80% open-loop",
-            offset=(offset + 20000) % len(texts),
-        )
+        at80 = engine_level(
+            srv.url, texts, "samo 80% open-loop", rate=0.8 * peak, duration_s=max(10.0, args.duration),
+            offset=offset + 20000,
+        )  # fmt: skip
         print(
             f"  open loop at {0.8 * peak:.0f} rps: p50 {at80.p50_ms:.1f}  p95 {at80.p95_ms:.1f}  "
             f"p99 {at80.p99_ms:.1f} ms  errors {at80.errors}",

@@ -15,13 +15,14 @@ import subprocess
 import threading
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import httpx
 
+from samo_serve.loadtest.engine import LoadSpec, OnDone, TextPicker, run_level
 from testkit.server_process import descendants
 
 __all__ = [
@@ -38,7 +39,7 @@ __all__ = [
     "wait_for_log_rows",
 ]
 
-Progress = Callable[[int], Awaitable[None]]
+Progress = OnDone
 
 
 @dataclass
@@ -80,34 +81,21 @@ async def drive(
     until: float | None = None,
     unique: bool = False,
 ) -> Counter[int]:
-    """``n`` POST /predict at a fixed concurrency, one text each (cycled); status -> count (0: no response).
+    """``n`` POST /predict at a fixed concurrency, one text each; status -> count (0: no response).
 
+    The load tester's closed loop (samo_serve.loadtest.engine), so drills and load tests count alike.
+    Texts are taken in order; past the end of ``texts`` they are made new again (never a cache hit).
     ``on_progress(done)`` runs after each response: where a drill injects its fault. ``until`` (a
     ``time.monotonic()`` deadline) ends the run early: no request starts after it. ``unique`` numbers
     each text so that none is a cache hit, however long the run: load that reaches the model.
     """
+    duration_s = None if until is None else max(0.0, until - time.monotonic())
+    spec = LoadSpec(url, concurrency=concurrency, requests=n, duration_s=duration_s, timeout_s=60,
+                    headers=headers or {})  # fmt: skip
+    result = await run_level(spec, TextPicker(texts, 0.0, unique=unique), on_done=on_progress)
     statuses: Counter[int] = Counter()
-    todo = iter(range(n))
-    done = 0
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits, headers=headers) as client:
-
-        async def worker() -> None:
-            nonlocal done
-            for i in todo:
-                if until is not None and time.monotonic() >= until:
-                    return
-                try:
-                    text = texts[i % len(texts)] + (f" #{i}" if unique else "")
-                    status = (await client.post("/predict", json={"text": text})).status_code
-                except httpx.HTTPError:
-                    status = 0
-                statuses[status] += 1
-                done += 1
-                if on_progress is not None:
-                    await on_progress(done)
-
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    for status, count in result.statuses.items():
+        statuses[int(status) if status.isdigit() else 0] += count  # an error class name: no response
     return statuses
 
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
+
+from samo_serve.modeling.goemotions import read_texts, unique_texts
 
 __all__ = ["builtin_corpus", "load_corpus"]
 
@@ -22,17 +23,20 @@ def builtin_corpus() -> list[str]:
 
 
 def load_corpus(path: Path | None) -> list[str]:
-    """One text per line (``.txt``), the first column of a TSV (GoEmotions' format), or ``{"text": …}`` JSON lines."""
+    """One text per line (``.txt``), the first column of a TSV (GoEmotions' format), ``{"text": …}`` JSON lines,
+    or a GoEmotions folder (its test, dev and train texts); None: the built-in sample."""
     if path is None:
         return builtin_corpus()
-    texts: list[str] = []
-    with path.open(encoding="utf-8", newline="") as f:
-        if path.suffix == ".tsv":
-            texts = [row[0] for row in csv.reader(f, delimiter="\t") if row and row[0].strip()]
-        elif path.suffix in (".jsonl", ".ndjson"):
-            texts = [json.loads(line)["text"] for line in f if line.strip()]
-        else:
-            texts = [line.rstrip("\n") for line in f if line.strip()]
+    if path.is_dir():
+        texts = unique_texts(path)
+    elif path.suffix == ".tsv":
+        texts = read_texts(path)
+    else:
+        with path.open(encoding="utf-8") as f:
+            if path.suffix in (".jsonl", ".ndjson"):
+                texts = [json.loads(line)["text"] for line in f if line.strip()]
+            else:
+                texts = [line.rstrip("\n") for line in f if line.strip()]
     if not texts:
         raise ValueError(f"{path}: no texts found")
     return list(dict.fromkeys(texts))  # distinct, in file order

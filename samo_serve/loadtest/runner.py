@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import os
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -13,7 +12,7 @@ from urllib.parse import urlsplit
 
 import httpx
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from samo_serve.loadtest.corpus import load_corpus
 from samo_serve.loadtest.engine import LevelResult, LoadSpec, TextPicker, run_level
@@ -53,7 +52,11 @@ async def _levels(
             spec = replace(base, rate=float(load)) if open_loop else replace(base, concurrency=int(load))
             label = f"{load:g} req/s" if open_loop else f"c={load}"
             task = progress.add_task(label, total=spec.requests)
-            result = await run_level(spec, pick, on_done=functools.partial(progress.advance, task))
+
+            async def advance(_done: int, task: TaskID = task) -> None:
+                progress.advance(task)
+
+            result = await run_level(spec, pick, on_done=advance)
             summary = summarize_level(result, p95_target_ms)
             summary["replicas"] = await running_replicas(base.url, base.api_key)
             progress.update(
@@ -76,6 +79,7 @@ def run_loadtest(
     duration_s: float | None = None,
     corpus: Path | None = None,
     repeat_ratio: float = 0.0,
+    unique: bool = False,
     batch: int = 1,
     api_key: str | None = None,
     stress: bool = False,
@@ -83,12 +87,15 @@ def run_loadtest(
     out: Path | None = None,
     console: Console | None = None,
 ) -> dict[str, Any]:
-    """Run the levels and return the run document (also written to ``out`` as results.json + report.md)."""
+    """Run the levels and return the run document (also written to ``out`` as results.json + report.md).
+
+    ``unique``: every fresh text tagged and numbered (engine.TextPicker), so none is a cache hit.
+    """
     console = console or Console()
     if requests is None and duration_s is None:
         requests = 200
     texts = load_corpus(corpus)
-    pick = TextPicker(texts, repeat_ratio)
+    pick = TextPicker(texts, repeat_ratio, unique=unique)
     base = LoadSpec(url=url.rstrip("/"), requests=requests, duration_s=duration_s, batch=batch, api_key=api_key)
     if stress:
         loads: list[int | float] = list(STRESS_STEPS)
@@ -103,7 +110,8 @@ def run_loadtest(
     run: dict[str, Any] = {
         "url": base.url,
         "started_at": started_at,
-        "corpus": str(corpus) if corpus else f"built-in sample ({len(texts)} texts)",
+        "corpus": (str(corpus) if corpus else f"built-in sample ({len(texts)} texts)")
+        + (", every text numbered (unique)" if unique else ""),
         "repeat_ratio": repeat_ratio,
         "batch": batch,
         "bound": f"{requests} requests per level" if requests else f"{duration_s:g} s per level",

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from samo_serve.modeling.goemotions import SPLITS, read_groups, read_labels, read_split
+from samo_serve.modeling.goemotions import SPLITS, read_groups, read_labels, read_split, read_texts, unique_texts
 
 LABELS = ["joy", "anger", "sadness", "neutral"]
 # text \t label ids \t comment id; row 2 is CSV-quoted with doubled inner quotes and an inner tab
@@ -95,6 +95,22 @@ def test_read_split_non_numeric_label(data_dir: Path) -> None:
 def test_read_split_missing_file(data_dir: Path) -> None:
     with pytest.raises(FileNotFoundError):
         read_split(data_dir, "test", len(LABELS))
+
+
+def test_read_texts_unquotes_and_keeps_order(data_dir: Path) -> None:
+    (data_dir / "blank.tsv").write_text(' \t0\tid0\n' + TSV, encoding="utf-8")
+    assert read_texts(data_dir / "blank.tsv") == read_split(data_dir, "train", len(LABELS)).texts
+
+
+def test_unique_texts_test_split_first(data_dir: Path) -> None:
+    (data_dir / "test.tsv").write_text("Nothing much\t3\tid9\nonly in test\t0\tid8\n", encoding="utf-8")
+    (data_dir / "dev.tsv").write_text("", encoding="utf-8")
+    texts = unique_texts(data_dir)
+    assert texts[:2] == ["Nothing much", "only in test"]
+    assert texts == list(dict.fromkeys(texts))
+    assert set(texts) == {"only in test", *read_split(data_dir, "train", len(LABELS)).texts}
+    with pytest.raises(FileNotFoundError):
+        unique_texts(data_dir, ("test", "nope"))
 
 
 def test_read_groups_adds_neutral(data_dir: Path) -> None:

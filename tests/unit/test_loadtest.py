@@ -1,17 +1,22 @@
-"""The load tester's parts that need no server: texts, numbers, verdicts, report and plots."""
+"""The load tester's parts, no server: texts, the engine over an in-process app (and the drills' use of it),
+numbers, verdicts, report and plots."""
 
 from __future__ import annotations
 
+import functools
 import json
 from collections import Counter
 from pathlib import Path
 
+import httpx
 import pytest
 
+from samo_serve.loadtest import engine
 from samo_serve.loadtest.corpus import builtin_corpus, load_corpus
-from samo_serve.loadtest.engine import LevelResult, LoadSpec, TextPicker
+from samo_serve.loadtest.engine import LevelResult, LoadSpec, TextPicker, run_level
 from samo_serve.loadtest.output import write_outputs
 from samo_serve.loadtest.summary import summarize_level
+from testkit import drills
 
 
 def test_builtin_corpus_is_distinct_and_sized() -> None:
@@ -82,3 +87,80 @@ def test_outputs_render(tmp_path: Path) -> None:
     assert "| c=8 |" in report
     assert "Degradation point: 32" in report
     assert json.loads((tmp_path / "results.json").read_text())["levels"][2]["concurrency"] == 32
+
+
+def test_corpus_from_a_goemotions_folder(tmp_path: Path) -> None:
+    splits = {"test": "t1\t0\ta\nshared\t1\tb\n", "dev": "shared\t1\tc\nd1\t2\td\n", "train": "r1\t0\te\n"}
+    for split, rows in splits.items():
+        (tmp_path / f"{split}.tsv").write_text(rows, encoding="utf-8")
+    assert load_corpus(tmp_path) == ["t1", "shared", "d1", "r1"]  # test split first, each text once
+
+
+def test_unique_texts_never_repeat_within_or_across_pickers() -> None:
+    first, second = TextPicker(["a", "b"], 0.0, unique=True), TextPicker(["a", "b"], 0.0, unique=True)
+    texts = [first() for _ in range(5)] + [second() for _ in range(5)]
+    assert len(set(texts)) == 10
+    assert [t.split(" #")[0] for t in texts[:5]] == ["a", "b", "a", "b", "a"]  # the corpus, in order
+
+
+def _app(seen: list[httpx.Request]) -> httpx.MockTransport:
+    """An in-process server: 200, or 503 for texts containing "busy", or no answer for "drop"."""
+
+    async def handle(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        body = json.loads(request.content)
+        text = " ".join(body.get("texts") or [body.get("text", "")])
+        if "drop" in text:
+            raise httpx.ConnectError("refused", request=request)
+        return httpx.Response(503 if "busy" in text else 200, json={})
+
+    return httpx.MockTransport(handle)
+
+
+async def test_closed_loop_counts_every_outcome_and_reports_progress() -> None:
+    seen: list[httpx.Request] = []
+    done: list[int] = []
+
+    async def progress(n: int) -> None:
+        done.append(n)
+
+    spec = LoadSpec("http://x", concurrency=3, requests=9, headers={"X-Test": "1"}, api_key="k")
+    result = await run_level(spec, TextPicker(["ok", "busy", "drop"], 0.0), progress, transport=_app(seen))
+    assert result.statuses == {"200": 3, "503": 3, "ConnectError": 3}
+    assert (result.sent, result.succeeded, len(result.latencies_s)) == (9, 3, 3)
+    assert done == list(range(1, 10))
+    assert all(r.headers["x-test"] == "1" and r.headers["x-api-key"] == "k" for r in seen)
+    assert {r.url.path for r in seen} == {"/predict"}
+
+
+async def test_open_loop_and_batches() -> None:
+    seen: list[httpx.Request] = []
+    spec = LoadSpec("http://x", rate=500.0, requests=12, batch=4)
+    result = await run_level(spec, TextPicker(builtin_corpus(), 0.0), transport=_app(seen))
+    assert result.statuses == {"200": 12}
+    assert {r.url.path for r in seen} == {"/predict/batch"}
+    assert len({t for r in seen for t in json.loads(r.content)["texts"]}) == 48  # every text new
+
+
+async def test_duration_bound_and_unbounded_runs() -> None:
+    zero = await run_level(LoadSpec("http://x", duration_s=0.0), TextPicker(["a"], 0.0), transport=_app([]))
+    assert zero.sent == 0  # no request starts after the deadline
+    with pytest.raises(ValueError, match="bound the run"):
+        await run_level(LoadSpec("http://x"), TextPicker(["a"], 0.0))
+
+
+async def test_drills_drive_is_the_engine(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[httpx.Request] = []
+    monkeypatch.setattr(drills, "run_level", functools.partial(engine.run_level, transport=_app(seen)))
+    texts = ["ok", "busy", "drop", "ok"]
+    statuses = await drills.drive("http://x", texts, 8, 2, headers={"X-API-Key": "k"}, unique=True)
+    assert statuses == {200: 4, 503: 2, 0: 2}  # 0: no response
+    assert len({json.loads(r.content)["text"] for r in seen}) == 8
+    assert all(r.headers["x-api-key"] == "k" for r in seen)
+    hook_calls: list[int] = []
+
+    async def hook(n: int) -> None:
+        hook_calls.append(n)
+
+    await drills.drive("http://x", ["ok"], 3, 1, on_progress=hook)
+    assert hook_calls == [1, 2, 3]
