@@ -89,7 +89,7 @@ class KeyStore:
         """Read the file if it changed since the last read (one stat when it did not)."""
         try:
             st = self.path.stat() if self.path is not None else None
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):  # no file (yet): auth off; unreadable: raise
             st = None
         seen = (st.st_mtime_ns, st.st_size, st.st_ino) if st is not None else None
         if seen == self._seen:
