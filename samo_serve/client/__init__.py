@@ -1,0 +1,76 @@
+"""A small typed Python client of samo-serve, sync and async, on httpx.
+
+::
+
+    from samo_serve.client import Client
+
+    with Client("http://127.0.0.1:8000", api_key=None) as samo:
+        print(samo.predict("Thank you so much, I love it!").labels)
+
+It imports nothing of the server (no Ray, ONNX Runtime, FastAPI or numpy): docs/CLIENT.md.
+"""
+
+from samo_serve.client._base import Retry
+from samo_serve.client.aio import AsyncClient
+from samo_serve.client.errors import (
+    AnalyticsUnavailable,
+    ApiError,
+    BatchTooLarge,
+    BodyTooLarge,
+    ConnectFailed,
+    EmptyText,
+    InvalidJSON,
+    InvalidRequest,
+    MethodNotAllowed,
+    ModelUnavailable,
+    NotFound,
+    Overloaded,
+    RateLimited,
+    RequestTimeout,
+    SamoClientError,
+    ServerError,
+    TextTooLong,
+    TimedOut,
+    TransportError,
+    Unauthorized,
+    Unavailable,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
+from samo_serve.client.sync import Client
+from samo_serve.client.types import Emotion, EmotionCount, Label, Prediction, Readiness, Summary
+
+__all__ = [
+    "AnalyticsUnavailable",
+    "ApiError",
+    "AsyncClient",
+    "BatchTooLarge",
+    "BodyTooLarge",
+    "Client",
+    "ConnectFailed",
+    "Emotion",
+    "EmotionCount",
+    "EmptyText",
+    "InvalidJSON",
+    "InvalidRequest",
+    "Label",
+    "MethodNotAllowed",
+    "ModelUnavailable",
+    "NotFound",
+    "Overloaded",
+    "Prediction",
+    "RateLimited",
+    "Readiness",
+    "RequestTimeout",
+    "Retry",
+    "SamoClientError",
+    "ServerError",
+    "Summary",
+    "TextTooLong",
+    "TimedOut",
+    "TransportError",
+    "Unauthorized",
+    "Unavailable",
+    "UnsupportedMediaType",
+    "ValidationFailed",
+]

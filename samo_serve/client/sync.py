@@ -1,0 +1,147 @@
+"""The blocking client."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+from samo_serve.client._base import (
+    DEFAULT_URL,
+    Retry,
+    chunked,
+    client_headers,
+    max_batch_from_openapi,
+    options,
+    readiness,
+    time_range,
+    transport_error,
+)
+from samo_serve.client.errors import SamoClientError, error_from_response
+from samo_serve.client.types import EmotionCount, Label, Prediction, Readiness, Summary
+
+__all__ = ["Client"]
+
+
+class Client:
+    """samo-serve from Python: ``Client("http://127.0.0.1:8000").predict("thank you!")``.
+
+    Args:
+        base_url: where ``samo-serve run`` listens.
+        api_key: sent as ``X-API-Key`` when the server has keys (``samo-serve keys create``).
+        timeout: seconds for each of connect, read, write (or an ``httpx.Timeout``).
+        retry: when to try again on 429, 503 and failed connections (:class:`Retry`).
+        max_batch_texts: texts per ``/predict/batch`` call; None learns the server's limit from its
+            OpenAPI spec on the first :meth:`predict_batch`.
+        transport: an ``httpx`` transport (tests pass ``httpx.MockTransport``).
+        headers: extra headers for every request.
+    """
+
+    def __init__(
+        self,
+        base_url: str = DEFAULT_URL,
+        *,
+        api_key: str | None = None,
+        timeout: float | httpx.Timeout = 30.0,
+        retry: Retry | None = None,
+        max_batch_texts: int | None = None,
+        transport: httpx.BaseTransport | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        self.retry = retry or Retry()
+        self._max_batch_texts = max_batch_texts
+        self._http = httpx.Client(
+            base_url=base_url, timeout=timeout, headers=client_headers(api_key, headers), transport=transport
+        )
+
+    def predict(
+        self, text: str, *, threshold: float | None = None, top_k: int | None = None, all_scores: bool = False
+    ) -> Prediction:
+        """The emotions of one text (``POST /predict``)."""
+        body = {"text": text, **options(threshold, top_k, all_scores)}
+        return Prediction.from_json(self._call("POST", "/predict", json=body))
+
+    def predict_batch(
+        self,
+        texts: Iterable[str],
+        *,
+        threshold: float | None = None,
+        top_k: int | None = None,
+        all_scores: bool = False,
+    ) -> list[Prediction]:
+        """The emotions of each text, in order; any number of texts, sent ``max_batch_texts`` at a time.
+
+        Chunks go one after another (each counts against a rate limit by its texts); an error in one
+        raises, and the chunks before it are not returned.
+        """
+        texts = list(texts)
+        if not texts:
+            return []
+        out: list[Prediction] = []
+        for chunk in chunked(texts, self.max_batch_texts()):
+            data = self._call("POST", "/predict/batch", json={"texts": chunk, **options(threshold, top_k, all_scores)})
+            out.extend(Prediction.from_json(r) for r in data["results"])
+        return out
+
+    def emotions(self) -> list[Label]:
+        """The label set with Ekman and sentiment groups and tuned thresholds (``GET /emotions``)."""
+        return [Label.from_json(e) for e in self._call("GET", "/emotions")["emotions"]]
+
+    def analytics_summary(self, start: datetime | str | None = None, end: datetime | str | None = None) -> Summary:
+        """Requests, texts, cache hit rate and processing-time percentiles in [start, end) (default: 24 h)."""
+        return Summary.from_json(self._call("GET", "/analytics/summary", params=time_range(start, end)))
+
+    def analytics_emotions(
+        self, start: datetime | str | None = None, end: datetime | str | None = None
+    ) -> list[EmotionCount]:
+        """Texts per primary emotion in [start, end) (default: the last 24 h), most frequent first."""
+        data = self._call("GET", "/analytics/emotions", params=time_range(start, end))
+        return [EmotionCount.from_json(row) for row in data["emotions"]]
+
+    def ready(self) -> Readiness:
+        """``GET /readyz`` once, no retries: a 503 (model not answering) is ``ready=False``, not an error."""
+        return readiness(self._send("GET", "/readyz"))
+
+    def max_batch_texts(self) -> int:
+        """The server's ``limits.max_batch_texts`` (asked once), or the value given to the constructor."""
+        if self._max_batch_texts is None:
+            self._max_batch_texts = max_batch_from_openapi(self._call("GET", "/openapi.json"))
+        return self._max_batch_texts
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            return self._http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise transport_error(exc) from exc
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        """The JSON of a 2xx answer, retried per :attr:`retry`; raises the last error."""
+        attempt = 1
+        while True:
+            try:
+                response = self._send(method, path, **kwargs)
+                if response.is_success:
+                    return response.json()
+                error: SamoClientError = error_from_response(response.status_code, response.content, response.headers)
+            except SamoClientError as exc:
+                error = exc
+            delay = self.retry.delay(attempt, error)
+            if delay is None:
+                raise error
+            time.sleep(delay)
+            attempt += 1
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()

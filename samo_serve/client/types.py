@@ -1,0 +1,149 @@
+"""What the client returns: frozen dataclasses over the server's JSON (docs/API.md).
+
+Each keeps the answer's JSON as ``raw``, so a field a newer server adds is still reachable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+__all__ = ["Emotion", "EmotionCount", "Label", "Prediction", "Readiness", "Summary"]
+
+CacheLevel = Literal["l1", "l2", "l3", "miss"]
+
+
+@dataclass(frozen=True)
+class Emotion:
+    label: str
+    score: float
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Emotion:
+        return cls(str(data["label"]), float(data["score"]))
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One text's answer, as ``POST /predict`` gives it.
+
+    Attributes:
+        emotions: the labels at or above their threshold, highest score first.
+        primary: the highest-scoring label.
+        cache: which level answered (``miss``: the model ran).
+        scores: every label's score, only when asked for with ``all_scores=True``.
+    """
+
+    emotions: list[Emotion]
+    primary: Emotion
+    model_version: str
+    cache: CacheLevel
+    truncated: bool
+    latency_ms: float
+    scores: dict[str, float] | None = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Prediction:
+        scores = data.get("scores")
+        return cls(
+            emotions=[Emotion.from_json(e) for e in data["emotions"]],
+            primary=Emotion.from_json(data["primary"]),
+            model_version=str(data["model_version"]),
+            cache=data["cache"],
+            truncated=bool(data["truncated"]),
+            latency_ms=float(data["latency_ms"]),
+            scores={str(k): float(v) for k, v in scores.items()} if scores is not None else None,
+            raw=data,
+        )
+
+    @property
+    def labels(self) -> list[str]:
+        return [e.label for e in self.emotions]
+
+
+@dataclass(frozen=True)
+class Label:
+    """One entry of ``GET /emotions``: a label with its Ekman and sentiment groups and tuned threshold."""
+
+    id: int
+    label: str
+    ekman: str | None
+    sentiment: str | None
+    threshold: float
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Label:
+        return cls(
+            int(data["id"]), str(data["label"]), data.get("ekman"), data.get("sentiment"), float(data["threshold"])
+        )
+
+
+@dataclass(frozen=True)
+class Readiness:
+    """``GET /readyz``: ``ready`` is true when the model answers (a ``degraded`` server is ready)."""
+
+    ready: bool
+    status: str
+    model_version: str | None
+    auth: str | None
+    dependencies: dict[str, Any]
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Readiness:
+        status = str(data.get("status", "unavailable"))
+        return cls(
+            ready=status in ("ready", "degraded"),
+            status=status,
+            model_version=(data.get("model") or {}).get("version"),
+            auth=data.get("auth"),
+            dependencies=dict(data.get("dependencies") or {}),
+            raw=data,
+        )
+
+
+@dataclass(frozen=True)
+class Summary:
+    """``GET /analytics/summary``: the request log over [start, end)."""
+
+    start: str
+    end: str
+    requests: int
+    texts: int
+    cache_hit_rate: float
+    by_cache_level: dict[str, int]
+    p50_ms: float | None
+    p95_ms: float | None
+    mean_ms: float | None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Summary:
+        cache, times = data["cache"], data["processing_time_ms"]
+        return cls(
+            start=str(data["start"]),
+            end=str(data["end"]),
+            requests=int(data["requests"]),
+            texts=int(data["texts"]),
+            cache_hit_rate=float(cache["hit_rate"]),
+            by_cache_level={str(k): int(v) for k, v in cache["by_level"].items()},
+            p50_ms=times["p50"],
+            p95_ms=times["p95"],
+            mean_ms=times["mean"],
+            raw=data,
+        )
+
+
+@dataclass(frozen=True)
+class EmotionCount:
+    """One row of ``GET /analytics/emotions``: texts whose primary emotion was ``emotion``."""
+
+    emotion: str
+    count: int
+    mean_confidence: float | None
+    mean_processing_ms: float | None
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> EmotionCount:
+        return cls(str(data["emotion"]), int(data["count"]), data["mean_confidence"], data["mean_processing_ms"])
