@@ -185,7 +185,8 @@ def test_report_when_nothing_answers(capsys: pytest.CaptureFixture[str]) -> None
     ("response", "expected"),
     [
         (httpx.Response(401, json={"error": {"code": "unauthorized"}}), "--api-key"),
-        (httpx.Response(404, text="Not Found"), "answered 404"),
+        (httpx.Response(404, text="<html><h1>Not Found</h1></html>"), "/stats answered 404; pass --url"),
+        (httpx.Response(503, json={"error": {"code": "unavailable", "message": "not ready"}}), "503 (not ready)"),
         (httpx.Response(200, text="<html>a router</html>"), "did not answer samo-serve's /stats"),
         (httpx.Response(200, json={"status": "ok"}), "did not answer samo-serve's /stats"),
     ],

@@ -9,11 +9,13 @@ and keeps its traceback, as does everything under ``samo-serve -v``.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
+from pydantic import ValidationError
 
 __all__ = ["CliError", "describe", "user_file"]
 
@@ -37,12 +39,15 @@ def _first_line(text: str) -> str:
     return text.strip().splitlines()[0] if text.strip() else ""
 
 
-def _within(filename: str | bytes | None, path: Path) -> bool:
-    """Whether an OSError is about ``path`` (or a file in that folder) rather than some other file."""
-    if filename is None:  # raised with a message of our own, inside the block reading ``path``
-        return True
-    name = Path(filename.decode() if isinstance(filename, bytes) else filename)
-    return name == path or path in name.parents
+def _detail(exc: Exception) -> str:
+    """What is wrong with a file's content, in a few words."""
+    if isinstance(exc, ValidationError):  # pydantic: the first field and its problem
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first["loc"])
+        return f"{field}: {first['msg']}" if field else str(first["msg"])
+    if isinstance(exc, KeyError):
+        return f"no {exc.args[0]!r}" if exc.args else "a key is missing"
+    return _first_line(str(exc)) or type(exc).__name__
 
 
 def _yaml_problem(exc: yaml.YAMLError) -> str:
@@ -62,15 +67,14 @@ def user_file(path: Path, what: str, remedy: str, invalid: tuple[type[Exception]
     try:
         yield
     except OSError as exc:
-        if not _within(exc.filename, path):
-            raise
-        if exc.filename is None:
+        if exc.filename is None:  # a message of our own, raised inside the block reading ``path``
             raise CliError(f"{what} {path}: {exc}", remedy) from exc
+        name = Path(os.fsdecode(exc.filename))
+        if name != path and path not in name.parents:  # another file: the boundary says which
+            raise
         reason = _REASONS.get(type(exc), exc.strerror or "cannot be opened")
-        name = Path(str(exc.filename))
-        raise CliError(
-            f"{what} {path} {reason}" if name == path else f"{what} {path}: {name} {reason}", remedy
-        ) from exc
+        problem = f"{what} {path} {reason}" if name == path else f"{what} {path}: {name} {reason}"
+        raise CliError(problem, remedy) from exc
     except yaml.YAMLError as exc:
         raise CliError(f"{what} {path} is not valid YAML ({_yaml_problem(exc)})", remedy) from exc
     except UnicodeDecodeError as exc:
@@ -78,7 +82,7 @@ def user_file(path: Path, what: str, remedy: str, invalid: tuple[type[Exception]
     except json.JSONDecodeError as exc:
         raise CliError(f"{what} {path} is not valid JSON ({exc.msg} at line {exc.lineno})", remedy) from exc
     except invalid as exc:
-        raise CliError(f"{what} {path} is not usable ({_first_line(str(exc)) or type(exc).__name__})", remedy) from exc
+        raise CliError(f"{what} {path} is not usable ({_detail(exc)})", remedy) from exc
 
 
 def describe(exc: BaseException) -> str | None:

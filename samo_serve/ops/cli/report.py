@@ -10,6 +10,8 @@ from samo_serve.ops.cli.common import DEFAULT_URL, add_api_key, get
 from samo_serve.ops.cli.errors import CliError
 
 if TYPE_CHECKING:
+    import httpx
+
     from samo_serve.ops.cli.common import Subparsers
 
 __all__ = ["register"]
@@ -25,6 +27,15 @@ def register(sub: Subparsers) -> None:
     report.set_defaults(func=_report)
 
 
+def _message(response: httpx.Response) -> str:
+    """samo-serve's own error message (``{"error": {"message": …}}``), not another server's HTML page."""
+    try:
+        message = response.json()["error"]["message"]
+    except (ValueError, KeyError, TypeError):
+        return ""
+    return f" ({message})"
+
+
 def _report(args: argparse.Namespace) -> int:
     from samo_serve.ops.report import render_report, stdout_console
 
@@ -32,12 +43,12 @@ def _report(args: argparse.Namespace) -> int:
     response = get(url, "/stats", args.api_key)
     if response.status_code in (401, 403):
         raise CliError(
-            f"{url}/stats answered {response.status_code}: it needs an API key",
+            f"{url}/stats answered {response.status_code}: it needs a valid API key",
             "pass --api-key KEY or set SAMO_API_KEY",
             code=2,
         )
     if response.status_code != 200:
-        raise CliError(f"{url}/stats answered {response.status_code}: {response.text[:200]}", _WRONG_URL, code=2)
+        raise CliError(f"{url}/stats answered {response.status_code}{_message(response)}", _WRONG_URL, code=2)
     try:
         stats = response.json()
     except ValueError:
