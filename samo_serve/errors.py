@@ -6,7 +6,8 @@
     ├── InvalidJSON            400 INVALID_JSON         body is not valid JSON / UTF-8
     ├── UnsupportedMediaType   415 UNSUPPORTED_MEDIA_TYPE
     ├── ValidationFailed       422 VALIDATION_ERROR     wrong types, unknown fields, out-of-range options
-    │   └── EmptyText          422 EMPTY_TEXT           empty or whitespace-only text
+    │   ├── EmptyText          422 EMPTY_TEXT           empty or whitespace-only text
+    │   └── InvalidTensor      400 INVALID_TENSOR       an Open Inference Protocol request that is not valid
     ├── TextTooLong            413 TEXT_TOO_LONG        over the hard character cap
     ├── BatchTooLarge          413 BATCH_TOO_LARGE      more texts than max_batch_texts
     ├── BodyTooLarge           413 BODY_TOO_LARGE       request body over max_body_bytes
@@ -36,6 +37,7 @@ __all__ = [
     "ClientClosed",
     "EmptyText",
     "InvalidJSON",
+    "InvalidTensor",
     "MethodNotAllowed",
     "ModelUnavailable",
     "NotFound",
@@ -81,6 +83,11 @@ class ValidationFailed(SamoError):
 
 class EmptyText(ValidationFailed):
     code = "EMPTY_TEXT"
+
+
+class InvalidTensor(ValidationFailed):
+    # The protocol answers every invalid request 400 (samo_serve.http.routes_v2).
+    code, http_status = "INVALID_TENSOR", 400
 
 
 class TextTooLong(SamoError):

@@ -11,7 +11,8 @@
         │   ├── InvalidJSON             400 INVALID_JSON
         │   ├── UnsupportedMediaType    415 UNSUPPORTED_MEDIA_TYPE
         │   ├── ValidationFailed        422 VALIDATION_ERROR
-        │   │   └── EmptyText           422 EMPTY_TEXT
+        │   │   ├── EmptyText           422 EMPTY_TEXT
+        │   │   └── InvalidTensor       400 INVALID_TENSOR (Open Inference Protocol routes)
         │   ├── TextTooLong             413 TEXT_TOO_LONG
         │   ├── BatchTooLarge           413 BATCH_TOO_LARGE
         │   ├── BodyTooLarge            413 BODY_TOO_LARGE
@@ -45,6 +46,7 @@ __all__ = [
     "EmptyText",
     "InvalidJSON",
     "InvalidRequest",
+    "InvalidTensor",
     "MethodNotAllowed",
     "ModelUnavailable",
     "NotFound",
@@ -129,6 +131,10 @@ class EmptyText(ValidationFailed):
     pass
 
 
+class InvalidTensor(ValidationFailed):
+    pass
+
+
 class TextTooLong(InvalidRequest):
     pass
 
@@ -187,6 +193,7 @@ CODES: dict[str, type[ApiError]] = {
     "UNSUPPORTED_MEDIA_TYPE": UnsupportedMediaType,
     "VALIDATION_ERROR": ValidationFailed,
     "EMPTY_TEXT": EmptyText,
+    "INVALID_TENSOR": InvalidTensor,
     "TEXT_TOO_LONG": TextTooLong,
     "BATCH_TOO_LARGE": BatchTooLarge,
     "BODY_TOO_LARGE": BodyTooLarge,

@@ -22,11 +22,13 @@ from samo_serve.http.rate_limit import RATE_LIMIT_HEADERS
 from samo_serve.http.routes_analytics import add_analytics_routes
 from samo_serve.http.routes_ops import add_ops_routes
 from samo_serve.http.routes_predict import add_predict_routes
+from samo_serve.http.routes_v2 import add_v2_routes
 from samo_serve.http.schemas import BatchPredictRequest, PredictRequest
+from samo_serve.http.v2_schemas import V2InferRequest
 from samo_serve.observability.metrics import PrometheusFactory
 from samo_serve.observability.telemetry import Telemetry
 from samo_serve.service import EmotionService
-from samo_serve.settings import Settings
+from samo_serve.settings import LimitSettings, Settings
 
 __all__ = ["create_app"]
 
@@ -65,7 +67,8 @@ def create_app(
     add_predict_routes(app, service, guard, settings.limits, limited)
     add_ops_routes(app, service, guard, telemetry, limited)
     add_analytics_routes(app, service, limited)
-    _install_openapi(app)
+    add_v2_routes(app, service, guard, settings.limits, limited)
+    _install_openapi(app, settings.limits)
     return app
 
 
@@ -103,17 +106,21 @@ def _add_middleware(
     app.add_middleware(RequestIdMiddleware, echo_header=echo_request_id)  # outermost: every response has an id
 
 
-def _install_openapi(app: FastAPI) -> None:
-    """The hot routes parse their own body, so their request schemas are added to the spec here."""
+def _install_openapi(app: FastAPI, limits: LimitSettings) -> None:
+    """The hot routes parse their own body, so their request schemas are added to the spec here.
+
+    The batch's ``maxItems`` is this server's ``max_batch_texts`` (samo_serve.client learns it there).
+    """
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             spec = get_openapi(title=app.title, version=app.version, routes=app.routes, description=app.description)
             schemas = spec.setdefault("components", {}).setdefault("schemas", {})
-            for model in (PredictRequest, BatchPredictRequest):
+            for model in (PredictRequest, BatchPredictRequest, V2InferRequest):
                 schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
                 schemas.update(schema.pop("$defs", {}))
                 schemas[model.__name__] = schema
+            schemas["BatchPredictRequest"]["properties"]["texts"]["maxItems"] = limits.max_batch_texts
             app.openapi_schema = spec
         return app.openapi_schema
 

@@ -11,6 +11,9 @@
 - anything else as a generic 500 INTERNAL: the traceback goes to the log with the request id, never
   to the client.
 
+Under ``/v2`` (the Open Inference Protocol, samo_serve.http.routes_v2) the body is the protocol's
+``{"error": "<message>"}`` instead, with the same status and headers.
+
 Route handlers raise; the app's exception handlers and the ASGI middlewares (which answer before any
 route runs) render through :func:`error_response` and :func:`send_error`.
 """
@@ -76,7 +79,8 @@ def as_samo_error(exc: BaseException, request_id_: str = "") -> SamoError:
 def _render(exc: BaseException, scope: Scope, extra: dict[str, Any] | None) -> tuple[int, bytes, dict[str, str]]:
     rid = request_id(scope)
     error = as_samo_error(exc, rid)
-    body = error.to_dict(rid)
+    path = scope.get("path", "")
+    body = {"error": error.message} if path == "/v2" or path.startswith("/v2/") else error.to_dict(rid)
     body.update(extra or {})
     return error.http_status, dumps(body), error.headers
 

@@ -32,7 +32,10 @@ log = logging.getLogger(__name__)
 
 #: reachable without a key and outside the in-flight bound (probes must answer under overload; the
 #: dashboard page holds no data: it reads /stats with the key given as ?key=)
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/docs", "/docs/oauth2-redirect", "/openapi.json", "/dashboard"})
+PUBLIC_PATHS = frozenset(
+    {"/healthz", "/readyz", "/v2/health/live", "/v2/health/ready"}  # probes, the native and the V2 ones
+    | {"/docs", "/docs/oauth2-redirect", "/openapi.json", "/dashboard"}
+)
 SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),

@@ -87,6 +87,7 @@ class MetricsMiddleware:
         finally:
             if self._routes is None:
                 self._routes = frozenset(getattr(r, "path", "") for r in self._fastapi_app.routes)
-            route = scope["path"] if scope["path"] in self._routes else "other"
+            # A path with parameters (/v2/models/{name}/infer) counts under its matched route's template.
+            route = scope["path"] if scope["path"] in self._routes else getattr(scope.get("route"), "path", "other")
             # No answer and no cancellation: the app died before answering.
             self.telemetry.on_request(route, status or 500, time.perf_counter() - started)

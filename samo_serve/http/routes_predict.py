@@ -34,7 +34,7 @@ from samo_serve.http.schemas import BatchPredictRequest, BatchPredictResponse, P
 from samo_serve.service import EmotionService, RequestContext, check_text
 from samo_serve.settings import LimitSettings
 
-__all__ = ["add_predict_routes"]
+__all__ = ["add_predict_routes", "bounded", "read_body", "request_context"]
 
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
@@ -49,7 +49,7 @@ def _body_schema(name: str) -> dict[str, Any]:
     }
 
 
-async def _bounded(request: Request, work: Awaitable[T], limits: LimitSettings) -> T:
+async def bounded(request: Request, work: Awaitable[T], limits: LimitSettings) -> T:
     """Run ``work`` until it finishes, the client disconnects (its slot is freed), or the timeout.
 
     The work is cancelled in every other case, this request's own cancellation included (Ray Serve
@@ -80,7 +80,7 @@ async def _disconnected(request: Request) -> None:
         pass
 
 
-def _context(request: Request) -> RequestContext:
+def request_context(request: Request) -> RequestContext:
     return RequestContext(request_id(request.scope), getattr(request.state, "api_key_id", None))
 
 
@@ -88,12 +88,7 @@ async def _parse_body(request: Request, model: type[M], limits: LimitSettings) -
     content_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
     if content_type != "application/json" and not content_type.endswith("+json"):
         raise UnsupportedMediaType(f"send JSON with `Content-Type: application/json`, not {content_type!r}")
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limits.max_body_bytes:
-        raise BodyTooLarge(f"request body over {limits.max_body_bytes} bytes")
-    body = await request.body()
-    if len(body) > limits.max_body_bytes:
-        raise BodyTooLarge(f"request body over {limits.max_body_bytes} bytes")
+    body = await read_body(request, limits)
     try:
         return model.model_validate_json(body)
     except ValidationError as exc:
@@ -101,6 +96,17 @@ async def _parse_body(request: Request, model: type[M], limits: LimitSettings) -
         if any(e["type"] in ("json_invalid", "json_type") for e in errors):
             raise InvalidJSON("request body is not valid JSON (UTF-8)") from None
         raise ValidationFailed("request body does not match the schema", validation_details(errors)) from None
+
+
+async def read_body(request: Request, limits: LimitSettings) -> bytes:
+    """The body; 413 BODY_TOO_LARGE past ``limits.max_body_bytes`` (before reading it when the size is declared)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limits.max_body_bytes:
+        raise BodyTooLarge(f"request body over {limits.max_body_bytes} bytes")
+    body = await request.body()
+    if len(body) > limits.max_body_bytes:
+        raise BodyTooLarge(f"request body over {limits.max_body_bytes} bytes")
+    return body
 
 
 def add_predict_routes(
@@ -117,7 +123,7 @@ def add_predict_routes(
         req = await _parse_body(request, PredictRequest, limits)
         check_text(req.text, limits.max_text_chars)
         await guard.charge(request, 1)
-        (result,) = await _bounded(request, service.predict([req.text], req, _context(request)), limits)
+        (result,) = await bounded(request, service.predict([req.text], req, request_context(request)), limits)
         return json_response(result)
 
     @app.post(
@@ -135,7 +141,7 @@ def add_predict_routes(
             check_text(text, limits.max_text_chars, field=f"texts[{i}]")
         options = PredictOptions(threshold=req.threshold, top_k=req.top_k, all_scores=req.all_scores)
         await guard.charge(request, len(req.texts))  # a batch counts its texts
-        results = await _bounded(request, service.predict(req.texts, options, _context(request)), limits)
+        results = await bounded(request, service.predict(req.texts, options, request_context(request)), limits)
         return json_response({"results": results, "count": len(results)})
 
     @app.get("/emotions", summary="The label set with Ekman and sentiment groups", dependencies=limited)

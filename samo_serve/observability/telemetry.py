@@ -28,7 +28,7 @@ __all__ = ["PREDICT_ROUTES", "StatsHubClient", "Telemetry", "build_view", "deplo
 
 log = logging.getLogger(__name__)
 
-PREDICT_ROUTES = frozenset({"/predict", "/predict/batch"})
+PREDICT_ROUTES = frozenset({"/predict", "/predict/batch", "/v2/models/{name}/infer"})
 SERIES_WINDOW_S, SERIES_STEP_S = 300, 5
 PUSH_EVERY_S, SAMPLE_EVERY_S = 1.0, 5.0
 
