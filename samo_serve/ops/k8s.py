@@ -16,6 +16,8 @@ from typing import Any
 
 import yaml
 
+from samo_serve.ops.serve_config import load_serve_config
+
 __all__ = ["DEFAULT_IMAGE", "cluster_serve_config", "dump", "render_file", "render_rayservice"]
 
 RAY_VERSION = version("ray")
@@ -144,5 +146,5 @@ def dump(manifest: dict[str, Any], source: str) -> str:
 
 def render_file(config_path: Path, image: str | None = None, source: str | None = None) -> str:
     """The manifest for the Serve config at ``config_path``; its header names ``source`` (default: that path)."""
-    config = yaml.safe_load(config_path.read_text(encoding="utf-8"))
+    config = load_serve_config(config_path)
     return dump(render_rayservice(config, image or DEFAULT_IMAGE), source or str(config_path))

@@ -1,26 +1,38 @@
-"""Serve config files (configs/serve.yaml) as data: read one, change a deployment, write an override.
+"""Serve config files (configs/serve.yaml) as data: find the shipped ones, read one, change it, write an override.
 
-The autoscaling test, the GPU-packing test, the multi-node test, the benches and ``samo-serve plan``
-all start from a checked-in config and change a few fields; this is the one place that knows the
-file's shape (``applications[].deployments[]`` by name, ``applications[].args``).
+``samo-serve run``, ``samo-serve plan``, ``samo-serve k8s render``, the autoscaling, GPU-packing and
+multi-node tests and the benches all start from a config file and change a few fields; this is the
+one place that reads and writes them and knows the file's shape (``http_options``,
+``applications[].deployments[]`` by name, ``applications[].args``).
 """
 
 from __future__ import annotations
 
 import copy
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 __all__ = [
+    "DEFAULT_CONFIG",
+    "DEFAULT_HOST",
+    "DEFAULT_PORT",
     "FAST_AUTOSCALING",
+    "GPU_CONFIG",
     "deployment",
     "load_serve_config",
     "override_args",
     "override_deployment",
+    "override_http",
+    "shipped_config",
     "write_serve_config",
 ]
+
+#: The embedded default's HTTP address: loopback only, Serve's usual port.
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
 
 #: Autoscaling that reacts in seconds rather than Serve's defaults (30 s up, 600 s down): for tests and
 #: demos on one machine. Metrics every second over a 5 s window; up after 2 s, down after 8 s idle.
@@ -35,6 +47,17 @@ FAST_AUTOSCALING: dict[str, Any] = {
 }
 
 
+def shipped_config(name: str) -> Path:
+    """A Serve config shipped as package data (``samo_serve/configs/``): found from any cwd, in a wheel too."""
+    return Path(str(resources.files("samo_serve") / "configs" / name))
+
+
+#: CPU, autoscaling: what ``samo-serve run`` serves by default.
+DEFAULT_CONFIG = shipped_config("serve.yaml")
+#: Four fractional model replicas on one GPU (also the source of k8s/rayservice.yaml).
+GPU_CONFIG = shipped_config("serve-gpu.yaml")
+
+
 def load_serve_config(path: Path) -> dict[str, Any]:
     config: dict[str, Any] = yaml.safe_load(path.read_text(encoding="utf-8"))
     return config
@@ -44,6 +67,20 @@ def write_serve_config(config: dict[str, Any], path: Path, header: str = "") -> 
     comment = "".join(f"# {line}\n" if line else "#\n" for line in header.splitlines())
     path.write_text(comment + yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
     return path
+
+
+def override_http(config: dict[str, Any], port: int | None = None, host: str | None = None) -> dict[str, Any]:
+    """A copy of ``config`` with ``http_options`` filled in: ``port``/``host`` when given, else the file's,
+    else the embedded default (:data:`DEFAULT_HOST` loopback, :data:`DEFAULT_PORT`)."""
+    config = copy.deepcopy(config)
+    http = config.setdefault("http_options", {})
+    if port is not None:
+        http["port"] = port
+    if host is not None:
+        http["host"] = host
+    http.setdefault("host", DEFAULT_HOST)
+    http.setdefault("port", DEFAULT_PORT)
+    return config
 
 
 def _app(config: dict[str, Any], app: str | None) -> dict[str, Any]:
