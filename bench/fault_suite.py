@@ -32,8 +32,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]  # bench/ helpers, and testkit/ (harnesses the wheel leaves out)
@@ -41,8 +39,13 @@ sys.path[:0] = [str(HERE), str(HERE.parent)]  # bench/ helpers, and testkit/ (ha
 from loadgen import Proc, bench_texts, require_local_services  # noqa: E402
 
 from samo_serve.http.api_keys import KeyStore  # noqa: E402
-from samo_serve.ops.launcher import DEFAULT_CONFIG  # noqa: E402
 from samo_serve.ops.ports import free_port  # noqa: E402
+from samo_serve.ops.serve_config import (  # noqa: E402
+    DEFAULT_CONFIG,
+    load_serve_config,
+    override_deployment,
+    write_serve_config,
+)
 from testkit.drills import (  # noqa: E402
     DrillResult,
     ReplicaKill,
@@ -62,13 +65,8 @@ def texts() -> list[str]:
 
 
 def two_model_replicas(path: Path) -> Path:
-    config = yaml.safe_load(DEFAULT_CONFIG.read_text(encoding="utf-8"))
-    for deployment in config["applications"][0]["deployments"]:
-        if deployment["name"] == "EmotionModel":
-            deployment.pop("autoscaling_config", None)
-            deployment["num_replicas"] = 2
-    path.write_text(yaml.safe_dump(config), encoding="utf-8")
-    return path
+    config = override_deployment(load_serve_config(DEFAULT_CONFIG), "EmotionModel", num_replicas=2)
+    return write_serve_config(config, path)
 
 
 def ray_processes() -> set[int]:
