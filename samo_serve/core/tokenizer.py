@@ -58,13 +58,32 @@ class TextTokenizer:
         # all-MiniLM's tokenizer.json pads every text to 128 tokens; padding happens per batch
         # in the model runner instead (measured: 5x faster on short texts).
         self._tok.no_padding()
+        # the same tokenizer, truncating nothing: token counts and offsets of long texts (documents)
+        self._full = Tokenizer.from_str(self._tok.to_str())
+        self._full.no_truncation()
         self._tok.enable_truncation(max_length=max_length)
         self.max_length = max_length
+        #: content tokens a text may have and still be read whole ([CLS] and [SEP] take two)
+        self.window = max_length - 2
 
     @classmethod
     def for_card(cls, card: ModelCard, model_dir: Path) -> TextTokenizer:
         """The tokenizer a model card names, with the card's sequence limit."""
         return cls(model_dir / card.tokenizer_file, card.max_length)
+
+    def fits(self, text: str) -> bool:
+        """True when the model reads ``text`` whole (the tokenizer would not truncate it).
+
+        An ASCII text of at most ``window`` characters fits without tokenizing: every BERT token covers
+        at least one character there (NFD can expand other scripts: a Hangul syllable is three tokens).
+        """
+        if len(text) <= self.window and text.isascii():
+            return True
+        return len(self._full.encode(text, add_special_tokens=False)) <= self.window
+
+    def token_spans(self, text: str) -> list[tuple[int, int]]:
+        """``(start, end)`` str offsets into ``text`` of each content token, none dropped (no truncation)."""
+        return list(self._full.encode(text, add_special_tokens=False).offsets)
 
     def encode_batch(self, texts: list[str]) -> TokenBatch:
         if not texts:
