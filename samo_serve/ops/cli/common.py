@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import os
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from samo_serve.ops.cli.errors import CliError, user_file
+from samo_serve.ops.serve_config import load_serve_config
 
 if TYPE_CHECKING:
     import httpx
@@ -18,26 +18,19 @@ if TYPE_CHECKING:
     #: what each command group's ``register`` adds its parser to
     Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
 
-__all__ = ["DEFAULT_URL", "add_api_key", "config_path", "get", "load_settings", "read_serve_config", "shipped_config"]
+__all__ = ["DEFAULT_URL", "add_api_key", "config_path", "get", "load_settings", "read_serve_config"]
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 CONFIG_REMEDY = "pass --config with a Serve config (samo-serve ships configs/serve.yaml and configs/serve-gpu.yaml)"
 
 
-def shipped_config(name: str) -> Path:
-    """A Serve config shipped as package data (``samo_serve/configs/``): found from any cwd, in a wheel too."""
-    return Path(str(resources.files("samo_serve") / "configs" / name))
-
-
-def config_path(given: str | None, default: str) -> Path:
-    """``--config`` as given, else the shipped config called ``default``."""
-    return Path(given) if given else shipped_config(default)
+def config_path(given: str | None, default: Path) -> Path:
+    """``--config`` as given, else ``default``: a shipped config (package data, found from any cwd)."""
+    return Path(given) if given else default
 
 
 def read_serve_config(path: Path) -> dict[str, Any]:
     """The Serve config at ``path``; a :class:`CliError` when it is missing, broken or not a Serve config."""
-    from samo_serve.ops.serve_config import load_serve_config
-
     with user_file(path, "Serve config", CONFIG_REMEDY):
         config = load_serve_config(path)
     apps = config.get("applications") if isinstance(config, dict) else None

@@ -87,9 +87,9 @@ def _plan(args: argparse.Namespace) -> int:
     import yaml
 
     from samo_serve.ops.planner import PlanError, apply_plan, gpus_per_replica, make_plan
-    from samo_serve.ops.serve_config import deployment, write_serve_config
+    from samo_serve.ops.serve_config import DEFAULT_CONFIG, deployment, write_serve_config
 
-    config = read_serve_config(config_path(args.config, "serve.yaml"))  # before measuring: fail fast
+    config = read_serve_config(config_path(args.config, DEFAULT_CONFIG))  # before measuring: fail fast
     results = _results(args)
     try:
         plan = make_plan(

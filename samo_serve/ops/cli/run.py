@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from samo_serve.ops.cli.common import config_path, load_settings, read_serve_config
 from samo_serve.ops.cli.errors import user_file
+from samo_serve.ops.serve_config import DEFAULT_CONFIG, override_http
 
 if TYPE_CHECKING:
     from samo_serve.ops.cli.common import Subparsers
@@ -63,14 +64,13 @@ def _check_local(config: dict[str, Any]) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from samo_serve.ops.launcher import load_config, serve_forever
+    from samo_serve.ops.launcher import serve_forever
 
-    path = config_path(args.config, "serve.yaml")
-    config = read_serve_config(path)
+    config = read_serve_config(config_path(args.config, DEFAULT_CONFIG))
     if args.address is None:  # a cluster's replicas read the cluster's environment, not ours
         _check_local(config)
     return serve_forever(
-        load_config(path, port=args.port, host=args.host),
+        override_http(config, port=args.port, host=args.host),
         ready_timeout_s=args.ready_timeout,
         direct_ingress=not args.classic_proxy,
         metrics_port=args.metrics_port,
