@@ -226,7 +226,8 @@ def _serve_until_stopped(
     """Deploy, wait for readiness, print the banner, block until ``stop``; stops Serve on the way out."""
     client = None
     try:
-        client = deploy(config)
+        if not stop.is_set():  # else a signal came during ray.init
+            client = deploy(config)
         readyz = wait_ready(url, ready_timeout_s, stop)
         if readyz is None and not stop.is_set():
             print(f"samo-serve did not become ready within {ready_timeout_s:.0f} s", flush=True)
@@ -272,10 +273,10 @@ def serve_forever(
     import ray
 
     stop = _Stop()
-    start_ray(address, num_cpus, num_gpus, metrics_port)
-    # After ray.init: it installs its own SIGTERM handler (exit with the signal's code).
-    previous = stop.install()
+    previous = stop.install()  # a Ctrl-C during ray.init stops after it, without a traceback
     try:
+        start_ray(address, num_cpus, num_gpus, metrics_port)
+        stop.install()  # again: ray.init installs its own SIGTERM handler (exit with the signal's code)
         code = _serve_until_stopped(config, url, ready_timeout_s, stop, metrics_port if local else None)
     finally:
         ray.shutdown()
