@@ -13,7 +13,9 @@ import samo_serve
 MODULES = sorted(
     info.name
     for info in pkgutil.walk_packages(samo_serve.__path__, "samo_serve.")
-    if not info.ispkg and not info.name.startswith("samo_serve.modeling.training.")
+    if not info.ispkg
+    and not info.name.startswith("samo_serve.modeling.training.")
+    and not info.name.endswith(".__main__")  # importing it runs the command
 )
 CORE = [
     "samo_serve.http.app",
