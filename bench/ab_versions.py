@@ -1,0 +1,105 @@
+"""Two versions of samo-serve served at once, load alternating between them: what a change did to throughput.
+
+    git worktree add ../base <commit>          # the version to compare against
+    python bench/ab_versions.py --base-root ../base [--rounds 4] [--duration 8] [--concurrency 32]
+
+A is the checkout at ``--base-root``, run with this venv's packages and its own source first on
+PYTHONPATH; B is this checkout. Both are up for the whole run (each ``samo-serve run`` with its own local
+Ray), and each round sends the same closed-loop load to one and then the other, the order swapped every
+round, so drift on a noisy machine falls on both. Every request carries a new text and L1 is off: every
+request is classified. Prints each round and the median B/A ratio of requests/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+import httpx
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE), str(HERE.parent)]  # bench/ helpers, and testkit/ (harnesses the wheel leaves out)
+
+from loadgen import Proc, Result, bench_texts, closed_loop, save_report, write_bodies  # noqa: E402
+
+from samo_serve.ops.ports import free_port  # noqa: E402
+
+
+def _cli_module(root: Path) -> str:
+    # The CLI moved from samo_serve/cli.py to samo_serve/ops/cli/ with the package layout.
+    return "samo_serve.cli" if (root / "samo_serve" / "cli.py").exists() else "samo_serve.ops.cli"
+
+
+def _server(name: str, root: Path, tmp: Path) -> Proc:
+    port, metrics_port = free_port(), free_port()
+    cmd = [sys.executable, "-m", _cli_module(root), "run", "--port", str(port), "--metrics-port", str(metrics_port)]
+    env = {
+        "SAMO_CACHE__L1_ENABLED": "false",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH", "")])),
+        "XDG_CONFIG_HOME": str(tmp / f"{name}-config"),  # no API keys of the developer's
+        "XDG_DATA_HOME": str(tmp / f"{name}-data"),
+    }
+    return Proc(cmd, f"http://127.0.0.1:{port}", env, tmp / f"{name}.log")
+
+
+def _served(url: str) -> str:
+    """What the server says of itself: the model version (both must serve the same model), its /readyz keys."""
+    info = httpx.get(f"{url}/readyz", timeout=10).json()
+    return f"{info.get('model', {}).get('version', '?')} readyz keys {sorted(info)}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--base-root", type=Path, required=True, help="checkout of the version to compare against")
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--duration", type=float, default=8.0, help="seconds per round per server")
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--out", type=Path, default=HERE.parent / "runs" / "ab_versions.json")
+    args = parser.parse_args()
+    base = args.base_root.resolve()
+    if not (base / "samo_serve").is_dir():
+        raise SystemExit(f"skipped: no samo_serve/ under {base} (make one with `git worktree add`)")
+
+    tmp = Path(tempfile.mkdtemp(prefix="samo-ab-"))
+    bodies = write_bodies(tmp / "single.jsonl", bench_texts())
+    servers = {"A (base)": _server("a", base, tmp), "B (this)": _server("b", HERE.parent, tmp)}
+    results: dict[str, list[Result]] = {name: [] for name in servers}
+    offset = 0
+    try:
+        for srv in servers.values():
+            srv.wait_ready()
+        for name, srv in servers.items():
+            print(f"{name}: {_served(srv.url)}", flush=True)
+        for r in range(args.rounds):
+            order = list(servers) if r % 2 == 0 else list(reversed(servers))
+            for name in order:
+                res = closed_loop(servers[name].url, bodies, args.concurrency, args.duration, name, offset=offset)
+                offset += res.requests
+                results[name].append(res)
+                print(f"round {r + 1} {name:<9} {res.rps:7.1f} rps  p50 {res.p50_ms:6.1f}  p95 {res.p95_ms:6.1f} ms  "
+                      f"errors {res.errors}", flush=True)  # fmt: skip
+    finally:
+        for srv in servers.values():
+            srv.stop()
+
+    a, b = (results[name] for name in servers)
+    per_round = [round(y.rps / x.rps, 3) for x, y in zip(a, b, strict=True) if x.rps]
+    report: dict[str, object] = {
+        "rounds": {name: [res.row() for res in rows] for name, rows in results.items()},
+        "ratios": {
+            f"B/A rps c={args.concurrency}, per round": per_round,
+            "B/A median": statistics.median(per_round) if per_round else None,
+            "A median rps": statistics.median(x.rps for x in a),
+            "B median rps": statistics.median(y.rps for y in b),
+            "errors A/B": [sum(x.errors for x in a), sum(y.errors for y in b)],
+        },
+    }
+    save_report(report, args.out)
+
+
+if __name__ == "__main__":
+    main()
