@@ -12,16 +12,21 @@ from samo_serve.storage.redis_cache import redis_client
 from testkit.local_services import RedisServer
 
 
+# Redis timeout for these tests: generous, so that a loaded machine does not turn a slow answer into the
+# in-process fallback (tested on its own below) and the count of allowed calls into a flake.
+TIMEOUT_S = 2.0
+
+
 def limiter(url: str, per_second: float = 0.001, burst: int = 20) -> RateLimiter:
     settings = RateLimitSettings(
         enabled=True, tiers={"default": {"per_second": per_second, "burst": burst}}, redis_prefix=f"rl{time.time_ns()}:"
     )
-    return RateLimiter(settings, redis_client(url, 0.2, 8), CircuitBreaker(2, 0.5))
+    return RateLimiter(settings, redis_client(url, TIMEOUT_S, 8), CircuitBreaker(2, 0.5))
 
 
 async def test_replicas_share_one_bucket_and_never_overspend(redis_server: RedisServer) -> None:
     a = limiter(redis_server.url)
-    b = RateLimiter(a.settings, redis_client(redis_server.url, 0.2, 8), CircuitBreaker(2, 0.5))  # another replica
+    b = RateLimiter(a.settings, redis_client(redis_server.url, TIMEOUT_S, 8), CircuitBreaker(2, 0.5))  # another replica
     decisions = await asyncio.gather(*(lim.check("key:k1", "default", 1) for lim in [a, b] * 30))
     assert sum(d.allowed for d in decisions) == 20  # exactly the burst, across both replicas
     refused = [d for d in decisions if not d.allowed]
