@@ -8,12 +8,16 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
+
+import numpy as np
 
 from samo_serve.core.model_card import ModelCard
 from samo_serve.core.pipeline import Pipeline
 from samo_serve.core.postprocess import Postprocessor, PredictOptions
 from samo_serve.core.results import CachedResult
+from samo_serve.core.segments import Plan, Segment, aggregate, has_content, plan_text
+from samo_serve.core.tokenizer import TextTokenizer
 from samo_serve.errors import EmptyText, TextTooLong
 from samo_serve.observability.telemetry import Telemetry
 from samo_serve.settings import Settings
@@ -26,12 +30,32 @@ from samo_serve.storage.request_log.store import storable_text
 __all__ = ["EmotionService", "RequestContext", "check_text"]
 
 
+#: a request whose texts add up to more characters is segmented off the event loop (a 50,000-character
+#: entry takes tens of milliseconds to tokenize); below it the thread hop would cost more than the work
+_PLAN_INLINE_CHARS = 4_000
+#: the cache level a document reports: its slowest segment's ("miss": the model read at least one)
+_LEVEL_ORDER = {"l1": 0, "l2": 1, "l3": 2, "miss": 3}
+
+
 def check_text(text: str, max_chars: int, field: str = "text") -> None:
     """Refuse what the model cannot classify; never rewrite the user's words."""
-    if not text.strip():
-        raise EmptyText(f"`{field}` is empty or whitespace only")
+    if not has_content(text):
+        raise EmptyText(f"`{field}` is empty, or only whitespace and punctuation")
     if len(text) > max_chars:
-        raise TextTooLong(f"`{field}` has {len(text)} characters; the limit is {max_chars}")
+        raise TextTooLong(
+            f"`{field}` has {len(text)} characters; the limit is {max_chars} (limits.max_text_chars)",
+            {"limit": "max_text_chars", "value": max_chars},
+        )
+
+
+class _Row(NamedTuple):
+    """What a text's request-log row records besides the request: one row per text, a document too."""
+
+    text_hash: str
+    scores: np.ndarray
+    level: str
+    truncated: bool
+    segments: int
 
 
 @dataclass(frozen=True)
@@ -49,6 +73,7 @@ class EmotionService:
         l2: Redis cache shared by replicas (None: no L2).
         request_log: where every prediction is recorded (None: not recorded); also L3 when enabled.
         telemetry: counts the texts each cache level answered for /stats (None: not counted).
+        tokenizer: splits documents (default: the card's, from ``settings.model_dir``).
     """
 
     def __init__(
@@ -59,6 +84,7 @@ class EmotionService:
         l2: RedisCache | None = None,
         request_log: RequestLog | None = None,
         telemetry: Telemetry | None = None,
+        tokenizer: TextTokenizer | None = None,
     ) -> None:
         self.card = card
         self.pipeline = pipeline
@@ -66,6 +92,11 @@ class EmotionService:
         self.request_log = request_log
         self.telemetry = telemetry
         self.log_text = settings.log_text
+        self.documents = settings.documents
+        self.max_segments = settings.limits.max_segments
+        self.tokenizer = None
+        if settings.documents.enabled:
+            self.tokenizer = tokenizer or TextTokenizer.for_card(card, settings.model_dir)
         # {"admiration":0.0123,...}, 9 digits: float32 exactly (L3 answers what the model said); a format
         # string is ~10x cheaper per row than json.dumps of a dict
         self._emotions_json = "{" + ",".join(f"{json.dumps(label)}:%.9g" for label in card.labels) + "}"
@@ -100,15 +131,44 @@ class EmotionService:
         if self.cache.l2 is not None:
             await self.cache.l2.close()
 
+    async def plan(self, texts: list[str], fields: list[str] | None = None) -> list[Plan]:
+        """Each text's segments (:func:`samo_serve.core.segments.plan_text`); ``fields`` name them in errors.
+
+        Raises:
+            TextTooLong: a text has more than ``limits.max_segments`` segments (unless set to truncate).
+        """
+        if sum(len(t) for t in texts) <= _PLAN_INLINE_CHARS:
+            plans = [plan_text(t, self.tokenizer, self.max_segments) for t in texts]
+        else:
+            plans = await asyncio.to_thread(lambda: [plan_text(t, self.tokenizer, self.max_segments) for t in texts])
+        if self.documents.over_max_segments == "reject":
+            for i, p in enumerate(plans):
+                if p.capped:
+                    field = fields[i] if fields else ("text" if len(texts) == 1 else f"texts[{i}]")
+                    raise TextTooLong(
+                        f"`{field}` has more than {self.max_segments} segments (sentences and windows); "
+                        f"the limit is {self.max_segments} (limits.max_segments)",
+                        {"limit": "max_segments", "value": self.max_segments},
+                    )
+        return plans
+
     async def predict(
-        self, texts: list[str], options: PredictOptions, context: RequestContext | None = None
+        self,
+        texts: list[str],
+        options: PredictOptions,
+        context: RequestContext | None = None,
+        plans: list[Plan] | None = None,
     ) -> list[dict[str, Any]]:
+        """One result per text; ``plans`` from :meth:`plan` (planned here when not given)."""
         started = time.perf_counter()
-        keys = [text_keys(self.card.version, t) for t in texts]
+        if plans is None:
+            plans = await self.plan(texts)
+        # Every segment of every text is a text of its own to the caches and the model: one call for all.
+        keys = [text_keys(self.card.version, t) for p in plans for t in p.texts]
+        segment_texts = [t for p in plans for t in p.texts]
         found = await self.cache.lookup(keys)
-        # Classify each distinct missing text once, all in one pipeline call.
         missing: dict[str, str] = {}
-        for k, text in zip(keys, texts, strict=True):
+        for k, text in zip(keys, segment_texts, strict=True):
             if k.cache_key not in found:
                 missing.setdefault(k.cache_key, text)
         if missing:
@@ -119,50 +179,84 @@ class EmotionService:
         latency_ms = round((time.perf_counter() - started) * 1000, 3)
         if self.telemetry is not None:
             self.telemetry.on_texts([found[k.cache_key][1] for k in keys])
-        out = []
-        for k in keys:
-            result, level = found[k.cache_key]
-            rendered = self.postprocessor.render(result.scores, options.threshold, options.top_k, options.all_scores)
-            rendered.update(
-                model_version=self.card.version, cache=level, truncated=result.truncated, latency_ms=latency_ms
-            )
+        out: list[dict[str, Any]] = []
+        rows: list[_Row] = []
+        i = 0
+        for text, p in zip(texts, plans, strict=True):
+            parts = [found[k.cache_key] for k in keys[i : i + p.cost]]
+            rendered, row = self._render(text, p, parts, keys[i], options)
+            i += p.cost
+            rendered.update(model_version=self.card.version, latency_ms=latency_ms)
             out.append(rendered)
+            rows.append(row)
         if self.request_log is not None:
-            self.request_log.record(self._log_rows(texts, keys, found, out, latency_ms, context or RequestContext()))
+            self.request_log.record(self._log_rows(texts, rows, out, latency_ms, context or RequestContext()))
         return out
+
+    def _render(
+        self, text: str, plan: Plan, parts: list[tuple[CachedResult, str]], first: TextKeys, options: PredictOptions
+    ) -> tuple[dict[str, Any], _Row]:
+        """The response of one text and its log row's content."""
+        if plan.spans is None and not options.segments:  # a single text, as it always was
+            result, level = parts[0]
+            rendered = self.postprocessor.render(result.scores, options.threshold, options.top_k, options.all_scores)
+            rendered.update(cache=level, truncated=result.truncated)
+            if result.truncated:
+                rendered["truncated_by"] = "model_window"
+            return rendered, _Row(first.text_hash, result.scores, level, result.truncated, 1)
+        scores = np.stack([result.scores for result, _ in parts])
+        lengths = np.fromiter((len(t) for t in plan.texts), dtype=np.int64, count=len(plan.texts))
+        doc = aggregate(scores, lengths, self.documents.aggregation)
+        level = max((lvl for _, lvl in parts), key=_LEVEL_ORDER.__getitem__)
+        window_cut = any(result.truncated for result, _ in parts)
+        rendered = self.postprocessor.render(doc, options.threshold, options.top_k, options.all_scores)
+        rendered.update(cache=level, truncated=plan.capped or window_cut, segment_count=plan.cost)
+        if plan.capped or window_cut:
+            rendered["truncated_by"] = "max_segments" if plan.capped else "model_window"
+        rendered.update(self.postprocessor.render_groups(doc))
+        if options.segments:
+            spans = plan.spans or [Segment(0, len(text))]
+            rendered["segments"] = [
+                {
+                    "start": span.start,
+                    "end": span.end,
+                    **self.postprocessor.render(result.scores, options.threshold, options.top_k, options.all_scores),
+                }
+                for span, (result, _) in zip(spans, parts, strict=True)
+            ]
+        # a document's row is keyed by the whole text: L3 answers only single texts (segment_count 1)
+        text_hash = first.text_hash if plan.spans is None else text_keys(self.card.version, text).text_hash
+        return rendered, _Row(text_hash, doc, level, plan.capped or window_cut, plan.cost)
 
     def _log_rows(
         self,
         texts: list[str],
-        keys: list[TextKeys],
-        found: dict[str, tuple[CachedResult, str]],
+        rows: list[_Row],
         rendered: list[dict[str, Any]],
         latency_ms: float,
         context: RequestContext,
     ) -> list[LogRow]:
         now = datetime.now(UTC)
         request_id = context.request_id or uuid.uuid4().hex
-        rows = []
-        for text, k, out in zip(texts, keys, rendered, strict=True):
-            result, level = found[k.cache_key]
-            rows.append(
-                LogRow(
-                    id=uuid.uuid4(),
-                    created_at=now,
-                    request_id=request_id,
-                    api_key_id=context.api_key_id,
-                    text_hash=k.text_hash,
-                    text=storable_text(text) if self.log_text else None,
-                    primary_emotion=out["primary"]["label"],
-                    confidence=out["primary"]["score"],
-                    emotions=self._emotions_json % tuple(result.scores.tolist()),
-                    model_version=self.card.version,
-                    cache_level=level,
-                    processing_time_ms=latency_ms,
-                    truncated=result.truncated,
-                )
+        return [
+            LogRow(
+                id=uuid.uuid4(),
+                created_at=now,
+                request_id=request_id,
+                api_key_id=context.api_key_id,
+                text_hash=row.text_hash,
+                text=storable_text(text) if self.log_text else None,
+                primary_emotion=out["primary"]["label"],
+                confidence=out["primary"]["score"],
+                emotions=self._emotions_json % tuple(row.scores.tolist()),
+                model_version=self.card.version,
+                cache_level=row.level,
+                processing_time_ms=latency_ms,
+                truncated=row.truncated,
+                segment_count=row.segments,
             )
-        return rows
+            for text, row, out in zip(texts, rows, rendered, strict=True)
+        ]
 
     async def dependencies(self) -> dict[str, Any]:
         """State of Redis and the request-log database, for /readyz (both optional: down = degraded)."""

@@ -19,6 +19,7 @@ from samo_serve.observability.recommendations import RecommendationSettings
 __all__ = [
     "BatchingSettings",
     "CacheSettings",
+    "DocumentSettings",
     "LimitSettings",
     "ObservabilitySettings",
     "RateLimitSettings",
@@ -135,9 +136,15 @@ class RequestLogSettings(_Section):
 
 
 class LimitSettings(_Section):
-    """Input limits and backpressure; see docs/API.md. Text longer than the model's tokens is truncated."""
+    """Input limits and backpressure; see docs/API.md. A text longer than the model's window is read as a
+    document, segment by segment (``documents``)."""
 
-    max_text_chars: int = Field(default=10_000, ge=1)
+    #: 50,000: a long journal entry with room to spare (~8,000 words)
+    max_text_chars: int = Field(default=50_000, ge=1)
+    #: sentences and windows one text may have; past it 413 TEXT_TOO_LONG naming the limit (or, with
+    #: ``documents.over_max_segments: truncate``, the first ones are read). Sized for 50,000 characters
+    #: of short sentences; each segment costs what a text does
+    max_segments: int = Field(default=1_000, ge=1)
     max_batch_texts: int = Field(default=64, ge=1)
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     #: requests one ingress replica works on at once; beyond it: 503 OVERLOADED with Retry-After at once,
@@ -147,6 +154,19 @@ class LimitSettings(_Section):
     request_timeout_s: float = Field(default=30.0, gt=0)
     #: a replica whose resident memory passes this fails its health check, so Serve replaces it
     max_rss_mb: int | None = Field(default=None, ge=64)
+
+
+class DocumentSettings(_Section):
+    """Texts longer than the model's window: sentences and windows, scores aggregated (docs/API.md)."""
+
+    #: false: the model reads the first ``max_length`` tokens of a long text, as before 0.6 (``truncated``)
+    enabled: bool = True
+    #: document score of each label from its segments' scores (samo_serve.core.segments.AGGREGATIONS).
+    #: ``max``: the card's per-label thresholds were tuned on single sentences, and the max keeps each
+    #: sentence's strongest emotions, so a document shows the union of its sentences' labels
+    aggregation: Literal["max", "mean", "length_mean", "top2_mean", "noisy_or"] = "max"
+    #: past ``limits.max_segments``: refuse the text (413), or read its first segments (``truncated_by``)
+    over_max_segments: Literal["reject", "truncate"] = "reject"
 
 
 class ObservabilitySettings(_Section):
@@ -193,6 +213,7 @@ class Settings(BaseSettings):
     batching: BatchingSettings = BatchingSettings()
     cache: CacheSettings = CacheSettings()
     limits: LimitSettings = LimitSettings()
+    documents: DocumentSettings = DocumentSettings()
     request_log: RequestLogSettings = RequestLogSettings()
     #: L2 cache (and shared rate limits): ``redis://host:6379/0``; unset: no L2
     redis_url: str | None = None

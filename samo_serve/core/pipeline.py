@@ -104,7 +104,13 @@ class BatchingPipeline:
     async def classify(self, texts: list[str]) -> list[CachedResult]:
         if not texts:
             return []
-        return await self._batcher.submit(texts)
+        size = self._batcher.max_size
+        if len(texts) <= size:
+            return await self._batcher.submit(texts)
+        # A document's segments can outnumber a micro-batch; the model refuses a call past its own batch
+        # size, so they go as full micro-batches (merging with other requests' texts like any call).
+        parts = await asyncio.gather(*(self._batcher.submit(texts[i : i + size]) for i in range(0, len(texts), size)))
+        return [result for part in parts for result in part]
 
     async def model_info(self) -> dict[str, object]:
         return await self._model.info()

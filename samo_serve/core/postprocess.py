@@ -22,6 +22,9 @@ class PredictOptions(BaseModel):
     )
     top_k: StrictInt | None = Field(default=None, ge=1, le=1000, description="at most this many emotions")
     all_scores: StrictBool = Field(default=False, description="also return every label's score")
+    segments: StrictBool = Field(
+        default=False, description="also return each segment (sentence or window) with its offsets and emotions"
+    )
 
 
 class Postprocessor:
@@ -32,15 +35,33 @@ class Postprocessor:
     ``threshold`` the caller gets exactly the labels at or above it, possibly none.
     """
 
-    def __init__(self, labels: list[str], thresholds: list[float]) -> None:
+    def __init__(
+        self, labels: list[str], thresholds: list[float], groups: dict[str, dict[str, str]] | None = None
+    ) -> None:
         if len(labels) != len(thresholds):
             raise ValueError(f"{len(thresholds)} thresholds for {len(labels)} labels")
         self.labels = labels
         self._thresholds = np.asarray(thresholds, dtype=np.float32)
+        # per grouping (ekman, sentiment): group names and, per group, the indices of its labels
+        self._groups: dict[str, list[tuple[str, list[int]]]] = {}
+        for grouping, of_label in (groups or {}).items():
+            members: dict[str, list[int]] = {}
+            for i, label in enumerate(labels):
+                if label in of_label:
+                    members.setdefault(of_label[label], []).append(i)
+            self._groups[grouping] = list(members.items())
 
     @classmethod
     def from_card(cls, card: ModelCard) -> Postprocessor:
-        return cls(card.labels, card.thresholds)
+        return cls(card.labels, card.thresholds, card.groups)
+
+    def render_groups(self, scores: np.ndarray) -> dict[str, list[dict[str, Any]]]:
+        """Per grouping of the card (``ekman``, ``sentiment``): each group scored by its strongest label."""
+        out = {}
+        for grouping, members in self._groups.items():
+            ranked = sorted(((float(scores[idx].max()), name) for name, idx in members), reverse=True)
+            out[grouping] = [{"label": name, "score": round(score, 6)} for score, name in ranked]
+        return out
 
     def render(
         self,

@@ -16,9 +16,19 @@ from itertools import islice
 
 import numpy as np
 
+from samo_serve.core.emoji_text import demojize_mapped
 from samo_serve.core.tokenizer import TextTokenizer
 
-__all__ = ["AGGREGATIONS", "Segment", "aggregate", "has_content", "iter_segments", "split_text"]
+__all__ = [
+    "AGGREGATIONS",
+    "Plan",
+    "Segment",
+    "aggregate",
+    "has_content",
+    "iter_segments",
+    "plan_text",
+    "split_text",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +45,9 @@ _BOUNDARY = re.compile(r"[.!?…‼⁇⁈⁉]+[\"'”’»)\]]*(?=\s)|[。！？
 # only titles and Latin shorthands: "no." or "co." end sentences too often ("I said no.")
 _ABBREVIATIONS = frozenset({"mr", "mrs", "ms", "dr", "st", "vs", "etc", "jr", "sr", "prof", "approx", "lt", "sgt"})
 _ALNUM = re.compile(r"[^\W_]")
-_NOT_CONTENT = frozenset("PZC")  # punctuation, separators, controls and format characters
+# punctuation, separators, controls, format characters: what a text made only of says nothing (a lone
+# surrogate or a private-use character is read as [UNK], as before)
+_NOT_CONTENT = ("P", "Z", "Cc", "Cf")
 
 #: a text longer than this many characters per window token is not tried whole: ~4 is usual, and
 #: tokenizing a 50,000-character entry whole before its sentences would double its cost
@@ -49,7 +61,7 @@ def has_content(text: str) -> bool:
     """True when ``text`` has a character that is not whitespace, punctuation or a control (emoji count)."""
     if _ALNUM.search(text):
         return True
-    return any(unicodedata.category(c)[0] not in _NOT_CONTENT for c in text)
+    return any(not unicodedata.category(c).startswith(_NOT_CONTENT) for c in text)
 
 
 def split_text(
@@ -185,3 +197,39 @@ def aggregate(scores: np.ndarray, lengths: np.ndarray, method: str) -> np.ndarra
         return np.asarray(scores[0], dtype=np.float32)
     result: np.ndarray = AGGREGATIONS[method](scores, lengths)
     return result
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What the model reads of one text: the text of each segment, and where it lies in the text as sent."""
+
+    #: the model's input per segment (emoji named): the cache keys follow these
+    texts: list[str]
+    #: offsets into the original text; None: one segment, the whole text, read exactly as a single text
+    spans: list[Segment] | None = None
+    #: more segments than ``max_segments``: only the first ones are in ``texts``
+    capped: bool = False
+
+    @property
+    def cost(self) -> int:
+        """What the text costs: its segments (rate limits charge this)."""
+        return len(self.texts)
+
+
+def plan_text(text: str, tokenizer: TextTokenizer | None, max_segments: int) -> Plan:
+    """The segments of ``text`` (emoji named first), at most ``max_segments`` (``capped`` past them).
+
+    ``tokenizer`` None: documents are off, the text is one segment that the model truncates as before.
+    """
+    named = demojize_mapped(text)
+    if tokenizer is None:
+        return Plan([named.text])
+    found = split_text(named.text, tokenizer, max_segments=max_segments + 1)
+    if not found:  # no sentence has content: the whole text, as before
+        return Plan([named.text])
+    if len(found) == 1 and found[0] == Segment(0, len(named.text)):
+        return Plan([named.text])
+    capped = len(found) > max_segments
+    found = found[:max_segments]
+    spans = [Segment(*named.original(s.start, s.end)) for s in found]
+    return Plan([named.text[s.start : s.end] for s in found], spans, capped)

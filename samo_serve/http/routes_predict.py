@@ -122,8 +122,10 @@ def add_predict_routes(
     async def predict(request: Request) -> Response:
         req = await _parse_body(request, PredictRequest, limits)
         check_text(req.text, limits.max_text_chars)
-        await guard.charge(request, 1)
-        (result,) = await bounded(request, service.predict([req.text], req, request_context(request)), limits)
+        plans = await service.plan([req.text], ["text"])
+        await guard.charge(request, plans[0].cost)  # a document costs its segments
+        work = service.predict([req.text], req, request_context(request), plans)
+        (result,) = await bounded(request, work, limits)
         return json_response(result)
 
     @app.post(
@@ -139,9 +141,13 @@ def add_predict_routes(
             raise BatchTooLarge(f"{len(req.texts)} texts; the limit is {limits.max_batch_texts} per request")
         for i, text in enumerate(req.texts):
             check_text(text, limits.max_text_chars, field=f"texts[{i}]")
-        options = PredictOptions(threshold=req.threshold, top_k=req.top_k, all_scores=req.all_scores)
-        await guard.charge(request, len(req.texts))  # a batch counts its texts
-        results = await bounded(request, service.predict(req.texts, options, request_context(request)), limits)
+        options = PredictOptions(
+            threshold=req.threshold, top_k=req.top_k, all_scores=req.all_scores, segments=req.segments
+        )
+        plans = await service.plan(req.texts, [f"texts[{i}]" for i in range(len(req.texts))])
+        await guard.charge(request, sum(p.cost for p in plans))  # a batch counts its texts' segments
+        work = service.predict(req.texts, options, request_context(request), plans)
+        results = await bounded(request, work, limits)
         return json_response({"results": results, "count": len(results)})
 
     @app.get("/emotions", summary="The label set with Ekman and sentiment groups", dependencies=limited)

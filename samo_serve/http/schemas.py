@@ -15,6 +15,7 @@ __all__ = [
     "PredictOptions",
     "PredictRequest",
     "PredictResponse",
+    "SegmentResult",
 ]
 
 
@@ -31,14 +32,31 @@ class EmotionScore(BaseModel):
     score: float
 
 
+class SegmentResult(BaseModel):
+    start: int = Field(description="offset of the segment's first character (Python str code points)")
+    end: int = Field(description="offset just past its last character: text[start:end] is the segment")
+    emotions: list[EmotionScore]
+    primary: EmotionScore
+    scores: dict[str, float] | None = None
+
+
 class PredictResponse(BaseModel):
     emotions: list[EmotionScore]
     primary: EmotionScore
     model_version: str
-    cache: Literal["l1", "l2", "l3", "miss"]
-    truncated: bool
+    cache: Literal["l1", "l2", "l3", "miss"] = Field(description="a document's slowest segment ('miss': any missed)")
+    truncated: bool = Field(description="true only where a cap was hit: part of the text was not read")
+    truncated_by: Literal["max_segments", "model_window"] | None = Field(
+        default=None, description="which cap, when truncated"
+    )
     latency_ms: float
     scores: dict[str, float] | None = None
+    segment_count: int | None = Field(
+        default=None, description="sentences and windows read: only for a document or with `segments: true`"
+    )
+    ekman: list[EmotionScore] | None = Field(default=None, description="Ekman groups, each its strongest label")
+    sentiment: list[EmotionScore] | None = Field(default=None, description="sentiment groups, likewise")
+    segments: list[SegmentResult] | None = Field(default=None, description="with `segments: true`: the arc")
 
 
 class BatchPredictResponse(BaseModel):

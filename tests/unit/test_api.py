@@ -100,10 +100,22 @@ async def test_second_identical_request_hits_l1(client: httpx.AsyncClient, fake_
     assert fake_runner.calls == [1]
 
 
-async def test_truncated_flag(client: httpx.AsyncClient) -> None:
+async def test_long_text_is_read_to_its_end(client: httpx.AsyncClient) -> None:
     r = await client.post("/predict", json={"text": "word " * 1000})
     assert r.status_code == 200
-    assert r.json()["truncated"] is True
+    assert r.json()["truncated"] is False
+    assert r.json()["segment_count"] > 1
+
+
+async def test_truncated_flag_names_the_window_when_documents_are_off(
+    make_service: Callable[..., EmotionService], fake_runner
+) -> None:
+    settings = Settings(documents={"enabled": False})
+    async with _client(create_app(settings, make_service(fake_runner, settings))) as c:
+        r = await c.post("/predict", json={"text": "word " * 1000})
+    assert r.status_code == 200
+    assert (r.json()["truncated"], r.json()["truncated_by"]) == (True, "model_window")
+    assert "segment_count" not in r.json()
 
 
 @pytest.mark.parametrize(
@@ -136,8 +148,11 @@ async def test_predict_batch(client: httpx.AsyncClient) -> None:
     assert r.status_code == 200
     body = r.json()
     assert body["count"] == len(texts) == len(body["results"])
-    assert all(set(item) == RESPONSE_KEYS | {"scores"} for item in body["results"])
-    assert body["results"][3]["truncated"] is True
+    document = RESPONSE_KEYS | {"scores", "segment_count", "ekman", "sentiment"}
+    assert [set(item) for item in body["results"]] == [RESPONSE_KEYS | {"scores"}] * 3 + [document] + [
+        RESPONSE_KEYS | {"scores"}
+    ]
+    assert body["results"][3]["truncated"] is False
     assert body["results"][0]["scores"] == body["results"][4]["scores"]
 
 
@@ -314,7 +329,7 @@ BAD_PREDICT = [
     pytest.param(b'{"text": "  \\t\\n "}', None, 422, "EMPTY_TEXT", id="text-whitespace"),
     pytest.param(b'{"text": "\\u00a0\\u3000"}', None, 422, "EMPTY_TEXT", id="text-unicode-whitespace"),
     pytest.param(json.dumps({"text": "a" * 100_000}).encode(), None, 413, "TEXT_TOO_LONG", id="text-100k"),
-    pytest.param(json.dumps({"text": "a" * 10_001}).encode(), None, 413, "TEXT_TOO_LONG", id="text-limit+1"),
+    pytest.param(json.dumps({"text": "a" * 50_001}).encode(), None, 413, "TEXT_TOO_LONG", id="text-limit+1"),
     pytest.param(json.dumps({"text": "a" * 1_100_000}).encode(), None, 413, "BODY_TOO_LARGE", id="body-over-1mib"),
     pytest.param(b'{"text": ', None, 400, "INVALID_JSON", id="truncated-json"),
     pytest.param(b"", None, 400, "INVALID_JSON", id="empty-body"),
@@ -356,7 +371,7 @@ BAD_BATCH = [
     pytest.param({"texts": ["ok"] * 1000}, 413, "BATCH_TOO_LARGE", None, id="1000-texts"),
     pytest.param({"texts": ["ok", ""]}, 422, "EMPTY_TEXT", "texts[1]", id="one-empty"),
     pytest.param({"texts": [" ", "ok"]}, 422, "EMPTY_TEXT", "texts[0]", id="one-blank"),
-    pytest.param({"texts": ["ok", "ok", "a" * 10_001]}, 413, "TEXT_TOO_LONG", "texts[2]", id="one-too-long"),
+    pytest.param({"texts": ["ok", "ok", "a" * 50_001]}, 413, "TEXT_TOO_LONG", "texts[2]", id="one-too-long"),
     pytest.param({"texts": ["ok"], "threshold": 2}, 422, "VALIDATION_ERROR", None, id="threshold-2"),
     pytest.param({"texts": ["ok"], "top_k": 0}, 422, "VALIDATION_ERROR", None, id="top_k-0"),
     pytest.param({"texts": ["ok"], "extra": True}, 422, "VALIDATION_ERROR", None, id="unknown-field"),
@@ -478,7 +493,8 @@ async def test_real_model_routes(real_client: httpx.AsyncClient, card: ModelCard
     assert r.status_code == 200
     results = r.json()["results"]
     assert len(results) == 3
-    assert [x["truncated"] for x in results] == [False, False, True]
+    assert [x["truncated"] for x in results] == [False, False, False]
+    assert results[2]["segment_count"] > 1
 
     ready = await real_client.get("/readyz")
     assert ready.status_code == 200

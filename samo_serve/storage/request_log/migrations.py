@@ -75,4 +75,11 @@ MIGRATIONS: tuple[Migration, ...] = (
             *_INDEXES,
         ),
     ),
+    Migration(
+        2,
+        "emotion_requests.segment_count",
+        # one row per text, a document too: it records how many segments the model read (docs/STORAGE.md)
+        postgres=("ALTER TABLE emotion_requests ADD COLUMN IF NOT EXISTS segment_count integer NOT NULL DEFAULT 1",),
+        sqlite=("ALTER TABLE emotion_requests ADD COLUMN segment_count INTEGER NOT NULL DEFAULT 1",),
+    ),
 )

@@ -24,7 +24,7 @@ _LOCK_ID = 0x5A4D0_1  # pg_advisory_xact_lock key for migrations
 _CONNECT_TIMEOUT_S = 5.0
 _TYPES = (
     "uuid", "timestamptz", "text", "text", "text", "text", "text",
-    "float8", "text", "text", "text", "float8", "bool",
+    "float8", "text", "text", "text", "float8", "bool", "int4",
 )  # fmt: skip
 _INSERT = (
     f"INSERT INTO emotion_requests ({', '.join(COLUMNS)}) "
@@ -100,7 +100,8 @@ class PostgresStore:
         pool = await self._get_pool()
         rows = await pool.fetch(
             "SELECT DISTINCT ON (text_hash) text_hash, emotions::text AS emotions, truncated FROM emotion_requests "
-            "WHERE model_version = $1 AND text_hash = ANY($2::text[]) ORDER BY text_hash, created_at DESC",
+            "WHERE model_version = $1 AND text_hash = ANY($2::text[]) AND segment_count = 1 "
+            "ORDER BY text_hash, created_at DESC",
             model_version,
             list(text_hashes),
         )

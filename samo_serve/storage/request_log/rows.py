@@ -1,4 +1,4 @@
-"""One row of the request log per classified text, and its JSON line form (spill files)."""
+"""One row of the request log per classified text (a document too), and its JSON line form (spill files)."""
 
 from __future__ import annotations
 
@@ -29,6 +29,9 @@ class LogRow:
     cache_level: str
     processing_time_ms: float
     truncated: bool
+    #: a document's sentences and windows (1: a text read whole); its row holds the aggregated scores.
+    #: Defaulted: rows spilled by an older version replay without it
+    segment_count: int = 1
 
 
 COLUMNS = tuple(f.name for f in fields(LogRow))

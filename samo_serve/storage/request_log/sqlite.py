@@ -125,7 +125,8 @@ class SqliteStore:
             return {}
         sql = (
             "SELECT text_hash, emotions, truncated FROM emotion_requests "
-            f"WHERE model_version = ? AND text_hash IN ({', '.join('?' for _ in hashes)}) ORDER BY created_at"
+            f"WHERE model_version = ? AND text_hash IN ({', '.join('?' for _ in hashes)}) AND segment_count = 1 "
+            "ORDER BY created_at"
         )
         rows = await self._run(lambda c: c.execute(sql, (model_version, *hashes)).fetchall())
         return {h: (e, bool(t)) for h, e, t in rows}  # ascending time: the latest row wins
