@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Callable
 from pathlib import Path
 
+from samo_serve.modeling.documents import join_sentences
 from samo_serve.modeling.goemotions import read_texts, unique_texts
 
-__all__ = ["builtin_corpus", "load_corpus"]
+__all__ = ["builtin_corpus", "entry_picker", "load_corpus"]
 
 _OPENINGS = ("I love", "I hate", "I'm worried about", "Thank you for", "Wow, look at", "I miss", "I'm so proud of",
              "Ugh,", "I can't believe", "Honestly,", "Why does nobody care about", "So grateful for")  # fmt: skip
@@ -40,3 +43,22 @@ def load_corpus(path: Path | None) -> list[str]:
     if not texts:
         raise ValueError(f"{path}: no texts found")
     return list(dict.fromkeys(texts))  # distinct, in file order
+
+
+# the mark TextPicker appends to a unique (" #3f9a1c-7") or reused (" (2)") text, after its punctuation
+_TRAILING_MARK = re.compile(r"^(.*?)([.!?…]+[\"'”’)\]]*)( (?:#[0-9a-f]+-\d+|\(\d+\)))$", re.DOTALL)
+
+
+def entry_picker(pick: Callable[[], str], sentences: int) -> Callable[[], str]:
+    """Journal-like entries: each the next ``sentences`` texts of ``pick`` joined as sentences (a full stop
+    where one ends without), so the service reads it sentence by sentence once it is longer than the model's
+    window. Every sentence comes from ``pick``: its repeats and unique numbering apply per sentence (the
+    number goes before the sentence's final punctuation: after it, it would be read as a sentence of its own).
+    """
+    if sentences < 1:
+        raise ValueError(f"sentences per entry must be >= 1, got {sentences}")
+
+    def entry() -> str:
+        return join_sentences([_TRAILING_MARK.sub(r"\1\3\2", pick()) for _ in range(sentences)])[0]
+
+    return entry

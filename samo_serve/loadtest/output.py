@@ -71,7 +71,8 @@ def _markdown(run: dict[str, Any], plots: list[str]) -> str:
         f"# Load test of {run['url']}",
         "",
         f"{run['started_at']} · corpus: {run['corpus']} · repeat ratio {run['repeat_ratio']} · "
-        f"batch {run['batch']} · {run['bound']}",
+        f"batch {run['batch']} · {run['bound']}"
+        + (f" · {run['sentences_per_text']}-sentence entries" if run.get("sentences_per_text", 1) > 1 else ""),
         "",
         "| load | sent | success | rps | texts/s | p50 ms | p95 ms | p99 ms | min | mean | max | verdicts |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",

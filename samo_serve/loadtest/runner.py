@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,7 +15,7 @@ import httpx
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-from samo_serve.loadtest.corpus import load_corpus
+from samo_serve.loadtest.corpus import entry_picker, load_corpus
 from samo_serve.loadtest.engine import LevelResult, LoadSpec, TextPicker, run_level
 from samo_serve.loadtest.output import write_outputs
 from samo_serve.loadtest.stats import fetch_stats
@@ -41,7 +42,7 @@ def _degraded(level: dict[str, Any], p95_target_ms: float) -> bool:
 
 
 async def _levels(
-    base: LoadSpec, loads: list[int | float], open_loop: bool, stress: bool, pick: TextPicker,
+    base: LoadSpec, loads: list[int | float], open_loop: bool, stress: bool, pick: Callable[[], str],
     p95_target_ms: float, console: Console,
 ) -> tuple[list[dict[str, Any]], list[LevelResult]]:  # fmt: skip
     summaries: list[dict[str, Any]] = []
@@ -81,6 +82,7 @@ def run_loadtest(
     repeat_ratio: float = 0.0,
     unique: bool = False,
     batch: int = 1,
+    entries: int = 1,
     api_key: str | None = None,
     stress: bool = False,
     p95_target_ms: float = P95_TARGET_MS,
@@ -90,12 +92,14 @@ def run_loadtest(
     """Run the levels and return the run document (also written to ``out`` as results.json + report.md).
 
     ``unique``: every fresh text tagged and numbered (engine.TextPicker), so none is a cache hit.
+    ``entries`` > 1: each text sent is an entry of that many corpus texts (corpus.entry_picker).
     """
     console = console or Console()
     if requests is None and duration_s is None:
         requests = 200
     texts = load_corpus(corpus)
-    pick = TextPicker(texts, repeat_ratio, unique=unique)
+    picker = TextPicker(texts, repeat_ratio, unique=unique)
+    pick = entry_picker(picker, entries) if entries > 1 else picker
     base = LoadSpec(url=url.rstrip("/"), requests=requests, duration_s=duration_s, batch=batch, api_key=api_key)
     if stress:
         loads: list[int | float] = list(STRESS_STEPS)
@@ -114,6 +118,7 @@ def run_loadtest(
         + (", every text numbered (unique)" if unique else ""),
         "repeat_ratio": repeat_ratio,
         "batch": batch,
+        "sentences_per_text": entries,
         "bound": f"{requests} requests per level" if requests else f"{duration_s:g} s per level",
         "p95_target_ms": p95_target_ms,
         "levels": levels,

@@ -11,8 +11,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from samo_serve.core.segments import split_text
+from samo_serve.core.tokenizer import TextTokenizer
 from samo_serve.loadtest import engine
-from samo_serve.loadtest.corpus import builtin_corpus, load_corpus
+from samo_serve.loadtest.corpus import builtin_corpus, entry_picker, load_corpus
 from samo_serve.loadtest.engine import LevelResult, LoadSpec, TextPicker, run_level
 from samo_serve.loadtest.output import write_outputs
 from samo_serve.loadtest.summary import summarize_level
@@ -101,6 +103,37 @@ def test_unique_texts_never_repeat_within_or_across_pickers() -> None:
     texts = [first() for _ in range(5)] + [second() for _ in range(5)]
     assert len(set(texts)) == 10
     assert [t.split(" #")[0] for t in texts[:5]] == ["a", "b", "a", "b", "a"]  # the corpus, in order
+
+
+@pytest.mark.parametrize("unique", [True, False])
+def test_entries_are_read_as_their_sentences(tokenizer: TextTokenizer, unique: bool) -> None:
+    # two texts, so the corpus runs out and TextPicker numbers them: "Bye! (3)" still reads as one sentence
+    corpus = ["I love this song, it takes me back to the summer at the lake", "Bye!"]
+    corpus += builtin_corpus()[:6] if unique else []
+    picker = TextPicker(corpus, 0.0, unique=unique)
+    pick = entry_picker(picker, 8)
+    entries = [pick() for _ in range(5)]
+    sentences = []
+    for entry in entries:
+        segments = split_text(entry, tokenizer)
+        assert len(segments) == 8, entry
+        sentences += [entry[s.start : s.end] for s in segments]
+    assert len(set(sentences)) == 40  # every sentence new: per-sentence numbering survived the joining
+    assert all(s[-1] in ".!?" for s in sentences)
+    if not unique:
+        assert sentences[1:4] == ["Bye!", f"{corpus[0]} (1).", "Bye (1)!"]
+    with pytest.raises(ValueError, match=">= 1"):
+        entry_picker(picker, 0)
+
+
+async def test_entries_go_to_predict_as_one_text() -> None:
+    seen: list[httpx.Request] = []
+    pick = entry_picker(TextPicker(builtin_corpus(), 0.0), 3)
+    result = await run_level(LoadSpec("http://x", concurrency=2, requests=4), pick, transport=_app(seen))
+    assert result.statuses == {"200": 4}
+    texts = [json.loads(r.content)["text"] for r in seen]
+    assert sorted(texts) == sorted(" ".join(f"{t}." if t[-1] not in ".!?" else t for t in builtin_corpus()[i : i + 3])
+                                   for i in range(0, 12, 3))  # fmt: skip
 
 
 def _app(seen: list[httpx.Request]) -> httpx.MockTransport:

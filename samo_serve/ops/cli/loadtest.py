@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from samo_serve.ops.cli.common import DEFAULT_URL, add_api_key, get
-from samo_serve.ops.cli.errors import user_file
+from samo_serve.ops.cli.errors import CliError, user_file
 
 if TYPE_CHECKING:
     from samo_serve.ops.cli.common import Subparsers
@@ -36,9 +36,14 @@ def register(sub: Subparsers) -> None:
     bound = lt.add_mutually_exclusive_group()
     bound.add_argument("--requests", type=int, default=None, help="requests per level (default 200)")
     bound.add_argument("--duration", type=float, default=None, help="seconds per level")
-    lt.add_argument("--corpus", default=None, help="texts: .txt (one per line), .tsv (GoEmotions) or .jsonl")
+    lt.add_argument(
+        "--corpus", default=None, help="texts: .txt (one per line), .tsv (GoEmotions) or .jsonl; long ones: documents"
+    )
     lt.add_argument("--repeat-ratio", type=float, default=0.0, help="share of repeated texts (0..1): cache hits")
     lt.add_argument("--batch", type=int, default=1, help="texts per request (/predict/batch when > 1)")
+    lt.add_argument(
+        "--entries", type=int, default=1, metavar="N", help="send documents: each text is N corpus texts as sentences"
+    )
     add_api_key(lt)
     lt.add_argument("--stress", action="store_true", help="ramp concurrency 1,2,4,… until it degrades")
     lt.add_argument("--p95-target-ms", type=float, default=500.0)
@@ -50,6 +55,8 @@ def _loadtest(args: argparse.Namespace) -> int:
     from samo_serve.loadtest.corpus import load_corpus
     from samo_serve.loadtest.runner import run_loadtest
 
+    if args.entries < 1:
+        raise CliError(f"--entries {args.entries}: an entry needs at least one sentence", "pass --entries 1 or more")
     corpus = Path(args.corpus) if args.corpus else None
     if corpus is not None:  # read it now: a broken corpus is a one-line error, not a failed run
         remedy = 'pass --corpus with a .txt (a text per line), .tsv (GoEmotions) or .jsonl ({"text": …}) file'
@@ -65,6 +72,7 @@ def _loadtest(args: argparse.Namespace) -> int:
         corpus=corpus,
         repeat_ratio=args.repeat_ratio,
         batch=args.batch,
+        entries=args.entries,
         api_key=args.api_key,
         stress=args.stress,
         p95_target_ms=args.p95_target_ms,
