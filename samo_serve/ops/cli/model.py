@@ -37,6 +37,11 @@ def register(sub: Subparsers) -> None:
     ev.add_argument("--data", default=_DATA)
     ev.add_argument("--split", default="test", choices=["train", "dev", "test"])
     ev.add_argument("--json", action="store_true")
+    ev.add_argument(
+        "--documents",
+        action="store_true",
+        help="the document benchmark (pseudo-entries of 3-12 test sentences, per aggregation) and emoji F1",
+    )
     ev.set_defaults(func=_eval)
 
     _register_train(msub)
@@ -116,6 +121,8 @@ def _eval(args: argparse.Namespace) -> int:
     model_dir = Path(args.model_dir)
     _card(model_dir)
     data = _split(Path(args.data), args.split)
+    if args.documents:
+        return _eval_documents(model_dir, data, args.split, args.json)
     with user_file(data, "GoEmotions data", _DATA_REMEDY):
         report = evaluate_split(model_dir, data, args.split)
     if args.json:
@@ -139,6 +146,59 @@ def _eval(args: argparse.Namespace) -> int:
             f"vs fp32: macro-F1 {v['fp32_macro_f1']:.4f} (delta {v['macro_f1_delta']:+.4f}), "
             f"top-label agreement {v['top_label_agreement']:.2%}"
         )
+    return 0
+
+
+def _eval_documents(model_dir: Path, data: Path, split: str, as_json: bool) -> int:
+    from samo_serve.modeling.model_eval import evaluate_documents, evaluate_emoji
+
+    with user_file(data, "GoEmotions data", _DATA_REMEDY):
+        docs = evaluate_documents(model_dir, data, split)
+        emoji = evaluate_emoji(model_dir, data, tuple(s for s in ("test", "dev") if (data / f"{s}.tsv").is_file()))
+    if as_json:
+        print(json.dumps({"documents": docs, "emoji": emoji}, indent=2))
+        return 0
+    from rich.table import Table
+
+    from samo_serve.ops.report import stdout_console
+
+    console = stdout_console()
+    table = Table(
+        title=f"{docs['model_version']}: {docs['entries']} pseudo-entries of GoEmotions {split} "
+        f"({docs['sentences']} sentences, {docs['segments']} segments, seed {docs['seed']})",
+        caption="sentence: macro-F1 of each sentence as read inside its entry; P, R, F1 (micro), macro-F1: "
+        "each entry vs the union of its sentences' gold labels; labels: predicted per entry",
+    )
+    for column in ("reading", "sentence", "P", "R", "F1", "macro-F1", "labels"):
+        table.add_column(column, justify="left" if column == "reading" else "right", no_wrap=True)
+    alone = docs["alone"]
+    table.add_row("sentences alone", f"{alone['macro_f1']:.4f}", "", "", "", "", "")
+    for name, row in docs["document_level"].items():
+        seg = docs["segment_level"].get(name)
+        table.add_row(
+            "first window" if name == "first_window" else name,
+            f"{seg['macro_f1']:.4f}" if seg else "–",
+            *(f"{row[k]:.4f}" for k in ("micro_precision", "micro_recall", "micro_f1", "macro_f1")),
+            f"{row['labels_predicted']:.1f}",
+        )
+    console.print(table)
+    console.print(
+        f"true labels per entry {docs['document_level']['max']['labels_true']:.1f}; entries read in one window "
+        f"{docs['entries_in_one_window']}; gold boundaries kept {docs['boundary_recall']:.1%}; "
+        f"best document F1: {docs['best_aggregation']}"
+    )
+    emoji_table = Table(title="texts with emoji: before / after demojize")
+    for column in ("split", "texts", "macro-F1", "micro-F1"):
+        emoji_table.add_column(column, justify="left" if column == "split" else "right", no_wrap=True)
+    for name, row in emoji["splits"].items():
+        before, after = row["before"], row["after"]
+        emoji_table.add_row(
+            name,
+            str(row["texts"]),
+            f"{before['macro_f1']:.4f} → {after['macro_f1']:.4f}",
+            f"{before['micro_f1']:.4f} → {after['micro_f1']:.4f}",
+        )
+    console.print(emoji_table)
     return 0
 
 
