@@ -127,13 +127,22 @@ async def test_sample_response_is_the_shipped_models_answer(example: Example, se
 
 def _assert_same_answer(shown: dict[str, Any], answered: dict[str, Any], where: str) -> None:
     assert set(shown) == set(answered), f"{where}: fields {sorted(shown)} vs the service's {sorted(answered)}"
-    for key in set(shown) - {"emotions", "primary", "scores", "latency_ms"}:
+    for key in set(shown) - {"emotions", "primary", "scores", "latency_ms", "ekman", "sentiment", "segments"}:
         assert shown[key] == answered[key], f"{where}: {key} is {shown[key]!r}, the service says {answered[key]!r}"
     real = f"the service answers {json.dumps({k: answered[k] for k in ('emotions', 'primary')})}"
     assert [e["label"] for e in shown["emotions"]] == [e["label"] for e in answered["emotions"]], f"{where}: {real}"
     assert shown["primary"]["label"] == answered["primary"]["label"], f"{where}: {real}"
     for s, a in zip([*shown["emotions"], shown["primary"]], [*answered["emotions"], answered["primary"]], strict=True):
         assert abs(s["score"] - a["score"]) <= SCORE_TOLERANCE, f"{where}: {s['label']} {s['score']}; {real}"
+    for group in ("ekman", "sentiment"):  # a document's summaries: scores, so within the tolerance too
+        if group in shown:
+            _assert_same_answer(
+                {"emotions": shown[group], "primary": shown[group][0]},
+                {"emotions": answered[group], "primary": answered[group][0]},
+                f"{where} {group}",
+            )
+    for i, (s, a) in enumerate(zip(shown.get("segments", []), answered.get("segments", []), strict=True)):
+        _assert_same_answer(s, a, f"{where} segments[{i}]")
     if "scores" in shown:
         assert shown["scores"].keys() == answered["scores"].keys(), where
         for label, score in shown["scores"].items():
