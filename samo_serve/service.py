@@ -97,6 +97,9 @@ class EmotionService:
         self.tokenizer = None
         if settings.documents.enabled:
             self.tokenizer = tokenizer or TextTokenizer.for_card(card, settings.model_dir)
+        # ~4 characters a token in English: a text this short is sent whole, its fit checked by the model's
+        # own tokenization (measured: 60 us a text saved on the hot path; docs/API.md, "Documents")
+        self._assume_fits = 4 * self.tokenizer.window if self.tokenizer is not None else 0
         # {"admiration":0.0123,...}, 9 digits: float32 exactly (L3 answers what the model said); a format
         # string is ~10x cheaper per row than json.dumps of a dict
         self._emotions_json = "{" + ",".join(f"{json.dumps(label)}:%.9g" for label in card.labels) + "}"
@@ -134,23 +137,29 @@ class EmotionService:
     async def plan(self, texts: list[str], fields: list[str] | None = None) -> list[Plan]:
         """Each text's segments (:func:`samo_serve.core.segments.plan_text`); ``fields`` name them in errors.
 
+        A text of at most ``4 x window`` characters is sent whole without tokenizing it here: nearly all
+        fit, and the pipeline's own tokenization flags those that do not (:meth:`predict` re-plans them).
+
         Raises:
             TextTooLong: a text has more than ``limits.max_segments`` segments (unless set to truncate).
         """
         if sum(len(t) for t in texts) <= _PLAN_INLINE_CHARS:
-            plans = [plan_text(t, self.tokenizer, self.max_segments) for t in texts]
+            plans = [plan_text(t, self.tokenizer, self.max_segments, self._assume_fits) for t in texts]
         else:
-            plans = await asyncio.to_thread(lambda: [plan_text(t, self.tokenizer, self.max_segments) for t in texts])
-        if self.documents.over_max_segments == "reject":
-            for i, p in enumerate(plans):
-                if p.capped:
-                    field = fields[i] if fields else ("text" if len(texts) == 1 else f"texts[{i}]")
-                    raise TextTooLong(
-                        f"`{field}` has more than {self.max_segments} segments (sentences and windows); "
-                        f"the limit is {self.max_segments} (limits.max_segments)",
-                        {"limit": "max_segments", "value": self.max_segments},
-                    )
+            plans = await asyncio.to_thread(
+                lambda: [plan_text(t, self.tokenizer, self.max_segments, self._assume_fits) for t in texts]
+            )
+        for i, p in enumerate(plans):
+            self._check_segments(p, fields[i] if fields else ("text" if len(texts) == 1 else f"texts[{i}]"))
         return plans
+
+    def _check_segments(self, plan: Plan, field: str) -> None:
+        if plan.capped and self.documents.over_max_segments == "reject":
+            raise TextTooLong(
+                f"`{field}` has more than {self.max_segments} segments (sentences and windows); "
+                f"the limit is {self.max_segments} (limits.max_segments)",
+                {"limit": "max_segments", "value": self.max_segments},
+            )
 
     async def predict(
         self,
@@ -161,14 +170,37 @@ class EmotionService:
     ) -> list[dict[str, Any]]:
         """One result per text; ``plans`` from :meth:`plan` (planned here when not given)."""
         started = time.perf_counter()
-        if plans is None:
-            plans = await self.plan(texts)
+        plans = list(plans if plans is not None else await self.plan(texts))
         # Every segment of every text is a text of its own to the caches and the model: one call for all.
-        keys = [text_keys(self.card.version, t) for p in plans for t in p.texts]
-        segment_texts = [t for p in plans for t in p.texts]
-        found = await self.cache.lookup(keys)
+        keys = [[text_keys(self.card.version, t) for t in p.texts] for p in plans]
+        found = await self._answer(keys, plans)
+        cut = [i for i, p in enumerate(plans) if not p.checked and found[keys[i][0].cache_key][0].truncated]
+        if cut:  # sent whole on their length, but past the window: read as documents after all
+            for i in cut:
+                plans[i] = await asyncio.to_thread(plan_text, texts[i], self.tokenizer, self.max_segments)
+                self._check_segments(plans[i], "text" if len(texts) == 1 else f"texts[{i}]")
+                keys[i] = [text_keys(self.card.version, t) for t in plans[i].texts]
+            found.update(await self._answer([keys[i] for i in cut], [plans[i] for i in cut]))
+        latency_ms = round((time.perf_counter() - started) * 1000, 3)
+        if self.telemetry is not None:
+            self.telemetry.on_texts([found[k.cache_key][1] for ks in keys for k in ks])
+        out: list[dict[str, Any]] = []
+        rows: list[_Row] = []
+        for text, p, ks in zip(texts, plans, keys, strict=True):
+            rendered, row = self._render(text, p, [found[k.cache_key] for k in ks], ks[0], options)
+            rendered.update(model_version=self.card.version, latency_ms=latency_ms)
+            out.append(rendered)
+            rows.append(row)
+        if self.request_log is not None:
+            self.request_log.record(self._log_rows(texts, rows, out, latency_ms, context or RequestContext()))
+        return out
+
+    async def _answer(self, keys: list[list[TextKeys]], plans: list[Plan]) -> dict[str, tuple[CachedResult, str]]:
+        """Results of every segment: from the caches, and the distinct misses from one pipeline call."""
+        flat = [k for ks in keys for k in ks]
+        found = await self.cache.lookup(flat)
         missing: dict[str, str] = {}
-        for k, text in zip(keys, segment_texts, strict=True):
+        for k, text in zip(flat, (t for p in plans for t in p.texts), strict=True):
             if k.cache_key not in found:
                 missing.setdefault(k.cache_key, text)
         if missing:
@@ -176,22 +208,7 @@ class EmotionService:
             fresh = dict(zip(missing, results, strict=True))
             found.update((key, (result, "miss")) for key, result in fresh.items())
             self.cache.fill(fresh)
-        latency_ms = round((time.perf_counter() - started) * 1000, 3)
-        if self.telemetry is not None:
-            self.telemetry.on_texts([found[k.cache_key][1] for k in keys])
-        out: list[dict[str, Any]] = []
-        rows: list[_Row] = []
-        i = 0
-        for text, p in zip(texts, plans, strict=True):
-            parts = [found[k.cache_key] for k in keys[i : i + p.cost]]
-            rendered, row = self._render(text, p, parts, keys[i], options)
-            i += p.cost
-            rendered.update(model_version=self.card.version, latency_ms=latency_ms)
-            out.append(rendered)
-            rows.append(row)
-        if self.request_log is not None:
-            self.request_log.record(self._log_rows(texts, rows, out, latency_ms, context or RequestContext()))
-        return out
+        return found
 
     def _render(
         self, text: str, plan: Plan, parts: list[tuple[CachedResult, str]], first: TextKeys, options: PredictOptions

@@ -209,6 +209,8 @@ class Plan:
     spans: list[Segment] | None = None
     #: more segments than ``max_segments``: only the first ones are in ``texts``
     capped: bool = False
+    #: False: sent whole on its length alone, not tokenized; the model's truncation flag tells if it fit
+    checked: bool = True
 
     @property
     def cost(self) -> int:
@@ -216,14 +218,18 @@ class Plan:
         return len(self.texts)
 
 
-def plan_text(text: str, tokenizer: TextTokenizer | None, max_segments: int) -> Plan:
+def plan_text(text: str, tokenizer: TextTokenizer | None, max_segments: int, assume_fits_chars: int = 0) -> Plan:
     """The segments of ``text`` (emoji named first), at most ``max_segments`` (``capped`` past them).
 
     ``tokenizer`` None: documents are off, the text is one segment that the model truncates as before.
+    ``assume_fits_chars``: a text this short is sent whole unchecked (``checked`` False): the pipeline
+    tokenizes it anyway and flags it when it did not fit, and then it is planned again with 0 here.
     """
     named = demojize_mapped(text)
     if tokenizer is None:
         return Plan([named.text])
+    if len(named.text) <= assume_fits_chars:
+        return Plan([named.text], checked=False)
     found = split_text(named.text, tokenizer, max_segments=max_segments + 1)
     if not found:  # no sentence has content: the whole text, as before
         return Plan([named.text])

@@ -182,3 +182,20 @@ async def test_http_rate_limit_charges_a_document_by_its_segments(
         r = await c.post("/predict", json={"text": ENTRY})
         assert r.status_code == 429
         assert (await c.post("/predict", json={"text": "one more"})).status_code == 200  # the 6th
+
+
+async def test_a_short_text_past_the_window_is_read_as_a_document(
+    make_service: Callable[..., EmotionService], fake_runner
+) -> None:
+    # short enough to be sent whole unchecked (4 characters a token), but 150 tokens: the pipeline flags it
+    text = "Ça va? Ja! 한국! " * 10
+    assert len(text) <= 4 * 62
+    service = make_service(fake_runner)
+    (doc,) = await service.predict([text], WITH_SEGMENTS)
+    assert doc["truncated"] is False
+    assert doc["segment_count"] == 30
+    assert [text[s["start"] : s["end"]] for s in doc["segments"][:3]] == ["Ça va?", "Ja!", "한국!"]
+    assert fake_runner.calls == [1, 3]  # the whole text once, then its three distinct sentences
+    (again,) = await service.predict([text], PredictOptions())
+    assert (again["cache"], again["segment_count"]) == ("l1", 30)
+    assert fake_runner.calls == [1, 3]
