@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import json
 import random
+import sqlite3
 from datetime import timedelta
 from pathlib import Path
 
@@ -154,3 +155,31 @@ def test_percentile_cont_matches_postgres_definition() -> None:
     assert percentile_cont([10.0], 0.95) == 10.0
     assert percentile_cont([0.0, 100.0], 0.95) == pytest.approx(95.0)
     assert percentile_cont([], 0.5) is None
+
+
+async def test_a_document_row_is_one_text_and_never_answers_l3(store: LogStore) -> None:
+    single, document = make_row(text_hash="d" * 64), dataclasses.replace(make_row(text_hash="e" * 64), segment_count=7)
+    await store.insert([single, document])
+    assert set(await store.lookup("m-1", ["d" * 64, "e" * 64])) == {"d" * 64}  # L3 answers single texts only
+    assert await count_rows(store) == 2  # analytics count texts: a document is one, whatever its segments
+
+
+async def test_a_version_1_sqlite_log_gains_segment_count(tmp_path: Path) -> None:
+    path = tmp_path / "v1.sqlite3"
+    with sqlite3.connect(path) as conn:  # a log written before documents: migration 1 only
+        conn.execute("CREATE TABLE samo_schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL)")
+        for statement in MIGRATIONS[0].sqlite:
+            conn.execute(statement)
+        conn.execute("INSERT INTO samo_schema_migrations VALUES (1, 'create emotion_requests')")
+        conn.execute(
+            "INSERT INTO emotion_requests VALUES ('old', '2026-01-01T00:00:00+00:00', 'r', NULL, ?, NULL, 'joy', "
+            "0.5, '{\"joy\": 0.5}', 'm-1', 'miss', 1.0, 0)",
+            ("f" * 64,),
+        )
+    store = store_for_url(f"sqlite:///{path}", "", statement_timeout_s=10)
+    try:
+        assert await store.migrate() == [1, 2]
+        assert set(await store.lookup("m-1", ["f" * 64])) == {"f" * 64}  # old rows are single texts
+        assert await store.insert([dataclasses.replace(make_row(), segment_count=3)]) == 1
+    finally:
+        await store.close()
