@@ -166,19 +166,20 @@ def _eval_documents(model_dir: Path, data: Path, split: str, as_json: bool) -> i
     table = Table(
         title=f"{docs['model_version']}: {docs['entries']} pseudo-entries of GoEmotions {split} "
         f"({docs['sentences']} sentences, {docs['segments']} segments, seed {docs['seed']})",
-        caption="sentence: macro-F1 of each sentence as read inside its entry; P, R, F1 (micro), macro-F1: "
-        "each entry vs the union of its sentences' gold labels; labels: predicted per entry",
+        caption="sentence: macro-F1 of each sentence as read inside its entry (past: entries past the window "
+        "only); P, R, F1 (micro) and macro-F1: each entry vs the union of its sentences' gold labels; labels: "
+        "predicted per entry",
     )
-    for column in ("reading", "sentence", "P", "R", "F1", "macro-F1", "labels"):
+    for column in ("reading", "sentence", "past", "P", "R", "F1", "macro", "labels"):
         table.add_column(column, justify="left" if column == "reading" else "right", no_wrap=True)
     alone = docs["alone"]
-    table.add_row("sentences alone", f"{alone['macro_f1']:.4f}", "", "", "", "", "")
+    table.add_row("alone", f"{alone['macro_f1']:.3f}", f"{alone['macro_f1_past_window']:.3f}", *[""] * 5)
     for name, row in docs["document_level"].items():
         seg = docs["segment_level"].get(name)
         table.add_row(
             "first window" if name == "first_window" else name,
-            f"{seg['macro_f1']:.4f}" if seg else "–",
-            *(f"{row[k]:.4f}" for k in ("micro_precision", "micro_recall", "micro_f1", "macro_f1")),
+            *((f"{seg['macro_f1']:.3f}", f"{seg['macro_f1_past_window']:.3f}") if seg else ("–", "–")),
+            *(f"{row[k]:.3f}" for k in ("micro_precision", "micro_recall", "micro_f1", "macro_f1")),
             f"{row['labels_predicted']:.1f}",
         )
     console.print(table)
