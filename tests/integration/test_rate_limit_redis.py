@@ -11,7 +11,6 @@ from samo_serve.storage.circuit import CircuitBreaker
 from samo_serve.storage.redis_cache import redis_client
 from testkit.local_services import RedisServer
 
-
 # Redis timeout for these tests: generous, so that a loaded machine does not turn a slow answer into the
 # in-process fallback (tested on its own below) and the count of allowed calls into a flake.
 TIMEOUT_S = 2.0
