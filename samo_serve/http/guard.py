@@ -106,7 +106,7 @@ class Guard:
         state["rate_tier"] = key.tier
 
     async def charge(self, request: Request, cost: int) -> None:
-        """Take ``cost`` tokens (texts) from the caller's bucket; 429 with Retry-After when it is empty."""
+        """Take ``cost`` tokens (texts; a document's segments) from the caller's bucket; 429 when it is empty."""
         if self.limiter is None:
             return
         state = request.scope.setdefault("state", {})
@@ -116,7 +116,10 @@ class Guard:
             self.refused_rate += 1
             tier = self.limiter.tier(state.get("rate_tier"))
             if cost > tier.burst:
-                message = f"{cost} texts at once is more than this caller's burst of {tier.burst}: split the batch"
+                message = (
+                    f"{cost} texts at once (a document counts its sentences) is more than this caller's burst "
+                    f"of {tier.burst}: split the batch or the document"
+                )
             else:
                 message = f"rate limit of {tier.per_second:g} texts/s (burst {tier.burst}) reached"
             raise RateLimited(message, headers=decision.headers())
