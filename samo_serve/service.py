@@ -144,14 +144,15 @@ class EmotionService:
             TextTooLong: a text has more than ``limits.max_segments`` segments (unless set to truncate).
         """
         if sum(len(t) for t in texts) <= _PLAN_INLINE_CHARS:
-            plans = [plan_text(t, self.tokenizer, self.max_segments, self._assume_fits) for t in texts]
+            plans = [self._plan_one(t, self._assume_fits) for t in texts]
         else:
-            plans = await asyncio.to_thread(
-                lambda: [plan_text(t, self.tokenizer, self.max_segments, self._assume_fits) for t in texts]
-            )
+            plans = await asyncio.to_thread(lambda: [self._plan_one(t, self._assume_fits) for t in texts])
         for i, p in enumerate(plans):
             self._check_segments(p, fields[i] if fields else ("text" if len(texts) == 1 else f"texts[{i}]"))
         return plans
+
+    def _plan_one(self, text: str, assume_fits_chars: int = 0) -> Plan:
+        return plan_text(text, self.tokenizer, self.max_segments, assume_fits_chars, self.documents.name_emoji)
 
     def _check_segments(self, plan: Plan, field: str) -> None:
         if plan.capped and self.documents.over_max_segments == "reject":
@@ -177,7 +178,7 @@ class EmotionService:
         cut = [i for i, p in enumerate(plans) if not p.checked and found[keys[i][0].cache_key][0].truncated]
         if cut:  # sent whole on their length, but past the window: read as documents after all
             for i in cut:
-                plans[i] = await asyncio.to_thread(plan_text, texts[i], self.tokenizer, self.max_segments)
+                plans[i] = await asyncio.to_thread(self._plan_one, texts[i])
                 self._check_segments(plans[i], "text" if len(texts) == 1 else f"texts[{i}]")
                 keys[i] = [text_keys(self.card.version, t) for t in plans[i].texts]
             found.update(await self._answer([keys[i] for i in cut], [plans[i] for i in cut]))

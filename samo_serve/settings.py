@@ -167,6 +167,10 @@ class DocumentSettings(_Section):
     aggregation: Literal["max", "mean", "length_mean", "top2_mean", "noisy_or"] = "max"
     #: past ``limits.max_segments``: refuse the text (413), or read its first segments (``truncated_by``)
     over_max_segments: Literal["reject", "truncate"] = "reject"
+    #: emoji become their names before the model reads a text (the cache key follows). Off: the shipped
+    #: model was not trained on names and reads them literally ("face with tears of joy" adds joy): on the
+    #: GoEmotions test texts with emoji, micro-F1 0.587 as they are, 0.542 named (docs/MODEL.md, "Emoji")
+    name_emoji: bool = False
 
 
 class ObservabilitySettings(_Section):

@@ -16,7 +16,7 @@ from itertools import islice
 
 import numpy as np
 
-from samo_serve.core.emoji_text import demojize_mapped
+from samo_serve.core.emoji_text import Demojized, demojize_mapped
 from samo_serve.core.tokenizer import TextTokenizer
 
 __all__ = [
@@ -203,7 +203,7 @@ def aggregate(scores: np.ndarray, lengths: np.ndarray, method: str) -> np.ndarra
 class Plan:
     """What the model reads of one text: the text of each segment, and where it lies in the text as sent."""
 
-    #: the model's input per segment (emoji named): the cache keys follow these
+    #: the model's input per segment (emoji named where configured): the cache keys follow these
     texts: list[str]
     #: offsets into the original text; None: one segment, the whole text, read exactly as a single text
     spans: list[Segment] | None = None
@@ -218,14 +218,21 @@ class Plan:
         return len(self.texts)
 
 
-def plan_text(text: str, tokenizer: TextTokenizer | None, max_segments: int, assume_fits_chars: int = 0) -> Plan:
-    """The segments of ``text`` (emoji named first), at most ``max_segments`` (``capped`` past them).
+def plan_text(
+    text: str,
+    tokenizer: TextTokenizer | None,
+    max_segments: int,
+    assume_fits_chars: int = 0,
+    name_emoji: bool = False,
+) -> Plan:
+    """The segments of ``text``, at most ``max_segments`` (``capped`` past them).
 
     ``tokenizer`` None: documents are off, the text is one segment that the model truncates as before.
     ``assume_fits_chars``: a text this short is sent whole unchecked (``checked`` False): the pipeline
     tokenizes it anyway and flags it when it did not fit, and then it is planned again with 0 here.
+    ``name_emoji``: emoji become their names first (offsets still point into ``text``).
     """
-    named = demojize_mapped(text)
+    named = demojize_mapped(text) if name_emoji else Demojized(text, text)
     if tokenizer is None:
         return Plan([named.text])
     if len(named.text) <= assume_fits_chars:

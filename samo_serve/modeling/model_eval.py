@@ -31,7 +31,14 @@ from samo_serve.modeling.evaluation import (
     top_label_agreement,
 )
 from samo_serve.modeling.goemotions import read_split
-from samo_serve.settings import LimitSettings, RunnerSettings
+from samo_serve.settings import DocumentSettings, LimitSettings, RunnerSettings
+
+# The documents benchmark reads texts as the service does by default (emoji named or not).
+NAME_EMOJI = DocumentSettings().name_emoji
+
+
+def as_served(text: str) -> str:
+    return demojize(text) if NAME_EMOJI else text
 
 __all__ = ["evaluate_documents", "evaluate_emoji", "evaluate_split", "score_texts"]
 
@@ -100,11 +107,12 @@ def _metrics(
 
 def _read(entries: list[PseudoEntry], tokenizer: TextTokenizer) -> tuple[list[list[Span]], list[str]]:
     """Each entry as the service reads it (core.segments.plan_text): its segments' offsets into the entry, and
-    every segment's text (emoji named) in order; an entry that fits the window is one segment, itself."""
+    every segment's text in order (emoji named where the service names them); an entry that fits the window
+    is one segment, itself."""
     spans: list[list[Span]] = []
     texts: list[str] = []
     for entry in entries:
-        plan = plan_text(entry.text, tokenizer, LimitSettings().max_segments)
+        plan = plan_text(entry.text, tokenizer, LimitSettings().max_segments, name_emoji=NAME_EMOJI)
         spans.append([(0, len(entry.text))] if plan.spans is None else [(s.start, s.end) for s in plan.spans])
         texts.extend(plan.texts)
     return spans, texts
@@ -125,14 +133,14 @@ def evaluate_documents(model_dir: Path, data_dir: Path, split: str = "test", see
     started = time.perf_counter()
     entries = build_entries(data.texts, seed)
     gold = data.targets[[row for entry in entries for row in entry.rows]]
-    alone = score([demojize(s) for entry in entries for s in entry.sentences])
+    alone = score([as_served(s) for entry in entries for s in entry.sentences])
     segments, seg_texts = _read(entries, tokenizer)
     seg_scores = score(seg_texts)
     seg_lengths = np.fromiter((len(t) for t in seg_texts), dtype=np.int64, count=len(seg_texts))  # as served
     bounds = np.cumsum([0, *(len(segs) for segs in segments)])
     past = np.repeat([len(segs) > 1 for segs in segments], [len(entry.rows) for entry in entries])
     doc_gold = document_targets(entries, data.targets)
-    whole = score([demojize(entry.text) for entry in entries])
+    whole = score([as_served(entry.text) for entry in entries])
     document_level = {"first_window": document_metrics(whole, doc_gold, thresholds)}
     segment_level: dict[str, dict[str, float]] = {}
     for method in AGGREGATIONS:

@@ -92,12 +92,15 @@ async def test_a_text_that_fits_is_unchanged(make_service: Callable[..., Emotion
     assert asked["emotions"] == out["emotions"]
 
 
-async def test_emoji_are_named_in_the_cache_key(make_service: Callable[..., EmotionService], fake_runner) -> None:
-    service = make_service(fake_runner)
+@pytest.mark.parametrize("name_emoji", [True, False], ids=["named", "as-is"])
+async def test_the_cache_key_follows_the_text_the_model_reads(
+    make_service: Callable[..., EmotionService], fake_runner, name_emoji: bool
+) -> None:
+    service = make_service(fake_runner, Settings(documents={"name_emoji": name_emoji}))
     (angry,) = await service.predict(["😡😡😡"], PredictOptions(all_scores=True))
     (named,) = await service.predict(["enraged face enraged face enraged face"], PredictOptions(all_scores=True))
-    assert named["cache"] == "l1"  # the key follows the text the model read
-    assert named["scores"] == angry["scores"]
+    # named: the model read the names, so the named text is the same key; as-is (the default): another text
+    assert named["cache"] == ("l1" if name_emoji else "miss")
 
 
 async def test_max_segments_refuses_or_truncates(make_service: Callable[..., EmotionService], fake_runner) -> None:
