@@ -39,7 +39,7 @@ from samo_serve.client.errors import (
     ValidationFailed,
 )
 from samo_serve.client.sync import Client
-from samo_serve.client.types import Emotion, EmotionCount, Label, Prediction, Readiness, Summary
+from samo_serve.client.types import Emotion, EmotionCount, Label, Prediction, Readiness, Segment, Summary
 
 __all__ = [
     "AnalyticsUnavailable",
@@ -66,6 +66,7 @@ __all__ = [
     "RequestTimeout",
     "Retry",
     "SamoClientError",
+    "Segment",
     "ServerError",
     "Summary",
     "TextTooLong",

@@ -112,8 +112,9 @@ def client_headers(api_key: str | None, extra: Mapping[str, str] | None) -> dict
     return headers
 
 
-def options(threshold: float | None, top_k: int | None, all_scores: bool) -> dict[str, Any]:
-    """The optional prediction fields, only those set (the server rejects unknown or null-typed ones)."""
+def options(threshold: float | None, top_k: int | None, all_scores: bool, segments: bool = False) -> dict[str, Any]:
+    """The optional prediction fields, only those set (the server rejects unknown or null-typed ones,
+    and an older server one it does not know, such as ``segments``)."""
     body: dict[str, Any] = {}
     if threshold is not None:
         body["threshold"] = threshold
@@ -121,6 +122,8 @@ def options(threshold: float | None, top_k: int | None, all_scores: bool) -> dic
         body["top_k"] = top_k
     if all_scores:
         body["all_scores"] = True
+    if segments:
+        body["segments"] = True
     return body
 
 

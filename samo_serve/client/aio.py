@@ -59,10 +59,21 @@ class AsyncClient:
         )
 
     async def predict(
-        self, text: str, *, threshold: float | None = None, top_k: int | None = None, all_scores: bool = False
+        self,
+        text: str,
+        *,
+        threshold: float | None = None,
+        top_k: int | None = None,
+        all_scores: bool = False,
+        segments: bool = False,
     ) -> Prediction:
-        """The emotions of one text (``POST /predict``)."""
-        body = {"text": text, **options(threshold, top_k, all_scores)}
+        """The emotions of one text (``POST /predict``).
+
+        A text longer than the model's window is read as a document, sentence by sentence: its answer
+        has ``segment_count``, ``ekman`` and ``sentiment``; ``segments=True`` also returns each
+        :class:`Segment` (for any text, one that fits being one segment).
+        """
+        body = {"text": text, **options(threshold, top_k, all_scores, segments)}
         return Prediction.from_json(await self._call("POST", "/predict", json=body))
 
     async def predict_batch(
@@ -72,20 +83,20 @@ class AsyncClient:
         threshold: float | None = None,
         top_k: int | None = None,
         all_scores: bool = False,
+        segments: bool = False,
     ) -> list[Prediction]:
         """The emotions of each text, in order; any number of texts, sent ``max_batch_texts`` at a time.
 
         Chunks go one after another (each counts against a rate limit by its texts); an error in one
-        raises, and the chunks before it are not returned.
+        raises, and the chunks before it are not returned. ``segments`` as in :meth:`predict`.
         """
         texts = list(texts)
         if not texts:
             return []
+        asked = options(threshold, top_k, all_scores, segments)
         out: list[Prediction] = []
         for chunk in chunked(texts, await self.max_batch_texts()):
-            data = await self._call(
-                "POST", "/predict/batch", json={"texts": chunk, **options(threshold, top_k, all_scores)}
-            )
+            data = await self._call("POST", "/predict/batch", json={"texts": chunk, **asked})
             out.extend(Prediction.from_json(r) for r in data["results"])
         return out
 

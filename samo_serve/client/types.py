@@ -8,9 +8,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-__all__ = ["Emotion", "EmotionCount", "Label", "Prediction", "Readiness", "Summary"]
+__all__ = ["Emotion", "EmotionCount", "Label", "Prediction", "Readiness", "Segment", "Summary"]
 
 CacheLevel = Literal["l1", "l2", "l3", "miss"]
+TruncatedBy = Literal["max_segments", "model_window"]
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,50 @@ class Emotion:
         return cls(str(data["label"]), float(data["score"]))
 
 
+def _emotions(data: list[dict[str, Any]] | None) -> list[Emotion] | None:
+    return [Emotion.from_json(e) for e in data] if data is not None else None
+
+
+def _scores(data: dict[str, Any] | None) -> dict[str, float] | None:
+    return {str(k): float(v) for k, v in data.items()} if data is not None else None
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One sentence or window of a document, as ``segments: true`` gives it.
+
+    Attributes:
+        start, end: offsets into the text sent, in Python ``str`` characters: see :meth:`text_of`.
+        emotions: the segment's own labels at or above their threshold, highest score first.
+        primary: its highest-scoring label.
+        scores: every label's score, only with ``all_scores=True``.
+    """
+
+    start: int
+    end: int
+    emotions: list[Emotion]
+    primary: Emotion
+    scores: dict[str, float] | None = None
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Segment:
+        return cls(
+            start=int(data["start"]),
+            end=int(data["end"]),
+            emotions=[Emotion.from_json(e) for e in data["emotions"]],
+            primary=Emotion.from_json(data["primary"]),
+            scores=_scores(data.get("scores")),
+        )
+
+    def text_of(self, original: str) -> str:
+        """The segment's text: ``original`` must be the very text sent to the server."""
+        return original[self.start : self.end]
+
+    @property
+    def labels(self) -> list[str]:
+        return [e.label for e in self.emotions]
+
+
 @dataclass(frozen=True)
 class Prediction:
     """One text's answer, as ``POST /predict`` gives it.
@@ -32,6 +77,12 @@ class Prediction:
         primary: the highest-scoring label.
         cache: which level answered (``miss``: the model ran).
         scores: every label's score, only when asked for with ``all_scores=True``.
+        truncated_by: which cap left part of the text unread (``max_segments``, ``model_window``).
+        segment_count: sentences and windows read; set for a document (a text longer than the model's
+            window) and for any text sent with ``segments=True``, else None.
+        ekman, sentiment: each Ekman / sentiment group scored by its strongest label, highest first;
+            set with ``segment_count``.
+        segments: each sentence or window in text order, only with ``segments=True``.
     """
 
     emotions: list[Emotion]
@@ -41,11 +92,16 @@ class Prediction:
     truncated: bool
     latency_ms: float
     scores: dict[str, float] | None = None
+    truncated_by: TruncatedBy | None = None
+    segment_count: int | None = None
+    ekman: list[Emotion] | None = None
+    sentiment: list[Emotion] | None = None
+    segments: list[Segment] | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Prediction:
-        scores = data.get("scores")
+        count, segments = data.get("segment_count"), data.get("segments")
         return cls(
             emotions=[Emotion.from_json(e) for e in data["emotions"]],
             primary=Emotion.from_json(data["primary"]),
@@ -53,7 +109,12 @@ class Prediction:
             cache=data["cache"],
             truncated=bool(data["truncated"]),
             latency_ms=float(data["latency_ms"]),
-            scores={str(k): float(v) for k, v in scores.items()} if scores is not None else None,
+            scores=_scores(data.get("scores")),
+            truncated_by=data.get("truncated_by"),
+            segment_count=int(count) if count is not None else None,
+            ekman=_emotions(data.get("ekman")),
+            sentiment=_emotions(data.get("sentiment")),
+            segments=[Segment.from_json(s) for s in segments] if segments is not None else None,
             raw=data,
         )
 
