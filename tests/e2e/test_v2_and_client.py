@@ -175,3 +175,25 @@ def test_async_python_client(server: Server) -> None:
                 await samo.predict_batch(["fine", ""])
 
     asyncio.run(run())
+
+
+def test_python_client_reads_a_document_by_its_sentences(server: Server) -> None:
+    sentences = [
+        "I woke up late and missed the bus again, so I had to walk the whole way to work in the cold rain today.",
+        "At the meeting my manager blamed me for his own mistake in front of the entire team, and I was furious.",
+        "Then my sister came over tonight with a warm dinner and a card, and I am so grateful to have her in my life.",
+    ]
+    entry = " ".join(sentences)  # ~320 characters: past the model's 64-token window, so read as a document
+    with Client(server.url, timeout=120) as samo:
+        document = samo.predict(entry, segments=True)
+        (batched,) = samo.predict_batch([entry], segments=True)
+        plain = samo.predict(entry)
+    for got in (document, batched):
+        assert got.segment_count is not None
+        assert got.segment_count >= 2
+        assert got.segments is not None
+        assert [s.text_of(entry) for s in got.segments] == sentences
+        assert got.ekman
+        assert got.sentiment
+    assert plain.segment_count == document.segment_count
+    assert plain.segments is None
