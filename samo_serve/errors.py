@@ -14,6 +14,7 @@
     ├── NotFound               404 NOT_FOUND
     ├── MethodNotAllowed       405 METHOD_NOT_ALLOWED   (Allow names the methods)
     ├── Unauthorized           401 UNAUTHORIZED         no API key, or not an active one
+    ├── Forbidden              403 FORBIDDEN            the key lacks the scope the route needs
     ├── RateLimited            429 RATE_LIMITED         the caller's token bucket is empty (Retry-After)
     ├── Overloaded             503 OVERLOADED           the replica's in-flight bound is reached (Retry-After)
     ├── RequestTimeout         503 TIMEOUT              the prediction took longer than request_timeout_s
@@ -36,6 +37,7 @@ __all__ = [
     "BodyTooLarge",
     "ClientClosed",
     "EmptyText",
+    "Forbidden",
     "InvalidJSON",
     "InvalidTensor",
     "MethodNotAllowed",
@@ -124,6 +126,10 @@ class AnalyticsUnavailable(SamoError):
 
 class Unauthorized(SamoError):
     code, http_status = "UNAUTHORIZED", 401
+
+
+class Forbidden(SamoError):
+    code, http_status = "FORBIDDEN", 403
 
 
 class RateLimited(SamoError):

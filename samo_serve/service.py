@@ -64,6 +64,12 @@ class RequestContext:
 
     request_id: str = ""
     api_key_id: str | None = None
+    #: the key's tenant ("" with no keys configured): its rows, its caches, its users
+    tenant_id: str = ""
+    #: the person who wrote the texts (the caller's id, unique within the tenant)
+    user_id: str | None = None
+    #: when the texts were written (None: now)
+    occurred_at: datetime | None = None
 
 
 class EmotionService:
@@ -104,6 +110,7 @@ class EmotionService:
         # string is ~10x cheaper per row than json.dumps of a dict
         self._emotions_json = "{" + ",".join(f"{json.dumps(label)}:%.9g" for label in card.labels) + "}"
         cache = settings.cache
+        self.shared_cache = cache.shared_across_tenants
         self.cache = CacheRouter(
             card.version,
             card.labels,
@@ -171,17 +178,20 @@ class EmotionService:
     ) -> list[dict[str, Any]]:
         """One result per text; ``plans`` from :meth:`plan` (planned here when not given)."""
         started = time.perf_counter()
+        context = context or RequestContext()
         plans = list(plans if plans is not None else await self.plan(texts))
+        # Each tenant has caches of its own (unless shared): another tenant's text is never a hit.
+        tenant = "" if self.shared_cache else context.tenant_id
         # Every segment of every text is a text of its own to the caches and the model: one call for all.
-        keys = [[text_keys(self.card.version, t) for t in p.texts] for p in plans]
-        found = await self._answer(keys, plans)
+        keys = [[text_keys(self.card.version, t, tenant) for t in p.texts] for p in plans]
+        found = await self._answer(keys, plans, context)
         cut = [i for i, p in enumerate(plans) if not p.checked and found[keys[i][0].cache_key][0].truncated]
         if cut:  # sent whole on their length, but past the window: read as documents after all
             for i in cut:
                 plans[i] = await asyncio.to_thread(self._plan_one, texts[i])
                 self._check_segments(plans[i], "text" if len(texts) == 1 else f"texts[{i}]")
-                keys[i] = [text_keys(self.card.version, t) for t in plans[i].texts]
-            found.update(await self._answer([keys[i] for i in cut], [plans[i] for i in cut]))
+                keys[i] = [text_keys(self.card.version, t, tenant) for t in plans[i].texts]
+            found.update(await self._answer([keys[i] for i in cut], [plans[i] for i in cut], context))
         latency_ms = round((time.perf_counter() - started) * 1000, 3)
         if self.telemetry is not None:
             self.telemetry.on_texts([found[k.cache_key][1] for ks in keys for k in ks])
@@ -193,13 +203,15 @@ class EmotionService:
             out.append(rendered)
             rows.append(row)
         if self.request_log is not None:
-            self.request_log.record(self._log_rows(texts, rows, out, latency_ms, context or RequestContext()))
+            self.request_log.record(self._log_rows(texts, rows, out, latency_ms, context))
         return out
 
-    async def _answer(self, keys: list[list[TextKeys]], plans: list[Plan]) -> dict[str, tuple[CachedResult, str]]:
+    async def _answer(
+        self, keys: list[list[TextKeys]], plans: list[Plan], context: RequestContext
+    ) -> dict[str, tuple[CachedResult, str]]:
         """Results of every segment: from the caches, and the distinct misses from one pipeline call."""
         flat = [k for ks in keys for k in ks]
-        found = await self.cache.lookup(flat)
+        found = await self.cache.lookup(flat, None if self.shared_cache else context.tenant_id)
         missing: dict[str, str] = {}
         for k, text in zip(flat, (t for p in plans for t in p.texts), strict=True):
             if k.cache_key not in found:

@@ -11,7 +11,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from samo_serve.observability.recommendations import RecommendationSettings
@@ -119,6 +119,10 @@ class CacheSettings(_Section):
     #: consecutive errors that open a level's circuit, and how long it stays open before one trial call
     circuit_failures: int = Field(default=3, ge=1)
     circuit_open_s: float = Field(default=5.0, gt=0)
+    #: one cache for every tenant: a repeat of another tenant's text is a hit (faster, fewer model calls),
+    #: but then a tenant can test whether any other tenant sent a given text (a "cache" of l1/l2/l3). Off:
+    #: every level is keyed by tenant, so another tenant's texts are always a miss
+    shared_across_tenants: bool = False
 
 
 class RequestLogSettings(_Section):
@@ -133,6 +137,16 @@ class RequestLogSettings(_Section):
     retry_max_backoff_s: float = Field(default=5.0, gt=0)
     #: per-statement bound, so a hung database cannot stall shutdown
     statement_timeout_s: float = Field(default=10.0, gt=0)
+    #: raw rows older than this many days (by ``created_at``) are dropped (PostgreSQL: whole day partitions;
+    #: SQLite: batched deletes); the hourly rollups that analytics read stay. None: keep every row
+    retention_days: int | None = Field(default=None, ge=1)
+    #: how often the writer task creates partitions ahead and applies retention
+    maintenance_interval_s: float = Field(default=3600.0, gt=0)
+    #: key of the keyed ``text_hash`` (HMAC-SHA256); never logged or returned. Unset: read from
+    #: ``hash_key_file``, which is generated on first use. Replicas on several machines must share it
+    hash_key: SecretStr | None = None
+    #: where the generated key is kept; default ``data_dir/request-log.key`` (beside the SQLite log)
+    hash_key_file: Path | None = None
 
 
 class LimitSettings(_Section):

@@ -8,6 +8,11 @@ The keys file (``SAMO_API_KEYS_FILE``, by default ``$XDG_CONFIG_HOME/samo/keys.j
 atomically by ``samo-serve keys …``. Every replica stats it at most once a second and re-reads it when its
 modification time, size or inode changes, so a key created or revoked takes effect within a second or two
 without a restart, and a file that appears after start turns auth on (one that disappears turns it off).
+
+Each key belongs to a tenant (``--tenant NAME``; a key without one is a tenant of its own, named by its id)
+and holds scopes: ``predict`` (classify texts), ``analytics`` (read and erase its tenant's data) and
+``admin`` (everything, across tenants: /stats, the dashboard's data, any tenant's analytics and erasure).
+A file written before tenants existed reads as keys of their own tenants with the default scopes.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import hmac
 import json
 import logging
 import os
+import re
 import secrets
 import tempfile
 import time
@@ -26,12 +32,44 @@ from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-__all__ = ["ApiKey", "KeyStore", "generate_key", "parse_key"]
+__all__ = [
+    "DEFAULT_SCOPES",
+    "SCOPES",
+    "ApiKey",
+    "KeyStore",
+    "check_tenant",
+    "generate_key",
+    "parse_key",
+    "parse_scopes",
+]
 
 log = logging.getLogger(__name__)
 
 _PREFIX = "samo"
 _RECHECK_S = 1.0
+SCOPES = ("predict", "analytics", "admin")
+DEFAULT_SCOPES = ("predict", "analytics")
+_TENANT = re.compile(r"[A-Za-z0-9._:@-]{1,128}")
+_KEY_ID = re.compile(r"[0-9a-f]{12}")
+
+
+def parse_scopes(text: str) -> tuple[str, ...]:
+    """``"predict,analytics"`` -> the scopes, in canonical order. Raises ValueError naming an unknown one."""
+    names = {s.strip() for s in text.split(",") if s.strip()}
+    if unknown := names - set(SCOPES):
+        raise ValueError(f"unknown scope(s) {', '.join(sorted(unknown))}; choose from {', '.join(SCOPES)}")
+    if not names:
+        raise ValueError(f"no scope given; choose from {', '.join(SCOPES)}")
+    return tuple(s for s in SCOPES if s in names)
+
+
+def check_tenant(name: str) -> str:
+    """A tenant name: the characters of a user id, and never a key id (a key without a tenant is one)."""
+    if not _TENANT.fullmatch(name):
+        raise ValueError("a tenant is 1-128 characters of A-Z a-z 0-9 . _ : @ -")
+    if _KEY_ID.fullmatch(name):
+        raise ValueError("a tenant name of 12 hex digits could be taken for a key's own tenant: choose another")
+    return name
 
 
 @dataclass(frozen=True)
@@ -42,10 +80,23 @@ class ApiKey:
     hash: str  # sha256 of the secret, hex
     created_at: str
     revoked_at: str | None = None
+    tenant: str | None = None  # None: the key is a tenant of its own
+    scopes: tuple[str, ...] = DEFAULT_SCOPES
 
     @property
     def active(self) -> bool:
         return self.revoked_at is None
+
+    @property
+    def tenant_id(self) -> str:
+        """What the request log records as this key's tenant."""
+        return self.tenant or self.id
+
+    @classmethod
+    def from_json(cls, data: dict[str, object]) -> ApiKey:
+        scopes = data.get("scopes")
+        fields = {**data, "scopes": tuple(scopes) if isinstance(scopes, list | tuple) else DEFAULT_SCOPES}
+        return cls(**fields)  # type: ignore[arg-type]
 
     def public(self) -> dict[str, object]:
         """Everything but the hash (``keys list``)."""
@@ -56,11 +107,14 @@ def _digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def generate_key(name: str, tier: str = "default") -> tuple[str, ApiKey]:
+def generate_key(
+    name: str, tier: str = "default", tenant: str | None = None, scopes: tuple[str, ...] = DEFAULT_SCOPES
+) -> tuple[str, ApiKey]:
     """A new key (shown once) and its stored record."""
     key_id = secrets.token_hex(6)
     secret = secrets.token_urlsafe(32)
-    record = ApiKey(key_id, name, tier, _digest(secret), datetime.now(UTC).isoformat(timespec="seconds"))
+    created = datetime.now(UTC).isoformat(timespec="seconds")
+    record = ApiKey(key_id, name, tier, _digest(secret), created, tenant=tenant, scopes=scopes)
     return f"{_PREFIX}_{key_id}_{secret}", record
 
 
@@ -97,7 +151,7 @@ class KeyStore:
         keys: dict[str, ApiKey] = {}
         if self.path is not None and seen is not None:
             data = json.loads(self.path.read_text(encoding="utf-8") or "{}")
-            keys = {k["id"]: ApiKey(**k) for k in data.get("keys", [])}
+            keys = {k["id"]: ApiKey.from_json(k) for k in data.get("keys", [])}
         self._keys, self._seen = keys, seen
         enabled = any(k.active for k in keys.values())
         if enabled != self._enabled:  # operators see in the log when a file change flips auth
@@ -136,9 +190,11 @@ class KeyStore:
         self.reload()
         return sorted(self._keys.values(), key=lambda k: k.created_at)
 
-    def create(self, name: str, tier: str = "default") -> str:
+    def create(
+        self, name: str, tier: str = "default", tenant: str | None = None, scopes: tuple[str, ...] = DEFAULT_SCOPES
+    ) -> str:
         self.reload()
-        key, record = generate_key(name, tier)
+        key, record = generate_key(name, tier, tenant, scopes)
         self._keys[record.id] = record
         self._save()
         return key

@@ -63,7 +63,9 @@ def as_samo_error(exc: BaseException, request_id_: str = "") -> SamoError:
     if isinstance(exc, SamoError):
         return exc
     if isinstance(exc, RequestValidationError):
-        return ValidationFailed("request does not match the schema", validation_details(list(exc.errors())))
+        details = validation_details(list(exc.errors()))
+        named = ", ".join(dict.fromkeys(f"`{d['loc'][-1]}`" for d in details if d["loc"]))
+        return ValidationFailed("request does not match the schema" + (f": {named}" if named else ""), details)
     if isinstance(exc, StarletteHTTPException):
         error = _HTTP_ERRORS.get(exc.status_code, SamoError)(str(exc.detail), headers=dict(exc.headers or {}))
         if type(error) is SamoError:  # a status with no error class of its own

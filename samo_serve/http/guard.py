@@ -4,6 +4,8 @@ One ASGI middleware, so every route gets the same treatment without repeating it
 
 - public paths (liveness, readiness, the docs) pass; everything else needs an active API key once any
   key is configured (``Authorization: ApiKey <key>`` or ``X-API-Key: <key>``), else 401;
+- the key's tenant and scopes go into ``scope["state"]``; routes ask for a scope with :func:`require`
+  (403 FORBIDDEN without it). With no key configured the service is open: one tenant (``""``), every scope;
 - at most ``limits.max_in_flight_requests`` requests are worked on at once; beyond that a request is
   answered 503 OVERLOADED with ``Retry-After`` at once instead of queueing without bound;
 - every response gets ``nosniff``, frame denial and no referrer; HTML gets a Content-Security-Policy;
@@ -13,20 +15,21 @@ One ASGI middleware, so every route gets the same treatment without repeating it
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, NamedTuple
 
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from samo_serve.errors import Overloaded, RateLimited, SamoError, Unauthorized
-from samo_serve.http.api_keys import KeyStore
+from samo_serve.errors import Forbidden, Overloaded, RateLimited, SamoError, Unauthorized
+from samo_serve.http.api_keys import SCOPES, KeyStore
 from samo_serve.http.errors import send_error
 from samo_serve.http.rate_limit import RateLimiter
 from samo_serve.settings import Settings
 from samo_serve.storage.circuit import CircuitBreaker
 from samo_serve.storage.redis_cache import redis_client
 
-__all__ = ["PUBLIC_PATHS", "Guard", "GuardMiddleware"]
+__all__ = ["PUBLIC_PATHS", "Caller", "Guard", "GuardMiddleware", "caller", "needs", "require"]
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +50,43 @@ HTML_CSP = (
     b"style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; img-src 'self' data: https://fastapi.tiangolo.com; "
     b"connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 )
+
+
+#: an open service (no keys): one tenant, every scope, as before keys had scopes
+_OPEN_SCOPES = frozenset(SCOPES)
+
+
+class Caller(NamedTuple):
+    """Who is asking: the tenant their data lives in, and what they may do."""
+
+    tenant_id: str
+    scopes: frozenset[str]
+
+    @property
+    def admin(self) -> bool:
+        return "admin" in self.scopes
+
+
+def caller(request: Request) -> Caller:
+    state = request.scope.get("state", {})
+    return Caller(state.get("tenant_id", ""), state.get("scopes", _OPEN_SCOPES))
+
+
+def require(request: Request, scope: str) -> Caller:
+    """The caller, when their key holds ``scope`` (``admin`` holds every scope); 403 FORBIDDEN otherwise."""
+    who = caller(request)
+    if scope not in who.scopes and not who.admin:
+        raise Forbidden(f"this API key lacks the `{scope}` scope (samo-serve keys create --scope {scope})")
+    return who
+
+
+def needs(scope: str) -> Callable[[Request], Awaitable[None]]:
+    """A route dependency asking for ``scope``: listed first, it answers 403 before input is validated or charged."""
+
+    async def dependency(request: Request) -> None:
+        require(request, scope)
+
+    return dependency
 
 
 class Guard:
@@ -81,6 +121,7 @@ class Guard:
             client = scope.get("client")
             state["rate_identity"] = f"ip:{client[0] if client else 'unknown'}"
             state["rate_tier"] = None
+            state["tenant_id"], state["scopes"] = "", _OPEN_SCOPES
             return
         presented = ""
         for name, value in scope["headers"]:
@@ -104,6 +145,7 @@ class Guard:
         state["api_key_id"] = key.id
         state["rate_identity"] = f"key:{key.id}"
         state["rate_tier"] = key.tier
+        state["tenant_id"], state["scopes"] = key.tenant_id, frozenset(key.scopes)
 
     async def charge(self, request: Request, cost: int) -> None:
         """Take ``cost`` tokens (texts; a document's segments) from the caller's bucket; 429 when it is empty."""

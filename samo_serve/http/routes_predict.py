@@ -28,9 +28,15 @@ from samo_serve.errors import (
     ValidationFailed,
 )
 from samo_serve.http.errors import ERROR_RESPONSES, validation_details
-from samo_serve.http.guard import Guard
+from samo_serve.http.guard import Guard, caller, require
 from samo_serve.http.responses import json_response, request_id
-from samo_serve.http.schemas import BatchPredictRequest, BatchPredictResponse, PredictRequest, PredictResponse
+from samo_serve.http.schemas import (
+    BatchPredictRequest,
+    BatchPredictResponse,
+    Entry,
+    PredictRequest,
+    PredictResponse,
+)
 from samo_serve.service import EmotionService, RequestContext, check_text
 from samo_serve.settings import LimitSettings
 
@@ -80,8 +86,15 @@ async def _disconnected(request: Request) -> None:
         pass
 
 
-def request_context(request: Request) -> RequestContext:
-    return RequestContext(request_id(request.scope), getattr(request.state, "api_key_id", None))
+def request_context(request: Request, entry: Entry | None = None) -> RequestContext:
+    """What the log records of this request: its id, the key and its tenant, and the entry's user and time."""
+    return RequestContext(
+        request_id(request.scope),
+        getattr(request.state, "api_key_id", None),
+        tenant_id=caller(request).tenant_id,
+        user_id=entry.user_id if entry is not None else None,
+        occurred_at=entry.occurred_at if entry is not None else None,
+    )
 
 
 async def _parse_body(request: Request, model: type[M], limits: LimitSettings) -> M:
@@ -95,7 +108,9 @@ async def _parse_body(request: Request, model: type[M], limits: LimitSettings) -
         errors = exc.errors(include_url=False, include_input=False, include_context=False)
         if any(e["type"] in ("json_invalid", "json_type") for e in errors):
             raise InvalidJSON("request body is not valid JSON (UTF-8)") from None
-        raise ValidationFailed("request body does not match the schema", validation_details(errors)) from None
+        named = ", ".join(dict.fromkeys(f"`{'.'.join(str(p) for p in e['loc'])}`" for e in errors if e["loc"]))
+        message = "request body does not match the schema" + (f": {named}" if named else "")
+        raise ValidationFailed(message, validation_details(errors)) from None
 
 
 async def read_body(request: Request, limits: LimitSettings) -> bytes:
@@ -120,11 +135,12 @@ def add_predict_routes(
         summary="Emotions of one text",
     )
     async def predict(request: Request) -> Response:
+        require(request, "predict")
         req = await _parse_body(request, PredictRequest, limits)
         check_text(req.text, limits.max_text_chars)
         plans = await service.plan([req.text], ["text"])
         await guard.charge(request, plans[0].cost)  # a document costs its segments
-        work = service.predict([req.text], req, request_context(request), plans)
+        work = service.predict([req.text], req, request_context(request, req), plans)
         (result,) = await bounded(request, work, limits)
         return json_response(result)
 
@@ -136,6 +152,7 @@ def add_predict_routes(
         summary="Emotions of several texts",
     )
     async def predict_batch(request: Request) -> Response:
+        require(request, "predict")
         req = await _parse_body(request, BatchPredictRequest, limits)
         if len(req.texts) > limits.max_batch_texts:
             raise BatchTooLarge(f"{len(req.texts)} texts; the limit is {limits.max_batch_texts} per request")
@@ -146,7 +163,7 @@ def add_predict_routes(
         )
         plans = await service.plan(req.texts, [f"texts[{i}]" for i in range(len(req.texts))])
         await guard.charge(request, sum(p.cost for p in plans))  # a batch counts its texts' segments
-        work = service.predict(req.texts, options, request_context(request), plans)
+        work = service.predict(req.texts, options, request_context(request, req), plans)
         results = await bounded(request, work, limits)
         return json_response({"results": results, "count": len(results)})
 

@@ -20,7 +20,7 @@ from fastapi.params import Depends
 from starlette.responses import Response
 
 from samo_serve.errors import ModelUnavailable, NotFound, UnsupportedMediaType
-from samo_serve.http.guard import Guard
+from samo_serve.http.guard import Guard, require
 from samo_serve.http.responses import json_response
 from samo_serve.http.routes_predict import bounded, read_body, request_context
 from samo_serve.http.v2_schemas import (
@@ -152,6 +152,7 @@ def add_v2_routes(
     )
     async def infer(request: Request, name: str = model_name) -> Response:
         model(name)
+        require(request, "predict")
         header_length = request.headers.get(HEADER_LENGTH)
         content_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
         if not (content_type == "application/json" or content_type.endswith("+json") or header_length is not None):

@@ -2,28 +2,68 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, StrictStr
+from pydantic import BaseModel, Field, StrictStr, StringConstraints, field_validator
 
 from samo_serve.core.postprocess import PredictOptions
 
 __all__ = [
+    "MAX_FUTURE",
+    "USER_ID_PATTERN",
     "BatchPredictRequest",
     "BatchPredictResponse",
+    "Entry",
     "ErrorResponse",
     "PredictOptions",
     "PredictRequest",
     "PredictResponse",
     "SegmentResult",
+    "UserId",
 ]
 
+#: an opaque id the caller chooses for the person who wrote the text (unique within the caller's tenant)
+USER_ID_PATTERN = r"^[A-Za-z0-9._:@-]{1,128}$"
+UserId = Annotated[str, StringConstraints(strict=True, pattern=USER_ID_PATTERN)]
+#: clocks disagree and time zones confuse: a day ahead is the most an entry's time may be
+MAX_FUTURE = timedelta(days=1)
 
-class PredictRequest(PredictOptions):
+
+class Entry(PredictOptions):
+    """Whose text it is and when it was written: recorded with each text's row, never answered back."""
+
+    user_id: UserId | None = Field(
+        default=None, description="the person who wrote it: 1-128 characters of A-Z a-z 0-9 . _ : @ -"
+    )
+    occurred_at: datetime | None = Field(
+        default=None,
+        description="when it was written (ISO-8601; no zone = UTC; at most a day ahead); default: now",
+    )
+
+    @field_validator("occurred_at", mode="before")
+    @classmethod
+    def _iso_and_not_ahead(cls, value: object) -> datetime | None:
+        # ISO-8601 text only (pydantic would also take a number, or digits, as Unix time)
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise ValueError("give an ISO-8601 time as a string, e.g. 2026-03-01T08:30:00Z")
+        try:
+            moment = datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise ValueError("not an ISO-8601 time, e.g. 2026-03-01T08:30:00Z") from None
+        moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+        if moment > datetime.now(UTC) + MAX_FUTURE:
+            raise ValueError("more than a day in the future")
+        return moment
+
+
+class PredictRequest(Entry):
     text: StrictStr = Field(description="the text to classify (1 to max_text_chars characters)")
 
 
-class BatchPredictRequest(PredictOptions):
+class BatchPredictRequest(Entry):
     texts: list[StrictStr] = Field(min_length=1, description="1 to max_batch_texts texts")
 
 

@@ -42,22 +42,25 @@ def normalize_text(text: str) -> str:
 
 @dataclass(frozen=True)
 class TextKeys:
-    #: sha256(model version, normalized text): L1/L2 key; a new model never hits an old entry
+    #: sha256(model version, tenant, normalized text): L1/L2 key; a new model never hits an old entry, and
+    #: one tenant never hits another's (unless cache.shared_across_tenants: then the tenant is "")
     cache_key: str
     #: sha256(normalized text): what the request log stores instead of the text, and L3's lookup key
     text_hash: str
 
 
-def text_keys(model_version: str, text: str) -> TextKeys:
+def text_keys(model_version: str, text: str, tenant: str = "") -> TextKeys:
     normalized = normalize_text(text).encode("utf-8", "surrogatepass")
     versioned = hashlib.sha256(model_version.encode())
+    versioned.update(b"\x00")
+    versioned.update(tenant.encode())  # a tenant never holds NUL (api_keys.check_tenant): the parts stay apart
     versioned.update(b"\x00")
     versioned.update(normalized)
     return TextKeys(versioned.hexdigest(), hashlib.sha256(normalized).hexdigest())
 
 
-def cache_key(model_version: str, text: str) -> str:
-    return text_keys(model_version, text).cache_key
+def cache_key(model_version: str, text: str, tenant: str = "") -> str:
+    return text_keys(model_version, text, tenant).cache_key
 
 
 _TRUNCATED = 1

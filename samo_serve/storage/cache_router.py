@@ -35,8 +35,11 @@ class CacheRouter:
         self.l2 = l2
         self.l3 = l3
 
-    async def lookup(self, keys: list[TextKeys]) -> Found:
-        """Results found for these keys at any level (each distinct key looked up once per level)."""
+    async def lookup(self, keys: list[TextKeys], tenant_id: str | None = None) -> Found:
+        """Results found for these keys at any level (each distinct key looked up once per level).
+
+        L1 and L2 keys carry the tenant already; L3 looks only at ``tenant_id``'s rows (None: anyone's).
+        """
         found: Found = {}
         missing: dict[str, TextKeys] = {}
         for k in keys:

@@ -218,9 +218,9 @@ async def test_the_key_id_reaches_the_request_log(
     seen: list[Any] = []
     original = service.predict
 
-    async def spy(texts: list[str], options: Any, context: Any = None) -> Any:
+    async def spy(texts: list[str], options: Any, context: Any = None, plans: Any = None) -> Any:
         seen.append(context)
-        return await original(texts, options, context)
+        return await original(texts, options, context, plans)
 
     service.predict = spy  # type: ignore[method-assign]
     app = create_app(settings, service)

@@ -25,6 +25,16 @@ def register(sub: Subparsers) -> None:
     kc = ksub.add_parser("create", help="make a key and print it once")
     kc.add_argument("--name", required=True, help="who or what uses it")
     kc.add_argument("--tier", default="default", help="rate-limit tier (rate_limits.tiers)")
+    kc.add_argument(
+        "--tenant",
+        default=None,
+        help="whose data its requests are (keys of one tenant share users and analytics); default: its own",
+    )
+    kc.add_argument(
+        "--scope",
+        default="predict,analytics",
+        help="comma list of predict, analytics, admin (every tenant, /stats, the dashboard); default: %(default)s",
+    )
     kc.add_argument("--file", default=None, help=file_help)
     kc.set_defaults(func=_create)
     kl = ksub.add_parser("list", help="ids, names, tiers; never the keys")
@@ -54,10 +64,17 @@ def _key_store(path: Path) -> KeyStore:
 
 
 def _create(args: argparse.Namespace) -> int:
+    from samo_serve.http.api_keys import check_tenant, parse_scopes
+
+    try:
+        scopes = parse_scopes(args.scope)
+        tenant = check_tenant(args.tenant) if args.tenant is not None else None
+    except ValueError as exc:
+        raise CliError(str(exc), "e.g. --tenant acme --scope predict,analytics") from None
     path = _keys_file(args)
     store = _key_store(path)
     with user_file(path, "keys file", "pass --file with a path in a folder you can write"):
-        key = store.create(args.name, args.tier)
+        key = store.create(args.name, args.tier, tenant, scopes)
     print(key)
     print(f"# stored as a hash in {path}; this is the only time the key is shown", file=sys.stderr)
     return 0
@@ -72,9 +89,18 @@ def _list(args: argparse.Namespace) -> int:
 
     from samo_serve.ops.report import stdout_console
 
-    table = Table("id", "name", "tier", "created", "revoked")
+    table = Table("id", "name", "tier", "tenant", "scopes", "created", "revoked")
     for k in keys:
-        table.add_row(str(k["id"]), str(k["name"]), str(k["tier"]), str(k["created_at"]), str(k["revoked_at"] or ""))
+        scopes = ",".join(k["scopes"]) if isinstance(k["scopes"], tuple | list) else str(k["scopes"])
+        table.add_row(
+            str(k["id"]),
+            str(k["name"]),
+            str(k["tier"]),
+            str(k["tenant"] or f"{k['id']} (own)"),
+            scopes,
+            str(k["created_at"]),
+            str(k["revoked_at"] or ""),
+        )
     stdout_console().print(table)
     return 0
 
