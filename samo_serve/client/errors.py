@@ -16,6 +16,7 @@
         │   ├── TextTooLong             413 TEXT_TOO_LONG
         │   ├── BatchTooLarge           413 BATCH_TOO_LARGE
         │   ├── BodyTooLarge            413 BODY_TOO_LARGE
+        │   ├── Forbidden               403 FORBIDDEN (the key lacks the route's scope)
         │   ├── NotFound                404 NOT_FOUND
         │   └── MethodNotAllowed        405 METHOD_NOT_ALLOWED
         ├── Unauthorized            401 UNAUTHORIZED
@@ -44,6 +45,7 @@ __all__ = [
     "BodyTooLarge",
     "ConnectFailed",
     "EmptyText",
+    "Forbidden",
     "InvalidJSON",
     "InvalidRequest",
     "InvalidTensor",
@@ -147,6 +149,10 @@ class BodyTooLarge(InvalidRequest):
     pass
 
 
+class Forbidden(InvalidRequest):
+    pass
+
+
 class NotFound(InvalidRequest):
     pass
 
@@ -197,6 +203,7 @@ CODES: dict[str, type[ApiError]] = {
     "TEXT_TOO_LONG": TextTooLong,
     "BATCH_TOO_LARGE": BatchTooLarge,
     "BODY_TOO_LARGE": BodyTooLarge,
+    "FORBIDDEN": Forbidden,
     "NOT_FOUND": NotFound,
     "METHOD_NOT_ALLOWED": MethodNotAllowed,
     "UNAUTHORIZED": Unauthorized,
