@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -12,14 +13,18 @@ from typing import Any
 
 import numpy as np
 
+from samo_serve.core.model_card import load_card
 from samo_serve.core.results import CachedResult
 from samo_serve.errors import AnalyticsUnavailable, ValidationFailed
 from samo_serve.settings import Settings
 from samo_serve.storage.cache import LevelStats
 from samo_serve.storage.circuit import CircuitBreaker
+from samo_serve.storage.request_log import analytics
+from samo_serve.storage.request_log.hashing import TextHasher
 from samo_serve.storage.request_log.rows import LogRow
 from samo_serve.storage.request_log.spill import SpillFiles
-from samo_serve.storage.request_log.store import LogStore, store_for_url
+from samo_serve.storage.request_log.spill import erase_user as spill_erase
+from samo_serve.storage.request_log.store import LogStore, RangeQuery, store_for_url
 from samo_serve.storage.request_log.writer import LogWriter
 
 __all__ = ["RequestLog", "parse_range"]
@@ -54,9 +59,14 @@ def parse_range(start: str | None, end: str | None, now: datetime | None = None)
 
 
 class RequestLog:
-    def __init__(self, store: LogStore, settings: Settings) -> None:
+    def __init__(self, store: LogStore, settings: Settings, groups: dict[str, dict[str, str]] | None = None) -> None:
         self.store = store
+        self.settings = settings.request_log
         self.writer = LogWriter(store, settings.request_log, SpillFiles(settings.data_dir / "spill"))
+        #: the keyed text hash for rows and L3 lookups (one instance: the same key for both)
+        self.hasher = TextHasher.from_settings(settings)
+        #: the model card's label -> Ekman / sentiment group, for the shares of timelines
+        self.groups = groups or {}
         self._stop_timeout_s = settings.request_log.statement_timeout_s
         cache = settings.cache
         self.l3_stats = LevelStats()
@@ -67,7 +77,11 @@ class RequestLog:
     def from_settings(cls, settings: Settings) -> RequestLog:
         sqlite_default = str(Path(settings.data_dir) / "requests.sqlite3")
         store = store_for_url(settings.database_url, sqlite_default, settings.request_log.statement_timeout_s)
-        return cls(store, settings)
+        try:
+            groups = load_card(settings.model_dir, verify=False).groups
+        except (OSError, ValueError):  # no card: timelines without group shares
+            groups = {}
+        return cls(store, settings, groups)
 
     async def start(self) -> None:
         self.writer.start()
@@ -77,16 +91,23 @@ class RequestLog:
         await self.store.close()
 
     def record(self, rows: list[LogRow]) -> None:
+        """Queue rows (usually one request's): never waits, never touches the database."""
+        per_request = Counter(row.request_id for row in rows)
+        for row in rows:
+            row.request_texts = per_request[row.request_id]
         self.writer.enqueue(rows)
 
     async def lookup(
-        self, model_version: str, text_hashes: Sequence[str], labels: list[str]
+        self, model_version: str, text_hashes: Sequence[str], labels: list[str], tenant_id: str | None = None
     ) -> dict[str, CachedResult]:
-        """L3: earlier results of these texts under this model version. Empty when the database is away."""
+        """L3: earlier results of these texts under this model version (of this tenant, unless None).
+
+        Empty when the database is away.
+        """
         if not self._l3_breaker.allow():
             return {}
         try:
-            found = await asyncio.wait_for(self.store.lookup(model_version, text_hashes), self._l3_timeout_s)
+            found = await asyncio.wait_for(self.store.lookup(model_version, text_hashes, tenant_id), self._l3_timeout_s)
         except Exception as exc:  # unavailable: serve without L3
             self.l3_stats.errors += 1
             self._l3_breaker.failure()
@@ -101,17 +122,51 @@ class RequestLog:
         self.l3_stats.misses += len(set(text_hashes)) - len(results)
         return results
 
-    async def emotion_counts(self, start: datetime, end: datetime) -> list[dict[str, Any]]:
+    async def _range(self, query: RangeQuery) -> list[tuple[Any, ...]]:
         try:
-            return await self.store.emotion_counts(start, end)
+            return await self.store.range(query)
         except Exception as exc:
             raise AnalyticsUnavailable(f"request-log database unavailable: {type(exc).__name__}") from exc
 
-    async def summary(self, start: datetime, end: datetime) -> dict[str, Any]:
+    async def emotion_counts(
+        self, start: datetime, end: datetime, tenant_id: str | None = None, user_id: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Per primary emotion in [start, end) of a tenant (None: every tenant), or of one user of it."""
+        return analytics.emotion_counts(await self._range(RangeQuery("emotion", start, end, tenant_id, user_id)))
+
+    async def summary(
+        self, start: datetime, end: datetime, tenant_id: str | None = None, user_id: str | None = None
+    ) -> dict[str, Any]:
+        """Tenant-wide: texts, requests, cache levels, processing times. A user's: texts and emotion mix."""
+        if user_id is not None:
+            rows = await self._range(RangeQuery("emotion", start, end, tenant_id, user_id))
+            return analytics.emotion_mix(rows, self.groups)
+        cache = await self._range(RangeQuery("cache", start, end, tenant_id))
+        latency = await self._range(RangeQuery("latency", start, end, tenant_id))
+        return analytics.summary(cache, latency)
+
+    async def timeline(
+        self, tenant_id: str | None, user_id: str | None, start: datetime, end: datetime, bucket: analytics.Bucket
+    ) -> list[dict[str, Any]]:
+        """Per bucket of [start, end) (UTC; weeks from Monday): the emotion mix of a user, or of the tenant(s)."""
+        rows = await self._range(RangeQuery("emotion", start, end, tenant_id, user_id, by_hour=True))
+        return analytics.timeline(rows, start, end, bucket, self.groups)
+
+    async def erase_user(self, tenant_id: str | None, user_id: str) -> int:
+        """Delete a user's rows (of one tenant, or all): queued, spilled, stored, and their rollups.
+
+        Returns rows deleted from the database (queued and spilled rows were never stored, so they do
+        not count). With the rows gone L3 cannot answer from them.
+        """
+        self.writer.discard(lambda row: row.user_id == user_id and (tenant_id is None or row.tenant_id == tenant_id))
         try:
-            return (await self.store.summary(start, end)).to_dict()
+            await asyncio.to_thread(spill_erase, self.writer.spill, tenant_id, user_id)
+            return await self.store.erase_user(tenant_id, user_id)
         except Exception as exc:
-            raise AnalyticsUnavailable(f"request-log database unavailable: {type(exc).__name__}") from exc
+            raise AnalyticsUnavailable(f"erasure could not complete: {type(exc).__name__}; retry") from exc
+
+    async def rebuild_rollups(self) -> None:
+        await self.store.rebuild_rollups()
 
     async def health(self) -> dict[str, Any]:
         try:

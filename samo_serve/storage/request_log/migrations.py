@@ -83,3 +83,80 @@ MIGRATIONS: tuple[Migration, ...] = (
         sqlite=("ALTER TABLE emotion_requests ADD COLUMN segment_count INTEGER NOT NULL DEFAULT 1",),
     ),
 )
+
+
+def _rollup_tables(time_type: str, int_type: str, float_type: str) -> tuple[str, ...]:
+    sums = f"texts {int_type} NOT NULL, requests {float_type} NOT NULL, confidence_sum {float_type} NOT NULL, "
+    sums += f"ms_sum {float_type} NOT NULL"
+    return (
+        f"CREATE TABLE IF NOT EXISTS emotion_rollup_tenant (dim text NOT NULL, tenant_id text NOT NULL, "
+        f"bucket {time_type} NOT NULL, key text NOT NULL, {sums}, PRIMARY KEY (dim, bucket, tenant_id, key))",
+        f"CREATE TABLE IF NOT EXISTS emotion_rollup_user (tenant_id text NOT NULL, user_id text NOT NULL, "
+        f"bucket {time_type} NOT NULL, emotion text NOT NULL, {sums}, "
+        "PRIMARY KEY (tenant_id, user_id, bucket, emotion))",
+    )
+
+
+_V3_INDEXES = (
+    "CREATE INDEX IF NOT EXISTS emotion_requests_created_at ON emotion_requests (created_at)",
+    "CREATE INDEX IF NOT EXISTS emotion_requests_key_time ON emotion_requests (api_key_id, created_at)",
+    "CREATE INDEX IF NOT EXISTS emotion_requests_text ON emotion_requests (text_hash, model_version)",
+    "CREATE INDEX IF NOT EXISTS emotion_requests_user ON emotion_requests (tenant_id, user_id)",
+    # the partial first and last hour of an analytics range are read raw, by the time analytics bucket by
+    "CREATE INDEX IF NOT EXISTS emotion_requests_occurred ON emotion_requests ((coalesce(occurred_at, created_at)))",
+)
+
+_PG_V3_TABLE = """
+    CREATE TABLE emotion_requests (
+        id uuid NOT NULL,
+        created_at timestamptz NOT NULL,
+        request_id text NOT NULL,
+        api_key_id text,
+        text_hash text NOT NULL,
+        text text,
+        primary_emotion text NOT NULL,
+        confidence double precision NOT NULL,
+        emotions jsonb NOT NULL,
+        model_version text NOT NULL,
+        cache_level text NOT NULL,
+        processing_time_ms double precision NOT NULL,
+        truncated boolean NOT NULL DEFAULT false,
+        segment_count integer NOT NULL DEFAULT 1,
+        tenant_id text NOT NULL DEFAULT '',
+        user_id text,
+        occurred_at timestamptz,
+        request_texts integer NOT NULL DEFAULT 1,
+        PRIMARY KEY (id, created_at)
+    ) PARTITION BY RANGE (created_at)
+"""
+_OLD_COLUMNS = (
+    "id, created_at, request_id, api_key_id, text_hash, text, primary_emotion, confidence, emotions, "
+    "model_version, cache_level, processing_time_ms, truncated, segment_count"
+)
+
+MIGRATIONS += (
+    Migration(
+        3,
+        "tenant, user and occurred_at; day partitions (PostgreSQL); hourly rollups",
+        # PostgreSQL: retention drops whole day partitions (the store creates them ahead); rows of days
+        # without a partition (history loaded later, or rows from before this version) live in the default
+        # partition, from which retention deletes in batches. Rollups are filled from the rows already here.
+        postgres=(
+            "ALTER TABLE emotion_requests RENAME TO emotion_requests_v2",
+            _PG_V3_TABLE,
+            "CREATE TABLE emotion_requests_default PARTITION OF emotion_requests DEFAULT",
+            f"INSERT INTO emotion_requests ({_OLD_COLUMNS}) SELECT {_OLD_COLUMNS} FROM emotion_requests_v2",
+            "DROP TABLE emotion_requests_v2",
+            *_V3_INDEXES,
+            *_rollup_tables("timestamptz", "bigint", "double precision"),
+        ),
+        sqlite=(
+            "ALTER TABLE emotion_requests ADD COLUMN tenant_id TEXT NOT NULL DEFAULT ''",
+            "ALTER TABLE emotion_requests ADD COLUMN user_id TEXT",
+            "ALTER TABLE emotion_requests ADD COLUMN occurred_at TEXT",
+            "ALTER TABLE emotion_requests ADD COLUMN request_texts INTEGER NOT NULL DEFAULT 1",
+            *_V3_INDEXES,
+            *_rollup_tables("TEXT", "INTEGER", "REAL"),
+        ),
+    ),
+)

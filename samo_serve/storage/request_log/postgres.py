@@ -2,36 +2,67 @@
 
 The pool is created on first use and migrations run once per process, so a database that is down
 when a replica starts only delays the log (rows queue, then spill), never the replica. A batch is one
-``INSERT .. SELECT FROM unnest(arrays) ON CONFLICT (id) DO NOTHING``: one round trip, idempotent.
+statement: ``INSERT .. SELECT FROM unnest(arrays) ON CONFLICT DO NOTHING RETURNING ..`` feeding the
+rollup upserts, so only rows actually stored are counted (a retry adds nothing twice), in one round trip.
+The raw table is partitioned by day of ``created_at`` (postgres_partitions.py: retention drops days).
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 
+from samo_serve.storage.request_log import rollups
 from samo_serve.storage.request_log.migrations import MIGRATIONS, MIGRATIONS_TABLE
+from samo_serve.storage.request_log.postgres_partitions import maintain_partitions
 from samo_serve.storage.request_log.rows import COLUMNS, LogRow
-from samo_serve.storage.request_log.store import RejectedRows, Summary
+from samo_serve.storage.request_log.store import RangeQuery, RejectedRows
 
-__all__ = ["PostgresStore"]
+__all__ = ["PostgresStore", "numbered"]
 
 _LOCK_ID = 0x5A4D0_1  # pg_advisory_xact_lock key for migrations
 _CONNECT_TIMEOUT_S = 5.0
+_ROLLUP_VERSION = 3  # the migration that adds the rollups: fill them from the rows already there
 _TYPES = (
     "uuid", "timestamptz", "text", "text", "text", "text", "text",
     "float8", "text", "text", "text", "float8", "bool", "int4",
+    "text", "text", "timestamptz", "int4",
 )  # fmt: skip
+_STORED = (
+    "tenant_id, user_id, occurred_at, created_at, primary_emotion, confidence, cache_level, "
+    "processing_time_ms, request_texts"
+)  # what the rollups read of each row
+_TENANT_UP, _USER_UP = rollups.upsert_statements(rollups.POSTGRES, "ins")
 _INSERT = (
-    f"INSERT INTO emotion_requests ({', '.join(COLUMNS)}) "
+    f"WITH ins AS (INSERT INTO emotion_requests ({', '.join(COLUMNS)}) "
     f"SELECT {', '.join('emotions::jsonb' if c == 'emotions' else c for c in COLUMNS)} "
     f"FROM unnest({', '.join(f'${i}::{t}[]' for i, t in enumerate(_TYPES, 1))}) AS t({', '.join(COLUMNS)}) "
-    "ON CONFLICT (id) DO NOTHING"
+    f"ON CONFLICT (id, created_at) DO NOTHING RETURNING {_STORED}), "
+    f"t AS ({_TENANT_UP}), u AS ({_USER_UP}) SELECT count(*) FROM ins"
 )
+_PARAM = re.compile(r"(?<!:):([a-z_]+)")
+
+
+def numbered(sql: str, params: dict[str, Any]) -> tuple[str, list[Any]]:
+    """``:name`` parameters (the shared SQL's style) as asyncpg's ``$n``."""
+    names: list[str] = []
+
+    def number(match: re.Match[str]) -> str:
+        if match.group(1) not in names:
+            names.append(match.group(1))
+        return f"${names.index(match.group(1)) + 1}"
+
+    text = _PARAM.sub(number, sql)
+    return text, [params[n] for n in names]
+
+
+def _user_filter(tenant_id: str | None) -> str:
+    return "user_id = :user" + ("" if tenant_id is None else " AND tenant_id = :tenant")
 
 
 class PostgresStore:
@@ -56,6 +87,7 @@ class PostgresStore:
                     max_size=self._max_connections,
                     command_timeout=self._timeout_s,
                     timeout=_CONNECT_TIMEOUT_S,
+                    server_settings={"timezone": "UTC"},  # hour buckets are UTC hours
                 )
             if not self._ready:
                 await self._apply_migrations(self._pool)
@@ -81,6 +113,9 @@ class PostgresStore:
                     continue
                 for statement in migration.postgres:
                     await conn.execute(statement)
+                if migration.version == _ROLLUP_VERSION:
+                    for statement in rollups.rebuild_statements(rollups.POSTGRES):
+                        await conn.execute(statement)
                 await conn.execute(
                     f"INSERT INTO {MIGRATIONS_TABLE} (version, name) VALUES ($1, $2)", migration.version, migration.name
                 )
@@ -90,62 +125,62 @@ class PostgresStore:
             return 0
         pool = await self._get_pool()
         columns = [[getattr(row, c) for row in rows] for c in COLUMNS]
+        columns[COLUMNS.index("occurred_at")] = [row.occurred_at or row.created_at for row in rows]
         try:
-            status: str = await pool.execute(_INSERT, *columns)
+            stored: int = await pool.fetchval(_INSERT, *columns)
         except (asyncpg.DataError, UnicodeEncodeError) as exc:
             raise RejectedRows(f"{type(exc).__name__}: {exc}") from exc
-        return int(status.rsplit(" ", 1)[-1])
+        return stored
 
-    async def lookup(self, model_version: str, text_hashes: Sequence[str]) -> dict[str, tuple[str, bool]]:
+    async def lookup(
+        self, model_version: str, text_hashes: Sequence[str], tenant_id: str | None = None
+    ) -> dict[str, tuple[str, bool]]:
         pool = await self._get_pool()
+        tenant = "" if tenant_id is None else "AND tenant_id = $3 "
         rows = await pool.fetch(
             "SELECT DISTINCT ON (text_hash) text_hash, emotions::text AS emotions, truncated FROM emotion_requests "
-            "WHERE model_version = $1 AND text_hash = ANY($2::text[]) AND segment_count = 1 "
+            f"WHERE model_version = $1 AND text_hash = ANY($2::text[]) AND segment_count = 1 {tenant}"
             "ORDER BY text_hash, created_at DESC",
             model_version,
             list(text_hashes),
+            *(() if tenant_id is None else (tenant_id,)),
         )
         return {r["text_hash"].strip(): (r["emotions"], bool(r["truncated"])) for r in rows}
 
-    async def emotion_counts(self, start: datetime, end: datetime) -> list[dict[str, Any]]:
+    async def range(self, query: RangeQuery) -> list[tuple[Any, ...]]:
+        sql, args = numbered(query.sql(rollups.POSTGRES), query.params())
         pool = await self._get_pool()
-        rows = await pool.fetch(
-            "SELECT primary_emotion, count(*) AS n, avg(confidence) AS conf, avg(processing_time_ms) AS ms "
-            "FROM emotion_requests WHERE created_at >= $1 AND created_at < $2 "
-            "GROUP BY primary_emotion ORDER BY n DESC, primary_emotion",
-            start,
-            end,
-        )
-        return [
-            {
-                "emotion": r["primary_emotion"],
-                "count": r["n"],
-                "mean_confidence": r["conf"],
-                "mean_processing_ms": r["ms"],
-            }
-            for r in rows
-        ]
+        return [tuple(r) for r in await pool.fetch(sql, *args)]
 
-    async def summary(self, start: datetime, end: datetime) -> Summary:
+    async def rebuild_rollups(self) -> None:
         pool = await self._get_pool()
-        where = "FROM emotion_requests WHERE created_at >= $1 AND created_at < $2"
-        totals = await pool.fetchrow(
-            "SELECT count(*) AS texts, count(DISTINCT request_id) AS requests, avg(processing_time_ms) AS mean, "
-            "percentile_cont(0.5) WITHIN GROUP (ORDER BY processing_time_ms) AS p50, "
-            f"percentile_cont(0.95) WITHIN GROUP (ORDER BY processing_time_ms) AS p95 {where}",
-            start,
-            end,
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.execute("SET LOCAL statement_timeout = 0")  # the whole table: minutes at scale
+            for statement in rollups.rebuild_statements(rollups.POSTGRES):
+                await conn.execute(statement, timeout=None)
+
+    async def erase_user(self, tenant_id: str | None, user_id: str) -> int:
+        """Delete the user's rows and subtract exactly those rows from the tenant rollups, atomically."""
+        where = _user_filter(tenant_id)
+        subtract, _ = rollups.upsert_statements(rollups.POSTGRES, "del", sign=-1)
+        params = {"user": user_id, "tenant": tenant_id}
+        erase, args = numbered(
+            f"WITH del AS (DELETE FROM emotion_requests WHERE {where} RETURNING {_STORED}), "
+            f"t AS ({subtract}) SELECT count(*) FROM del",
+            params,
         )
-        levels = await pool.fetch(f"SELECT cache_level, count(*) AS n {where} GROUP BY cache_level", start, end)
-        assert totals is not None
-        return Summary(
-            texts=totals["texts"],
-            requests=totals["requests"],
-            by_cache_level={r["cache_level"]: r["n"] for r in levels},
-            p50_ms=totals["p50"],
-            p95_ms=totals["p95"],
-            mean_ms=totals["mean"],
-        )
+        forget, forget_args = numbered(f"DELETE FROM emotion_rollup_user WHERE {where}", params)
+        pool = await self._get_pool()
+        async with pool.acquire() as conn, conn.transaction():
+            deleted: int = await conn.fetchval(erase, *args)
+            await conn.execute(forget, *forget_args)
+            await conn.execute("DELETE FROM emotion_rollup_tenant WHERE texts <= 0")
+        return deleted
+
+    async def maintain(self, retention_days: int | None, now: datetime) -> dict[str, int]:
+        pool = await self._get_pool()
+        async with pool.acquire() as conn:
+            return await maintain_partitions(conn, retention_days, now)
 
     async def ping(self) -> None:
         pool = await self._get_pool()

@@ -18,7 +18,8 @@ class LogRow:
     created_at: datetime  # UTC
     request_id: str
     api_key_id: str | None
-    #: sha256 of the normalized text (samo_serve.storage.cache.text_keys); the text itself only with SAMO_LOG_TEXT
+    #: HMAC-SHA256 of the normalized text under the server's key (hashing.TextHasher), never a bare hash
+    #: that could be reversed by guessing; the text itself only with SAMO_LOG_TEXT
     text_hash: str
     text: str | None
     primary_emotion: str
@@ -32,6 +33,15 @@ class LogRow:
     #: a document's sentences and windows (1: a text read whole); its row holds the aggregated scores.
     #: Defaulted: rows spilled by an older version replay without it
     segment_count: int = 1
+    #: the key's tenant ("" = no keys configured); user ids are scoped to it
+    tenant_id: str = ""
+    #: the caller's opaque user id, if it sent one
+    user_id: str | None = None
+    #: when the text was written (analytics bucket by it); None = created_at
+    occurred_at: datetime | None = None
+    #: texts in this row's request: analytics count a request as the sum of 1/request_texts over its rows,
+    #: so rollups split by emotion or hour still add up to whole requests (set by RequestLog.record)
+    request_texts: int = 1
 
 
 COLUMNS = tuple(f.name for f in fields(LogRow))
@@ -46,6 +56,7 @@ def row_to_json(row: LogRow) -> str:
     data: dict[str, Any] = asdict(row)
     data["id"] = str(row.id)
     data["created_at"] = format_time(row.created_at)
+    data["occurred_at"] = None if row.occurred_at is None else format_time(row.occurred_at)
     return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
 
 
@@ -53,4 +64,6 @@ def row_from_json(line: str) -> LogRow:
     data = json.loads(line)
     data["id"] = uuid.UUID(data["id"])
     data["created_at"] = datetime.fromisoformat(data["created_at"])
+    if data.get("occurred_at") is not None:
+        data["occurred_at"] = datetime.fromisoformat(data["occurred_at"])
     return LogRow(**data)

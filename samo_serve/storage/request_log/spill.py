@@ -14,12 +14,13 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
 from samo_serve.storage.request_log.rows import LogRow, row_from_json, row_to_json
 
-__all__ = ["Claim", "SpillFiles"]
+__all__ = ["Claim", "SpillBusy", "SpillFiles", "erase_user"]
 
 log = logging.getLogger(__name__)
 
@@ -102,3 +103,56 @@ class Claim:
 
     def release(self) -> None:
         self._handle.close()
+
+
+def _erase_in(path: Path, matches: Callable[[LogRow], bool], wait_s: float) -> int:
+    """Rewrite one spill file without the matching rows, under its lock; rows removed. Blocking."""
+    deadline = time.monotonic() + wait_s
+    try:
+        handle = path.open("r", encoding="utf-8")
+    except FileNotFoundError:
+        return 0
+    with handle:
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise SpillBusy(f"spill file {path.name} is held by another process") from None
+                time.sleep(0.05)
+        if not path.exists():
+            return 0
+        kept, removed = [], 0
+        for line in handle:
+            try:
+                if matches(row_from_json(line)):
+                    removed += 1
+                    continue
+            except (ValueError, TypeError, KeyError):
+                pass  # a torn line: left as it is, replay counts it
+            kept.append(line)
+        if removed:
+            fresh = path.with_name(f".{path.name}.erase")
+            fresh.write_text("".join(kept), encoding="utf-8")
+            os.replace(fresh, path)  # readers see the old file or the new one, never a half
+        return removed
+
+
+class SpillBusy(Exception):
+    """A spill file stayed locked by another live process: erasure could not reach its rows."""
+
+
+def erase_user(spill: SpillFiles, tenant_id: str | None, user_id: str, wait_s: float = 5.0) -> int:
+    """Remove a user's rows from every spill file (rejected ones too); rows removed. Blocking.
+
+    This process's own open file is closed first. A file another live replica is appending to is
+    waited for (up to ``wait_s``), then :class:`SpillBusy`.
+    """
+
+    def matches(row: LogRow) -> bool:
+        return row.user_id == user_id and (tenant_id is None or row.tenant_id == tenant_id)
+
+    spill.rotate()
+    paths = [*spill.pending(), *sorted((spill.directory / "rejected").glob("*.jsonl"))]
+    return sum(_erase_in(path, matches, wait_s) for path in paths)

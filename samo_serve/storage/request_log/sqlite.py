@@ -8,30 +8,52 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
-import math
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
+from samo_serve.storage.request_log import rollups
 from samo_serve.storage.request_log.migrations import MIGRATIONS, MIGRATIONS_TABLE
 from samo_serve.storage.request_log.rows import COLUMNS, LogRow, format_time
-from samo_serve.storage.request_log.store import RejectedRows, Summary
+from samo_serve.storage.request_log.store import RangeQuery, RejectedRows
 
 __all__ = ["SqliteStore"]
 
 T = TypeVar("T")
-_INSERT = f"INSERT OR IGNORE INTO emotion_requests ({', '.join(COLUMNS)}) VALUES ({', '.join('?' for _ in COLUMNS)})"
-_WHERE = "FROM emotion_requests WHERE created_at >= ? AND created_at < ?"
+_DELETE_BATCH = 5_000
+_ROLLUP_VERSION = 3  # the migration that adds the rollups: fill them from the rows already there
+# A batch is staged in a temporary table: the rows not stored yet are inserted and added to the rollups
+# from there, in one transaction (so a retried batch counts nothing twice).
+_BATCH_TABLE = f"CREATE TEMP TABLE IF NOT EXISTS samo_batch (id TEXT PRIMARY KEY, {', '.join(COLUMNS[1:])})"
+_STAGE = f"INSERT OR IGNORE INTO samo_batch ({', '.join(COLUMNS)}) VALUES ({', '.join('?' for _ in COLUMNS)})"
+_INSERT = f"INSERT INTO emotion_requests ({', '.join(COLUMNS)}) SELECT {', '.join(COLUMNS)} FROM samo_batch"
+_ROLLUP_UPSERTS = rollups.upsert_statements(rollups.SQLITE, "samo_batch")
 
 
 def _values(row: LogRow) -> tuple[Any, ...]:
-    return tuple(
-        str(v) if c == "id" else format_time(v) if c == "created_at" else int(v) if c == "truncated" else v
-        for c, v in ((c, getattr(row, c)) for c in COLUMNS)
-    )
+    values = {c: getattr(row, c) for c in COLUMNS}
+    values["id"] = str(row.id)
+    values["created_at"] = format_time(row.created_at)
+    values["occurred_at"] = format_time(row.occurred_at or row.created_at)
+    values["truncated"] = int(row.truncated)
+    return tuple(values.values())
+
+
+def _transaction(conn: sqlite3.Connection, statements: list[tuple[str, dict[str, Any]]]) -> int:
+    """Run the statements in one write transaction; the rows the last one changed."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        changed = 0
+        for sql, params in statements:
+            changed = conn.execute(sql, params).rowcount
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return changed
 
 
 class SqliteStore:
@@ -56,9 +78,11 @@ class SqliteStore:
                     self.path, timeout=self._timeout_s, isolation_level=None, check_same_thread=False
                 )
                 try:
+                    conn.create_function("samo_latency_bucket", 1, rollups.latency_bucket, deterministic=True)
                     conn.execute("PRAGMA journal_mode=WAL")
                     conn.execute("PRAGMA synchronous=NORMAL")  # durable at each checkpoint; WAL keeps it consistent
                     self._apply_migrations(conn)
+                    conn.execute(_BATCH_TABLE)
                 except BaseException:
                     conn.close()
                     raise
@@ -78,6 +102,9 @@ class SqliteStore:
                 if migration.version not in done:
                     for statement in migration.sqlite:
                         conn.execute(statement)
+                    if migration.version == _ROLLUP_VERSION:
+                        for statement in rollups.rebuild_statements(rollups.SQLITE):
+                            conn.execute(statement)
                     conn.execute(
                         f"INSERT INTO {MIGRATIONS_TABLE} (version, name) VALUES (?, ?)",
                         (migration.version, migration.name),
@@ -104,71 +131,83 @@ class SqliteStore:
         values = [_values(r) for r in rows]
 
         def write(conn: sqlite3.Connection) -> int:
-            before = conn.total_changes
             conn.execute("BEGIN")
             try:
-                conn.executemany(_INSERT, values)
+                conn.execute("DELETE FROM samo_batch")
+                conn.executemany(_STAGE, values)
+                conn.execute("DELETE FROM samo_batch WHERE id IN (SELECT id FROM main.emotion_requests)")
+                stored = int(conn.execute("SELECT count(*) FROM samo_batch").fetchone()[0])
+                conn.execute(_INSERT)
+                for statement in _ROLLUP_UPSERTS:
+                    conn.execute(statement)
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
-            return conn.total_changes - before
+            return stored
 
         try:
             return await self._run(write)
         except (sqlite3.IntegrityError, sqlite3.DataError, UnicodeEncodeError) as exc:
             raise RejectedRows(f"{type(exc).__name__}: {exc}") from exc
 
-    async def lookup(self, model_version: str, text_hashes: Sequence[str]) -> dict[str, tuple[str, bool]]:
+    async def lookup(
+        self, model_version: str, text_hashes: Sequence[str], tenant_id: str | None = None
+    ) -> dict[str, tuple[str, bool]]:
         hashes = list(dict.fromkeys(text_hashes))
         if not hashes:
             return {}
+        tenant = "" if tenant_id is None else "AND tenant_id = ? "
         sql = (
             "SELECT text_hash, emotions, truncated FROM emotion_requests "
             f"WHERE model_version = ? AND text_hash IN ({', '.join('?' for _ in hashes)}) AND segment_count = 1 "
-            "ORDER BY created_at"
+            f"{tenant}ORDER BY created_at"
         )
-        rows = await self._run(lambda c: c.execute(sql, (model_version, *hashes)).fetchall())
+        args = (model_version, *hashes, *(() if tenant_id is None else (tenant_id,)))
+        rows = await self._run(lambda c: c.execute(sql, args).fetchall())
         return {h: (e, bool(t)) for h, e, t in rows}  # ascending time: the latest row wins
 
-    async def emotion_counts(self, start: datetime, end: datetime) -> list[dict[str, Any]]:
+    async def range(self, query: RangeQuery) -> list[tuple[Any, ...]]:
+        sql, params = query.sql(rollups.SQLITE), query.params(format_time)
+        rows = await self._run(lambda c: c.execute(sql, params).fetchall())
+        return [tuple(r) for r in rows]
+
+    async def rebuild_rollups(self) -> None:
+        statements: list[tuple[str, dict[str, Any]]] = [(s, {}) for s in rollups.rebuild_statements(rollups.SQLITE)]
+        await self._run(lambda c: _transaction(c, statements))
+
+    async def erase_user(self, tenant_id: str | None, user_id: str) -> int:
+        where = "user_id = :user" + ("" if tenant_id is None else " AND tenant_id = :tenant")
+        params = {"user": user_id, "tenant": tenant_id}
+        subtract, _ = rollups.upsert_statements(rollups.SQLITE, "emotion_requests", where, sign=-1)
+
+        def erase(conn: sqlite3.Connection) -> int:
+            return _transaction(
+                conn,
+                [
+                    (subtract, params),
+                    ("DELETE FROM emotion_rollup_tenant WHERE texts <= 0", {}),
+                    (f"DELETE FROM emotion_rollup_user WHERE {where}", params),
+                    (f"DELETE FROM emotion_requests WHERE {where}", params),
+                ],
+            )
+
+        return await self._run(erase)
+
+    async def maintain(self, retention_days: int | None, now: datetime) -> dict[str, int]:
+        if not retention_days:
+            return {"rows_deleted": 0}
+        cutoff = format_time(now - timedelta(days=retention_days))
         sql = (
-            "SELECT primary_emotion, count(*) AS n, avg(confidence), avg(processing_time_ms) "
-            f"{_WHERE} GROUP BY primary_emotion ORDER BY n DESC, primary_emotion"
+            "DELETE FROM emotion_requests WHERE rowid IN "
+            "(SELECT rowid FROM emotion_requests WHERE created_at < ? LIMIT ?)"
         )
-        rows = await self._run(lambda c: c.execute(sql, (format_time(start), format_time(end))).fetchall())
-        return [
-            {"emotion": e, "count": n, "mean_confidence": conf, "mean_processing_ms": ms} for e, n, conf, ms in rows
-        ]
-
-    async def summary(self, start: datetime, end: datetime) -> Summary:
-        bounds = (format_time(start), format_time(end))
-
-        def query(conn: sqlite3.Connection) -> Summary:
-            texts, requests, mean = conn.execute(
-                f"SELECT count(*), count(DISTINCT request_id), avg(processing_time_ms) {_WHERE}", bounds
-            ).fetchone()
-            levels = dict(conn.execute(f"SELECT cache_level, count(*) {_WHERE} GROUP BY cache_level", bounds))
-            # SQLite has no percentile_cont: read the (at most two) neighbours of each percentile's position.
-            percentiles: list[float | None] = []
-            for q in (0.5, 0.95):
-                position = q * (texts - 1)
-                lo = math.floor(position)
-                near = [
-                    v
-                    for (v,) in conn.execute(
-                        f"SELECT processing_time_ms {_WHERE} ORDER BY processing_time_ms LIMIT 2 OFFSET ?",
-                        (*bounds, lo),
-                    )
-                ]
-                if not near:
-                    percentiles.append(None)
-                    continue
-                hi_value = near[-1]  # percentile_cont: linear between the neighbours of the position
-                percentiles.append(float(near[0] + (hi_value - near[0]) * (position - lo)))
-            return Summary(texts, requests, levels, percentiles[0], percentiles[1], mean)
-
-        return await self._run(query)
+        deleted = 0
+        while True:  # short transactions: the writer gets the file between batches
+            batch = await self._run(lambda c: c.execute(sql, (cutoff, _DELETE_BATCH)).rowcount)
+            deleted += batch
+            if batch < _DELETE_BATCH:
+                return {"rows_deleted": deleted}
 
     async def ping(self) -> None:
         await self._run(lambda c: c.execute("SELECT 1").fetchone())

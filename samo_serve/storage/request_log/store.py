@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+from samo_serve.storage.request_log.rollups import Dialect, Dim, range_query
 from samo_serve.storage.request_log.rows import LogRow
 
-__all__ = ["LogStore", "RejectedRows", "Summary", "percentile_cont", "store_for_url", "storable_text"]
+__all__ = ["LogStore", "RangeQuery", "RejectedRows", "store_for_url", "storable_text"]
 
 
 class RejectedRows(Exception):
@@ -26,22 +26,35 @@ class LogStore(Protocol):
         ...
 
     async def insert(self, rows: Sequence[LogRow]) -> int:
-        """Store rows, ignoring ids already stored (a retry stores nothing twice). Returns rows added.
+        """Store rows and add them to the rollups, ignoring ids already stored (a retry stores and counts
+        nothing twice). Returns rows added.
 
         Raises:
             RejectedRows: the content was refused. Any other error means: try again later.
         """
         ...
 
-    async def lookup(self, model_version: str, text_hashes: Sequence[str]) -> dict[str, tuple[str, bool]]:
-        """Earlier results by text hash for this model version: hash -> (emotions JSON, truncated)."""
+    async def lookup(
+        self, model_version: str, text_hashes: Sequence[str], tenant_id: str | None = None
+    ) -> dict[str, tuple[str, bool]]:
+        """Earlier results by text hash for this model version (and tenant): hash -> (emotions JSON, truncated)."""
         ...
 
-    async def emotion_counts(self, start: datetime, end: datetime) -> list[dict[str, Any]]:
-        """Per primary emotion in [start, end): count, mean confidence, mean processing time."""
+    async def range(self, query: RangeQuery) -> list[tuple[Any, ...]]:
+        """The query's rows: [hour,] key, texts, requests, confidence_sum, ms_sum."""
         ...
 
-    async def summary(self, start: datetime, end: datetime) -> Summary: ...
+    async def rebuild_rollups(self) -> None:
+        """Recompute the rollups of every hour that has raw rows (rows loaded by plain SQL included)."""
+        ...
+
+    async def erase_user(self, tenant_id: str | None, user_id: str) -> int:
+        """Delete the user's rows (of one tenant, or every tenant) and their rollups; rows deleted."""
+        ...
+
+    async def maintain(self, retention_days: int | None, now: datetime) -> dict[str, int]:
+        """Partitions ahead (PostgreSQL) and retention of raw rows; counts of what was done."""
+        ...
 
     async def ping(self) -> None: ...
 
@@ -49,34 +62,33 @@ class LogStore(Protocol):
 
 
 @dataclass(frozen=True)
-class Summary:
-    texts: int
-    requests: int
-    by_cache_level: dict[str, int]
-    p50_ms: float | None
-    p95_ms: float | None
-    mean_ms: float | None
+class RangeQuery:
+    """Sums per key of one rollup dimension over [start, end), for one tenant / user or all."""
 
-    def to_dict(self) -> dict[str, Any]:
-        hits = sum(n for level, n in self.by_cache_level.items() if level != "miss")
-        return {
-            "requests": self.requests,
-            "texts": self.texts,
-            "cache": {
-                "hit_rate": round(hits / self.texts, 4) if self.texts else 0.0,
-                "by_level": dict(sorted(self.by_cache_level.items())),
-            },
-            "processing_time_ms": {"p50": self.p50_ms, "p95": self.p95_ms, "mean": self.mean_ms},
-        }
+    dim: Dim
+    start: datetime
+    end: datetime
+    tenant_id: str | None = None
+    user_id: str | None = None
+    by_hour: bool = False
+
+    def sql(self, dialect: Dialect) -> str:
+        user = self.user_id is not None
+        return range_query(dialect, self.dim, tenant=self.tenant_id is not None, user=user, by_hour=self.by_hour)
+
+    def params(self, as_time: Callable[[datetime], Any] = lambda t: t) -> dict[str, Any]:
+        """start/end and the whole hours between them (lo, hi), in the driver's time form."""
+        lo = _hour(self.start) + (timedelta(0) if _hour(self.start) == self.start else timedelta(hours=1))
+        hi = _hour(self.end)
+        if lo > hi:  # inside one hour: all raw
+            lo = hi = self.end
+        times = {"start": self.start, "end": self.end, "lo": lo, "hi": hi}
+        params = {name: as_time(value) for name, value in times.items()}
+        return {**params, "tenant": self.tenant_id, "user": self.user_id}
 
 
-def percentile_cont(sorted_values: Sequence[float], q: float) -> float | None:
-    """PostgreSQL's ``percentile_cont`` (linear interpolation) over values sorted ascending."""
-    if not sorted_values:
-        return None
-    position = q * (len(sorted_values) - 1)
-    lo, hi = math.floor(position), math.ceil(position)
-    return float(sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (position - lo))
+def _hour(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
 
 
 def storable_text(text: str) -> str:

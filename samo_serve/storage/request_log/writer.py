@@ -13,7 +13,9 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 
 from samo_serve.settings import RequestLogSettings
 from samo_serve.storage.request_log.rows import LogRow
@@ -52,6 +54,8 @@ class LogWriter:
         self._task: asyncio.Task[None] | None = None
         self._spill_waiting = True  # look for leftovers of an earlier run first
         self._in_flight = 0
+        self._next_maintenance = 0.0  # partitions ahead and retention: at start, then every interval
+        self.maintenance: dict[str, int] = {}
 
     @property
     def pending(self) -> int:
@@ -102,6 +106,8 @@ class LogWriter:
             ok = await self._write_queue()
             if ok and self._spill_waiting:
                 ok = await self._replay()
+            if ok and asyncio.get_running_loop().time() >= self._next_maintenance:
+                await self._maintain()
             backoff_s = 0.0 if ok else min(max(backoff_s * 2, _FIRST_BACKOFF_S), self.settings.retry_max_backoff_s)
 
     async def _write_queue(self) -> bool:
@@ -174,6 +180,22 @@ class LogWriter:
                 return False
             claim.done()
         return True
+
+    async def _maintain(self) -> None:
+        """Partitions ahead and retention, in this task: off the request path, between batches."""
+        loop = asyncio.get_running_loop()
+        self._next_maintenance = loop.time() + self.settings.maintenance_interval_s
+        try:
+            self.maintenance = await self.store.maintain(self.settings.retention_days, datetime.now(UTC))
+        except Exception as exc:  # tried again next interval; writing goes on
+            log.warning("request log maintenance failed: %s: %s", type(exc).__name__, exc)
+
+    def discard(self, matches: Callable[[LogRow], bool]) -> int:
+        """Drop queued rows that match (erasure); how many."""
+        kept = [row for row in self._queue if not matches(row)]
+        dropped = len(self._queue) - len(kept)
+        self._queue = deque(kept)
+        return dropped
 
     async def flush(self, timeout_s: float = 30.0) -> bool:
         """Write everything queued now; True once nothing is left (tests and benches: the task does this)."""

@@ -1,0 +1,128 @@
+"""Analytics answers from rollup sums (store.RangeQuery rows): emotion counts, summaries, timelines.
+
+Counts are of texts (a row is a text; a document is one text). Requests are the rollups' sums of
+1/request_texts, whole numbers once rounded. Processing-time percentiles come from the 5 %-wide
+latency histogram: within 2.5 % of PostgreSQL's ``percentile_cont`` over the raw rows; the rest equals it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from samo_serve.storage.request_log.rollups import latency_value
+
+__all__ = ["Bucket", "bucket_starts", "emotion_counts", "emotion_mix", "summary", "timeline"]
+
+Bucket = Literal["hour", "day", "week"]
+Groups = dict[str, dict[str, str]]  # "ekman"/"sentiment" -> label -> group
+_STEP = {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": timedelta(weeks=1)}
+
+
+def emotion_counts(rows: Iterable[Sequence[Any]]) -> list[dict[str, Any]]:
+    """Per primary emotion: count, mean confidence, mean processing time; most frequent first."""
+    out = [
+        {"emotion": key, "count": int(texts), "mean_confidence": conf / texts, "mean_processing_ms": ms / texts}
+        for key, texts, _requests, conf, ms in rows
+        if texts > 0
+    ]
+    return sorted(out, key=lambda r: (-r["count"], r["emotion"]))
+
+
+def _percentile(histogram: list[tuple[int, int]], q: float) -> float | None:
+    """percentile_cont over the histogram's bucket values (``histogram`` sorted by bucket)."""
+    total = sum(n for _, n in histogram)
+    if not total:
+        return None
+    position = q * (total - 1)
+    lo, hi = math.floor(position), math.ceil(position)
+    values: dict[int, float] = {}
+    seen = 0
+    for bucket, n in histogram:
+        for index in (lo, hi):
+            if seen <= index < seen + n:
+                values[index] = latency_value(bucket)
+        seen += n
+    return values[lo] + (values[hi] - values[lo]) * (position - lo)
+
+
+def summary(cache_rows: Iterable[Sequence[Any]], latency_rows: Iterable[Sequence[Any]]) -> dict[str, Any]:
+    """The tenant-wide summary, shaped as /analytics/summary has always answered."""
+    by_level: dict[str, int] = {}
+    texts = 0
+    requests = ms_sum = 0.0
+    for key, n, req, _conf, ms in cache_rows:
+        if n > 0:
+            by_level[key] = int(n)
+            texts += int(n)
+            requests += req
+            ms_sum += ms
+    histogram = sorted((int(key), int(n)) for key, n, *_ in latency_rows if n > 0)
+    hits = sum(n for level, n in by_level.items() if level != "miss")
+    return {
+        "requests": round(requests),
+        "texts": texts,
+        "cache": {"hit_rate": round(hits / texts, 4) if texts else 0.0, "by_level": dict(sorted(by_level.items()))},
+        "processing_time_ms": {
+            "p50": _percentile(histogram, 0.5),
+            "p95": _percentile(histogram, 0.95),
+            "mean": ms_sum / texts if texts else None,
+        },
+    }
+
+
+def emotion_mix(rows: Iterable[Sequence[Any]], groups: Groups) -> dict[str, Any]:
+    """texts, requests, per-emotion count and mean score, and Ekman / sentiment shares of texts."""
+    texts = 0
+    requests = 0.0
+    emotions: dict[str, dict[str, Any]] = {}
+    shares: dict[str, dict[str, float]] = {kind: defaultdict(float) for kind in ("ekman", "sentiment")}
+    for key, n, req, conf, _ms in rows:
+        if n <= 0:
+            continue
+        texts += int(n)
+        requests += req
+        emotions[key] = {"count": int(n), "mean_score": conf / n}
+        for kind, share in shares.items():
+            share[groups.get(kind, {}).get(key, key)] += n  # an unmapped label (neutral) is its own group
+    return {
+        "texts": texts,
+        "requests": round(requests),
+        "emotions": dict(sorted(emotions.items(), key=lambda item: (-item[1]["count"], item[0]))),
+        **{kind: {g: round(n / texts, 4) for g, n in sorted(s.items())} for kind, s in shares.items()},
+    }
+
+
+def _floor(moment: datetime, bucket: Bucket) -> datetime:
+    moment = moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    if bucket == "hour":
+        return moment
+    day = moment.replace(hour=0)
+    return day if bucket == "day" else day - timedelta(days=day.weekday())  # weeks start on Monday (ISO)
+
+
+def bucket_starts(start: datetime, end: datetime, bucket: Bucket) -> list[datetime]:
+    first = _floor(start, bucket)
+    count = math.ceil((end - first) / _STEP[bucket])
+    return [first + i * _STEP[bucket] for i in range(count)]
+
+
+def timeline(
+    hour_rows: Iterable[Sequence[Any]], start: datetime, end: datetime, bucket: Bucket, groups: Groups
+) -> list[dict[str, Any]]:
+    """Every bucket of [start, end), empty ones too (a chart needs them), each with its emotion mix."""
+    per_bucket: dict[datetime, list[Sequence[Any]]] = defaultdict(list)
+    for hour, *sums in hour_rows:
+        moment = hour if isinstance(hour, datetime) else datetime.fromisoformat(hour)
+        per_bucket[_floor(moment, bucket)].append(sums)
+    out = []
+    for first in bucket_starts(start, end, bucket):
+        merged: dict[str, list[float]] = {}
+        for key, *values in per_bucket.get(first, []):
+            merged[key] = [a + b for a, b in zip(merged.get(key, [0, 0, 0, 0]), values, strict=True)]
+        mix = emotion_mix(([k, *v] for k, v in merged.items()), groups)
+        out.append({"start": first.isoformat().replace("+00:00", "Z"), **mix})
+    return out
