@@ -111,6 +111,8 @@ class EmotionService:
         self._emotions_json = "{" + ",".join(f"{json.dumps(label)}:%.9g" for label in card.labels) + "}"
         cache = settings.cache
         self.shared_cache = cache.shared_across_tenants
+        # the log's keyed hash, for its rows and L3 lookups alike (no log: nothing is stored, sha256 will do)
+        self._text_hash = request_log.hasher.hash_normalized if request_log is not None else None
         self.cache = CacheRouter(
             card.version,
             card.labels,
@@ -183,14 +185,14 @@ class EmotionService:
         # Each tenant has caches of its own (unless shared): another tenant's text is never a hit.
         tenant = "" if self.shared_cache else context.tenant_id
         # Every segment of every text is a text of its own to the caches and the model: one call for all.
-        keys = [[text_keys(self.card.version, t, tenant) for t in p.texts] for p in plans]
+        keys = [[self._keys(t, tenant) for t in p.texts] for p in plans]
         found = await self._answer(keys, plans, context)
         cut = [i for i, p in enumerate(plans) if not p.checked and found[keys[i][0].cache_key][0].truncated]
         if cut:  # sent whole on their length, but past the window: read as documents after all
             for i in cut:
                 plans[i] = await asyncio.to_thread(self._plan_one, texts[i])
                 self._check_segments(plans[i], "text" if len(texts) == 1 else f"texts[{i}]")
-                keys[i] = [text_keys(self.card.version, t, tenant) for t in plans[i].texts]
+                keys[i] = [self._keys(t, tenant) for t in plans[i].texts]
             found.update(await self._answer([keys[i] for i in cut], [plans[i] for i in cut], context))
         latency_ms = round((time.perf_counter() - started) * 1000, 3)
         if self.telemetry is not None:
@@ -205,6 +207,9 @@ class EmotionService:
         if self.request_log is not None:
             self.request_log.record(self._log_rows(texts, rows, out, latency_ms, context))
         return out
+
+    def _keys(self, text: str, tenant: str) -> TextKeys:
+        return text_keys(self.card.version, text, tenant, self._text_hash)
 
     async def _answer(
         self, keys: list[list[TextKeys]], plans: list[Plan], context: RequestContext
@@ -255,7 +260,7 @@ class EmotionService:
                 for span, (result, _) in zip(spans, parts, strict=True)
             ]
         # a document's row is keyed by the whole text: L3 answers only single texts (segment_count 1)
-        text_hash = first.text_hash if plan.spans is None else text_keys(self.card.version, text).text_hash
+        text_hash = first.text_hash if plan.spans is None else self._keys(text, "").text_hash
         return rendered, _Row(text_hash, doc, level, plan.capped or window_cut, plan.cost)
 
     def _log_rows(
@@ -284,6 +289,9 @@ class EmotionService:
                 processing_time_ms=latency_ms,
                 truncated=row.truncated,
                 segment_count=row.segments,
+                tenant_id=context.tenant_id,
+                user_id=context.user_id,
+                occurred_at=context.occurred_at,
             )
             for text, row, out in zip(texts, rows, rendered, strict=True)
         ]

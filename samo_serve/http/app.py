@@ -22,6 +22,7 @@ from samo_serve.http.rate_limit import RATE_LIMIT_HEADERS
 from samo_serve.http.routes_analytics import add_analytics_routes
 from samo_serve.http.routes_ops import add_ops_routes
 from samo_serve.http.routes_predict import add_predict_routes
+from samo_serve.http.routes_users import add_user_routes
 from samo_serve.http.routes_v2 import add_v2_routes
 from samo_serve.http.schemas import BatchPredictRequest, PredictRequest
 from samo_serve.http.v2_schemas import V2InferRequest
@@ -67,6 +68,7 @@ def create_app(
     add_predict_routes(app, service, guard, settings.limits, limited)
     add_ops_routes(app, service, guard, telemetry, limited)
     add_analytics_routes(app, service, limited)
+    add_user_routes(app, service, limited)
     add_v2_routes(app, service, guard, settings.limits, limited)
     _install_openapi(app, settings.limits)
     return app
@@ -97,7 +99,7 @@ def _add_middleware(
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
-            allow_methods=["GET", "POST"],
+            allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["Authorization", "X-API-Key", "Content-Type", "X-Request-ID"],
             expose_headers=["X-Request-ID", "Retry-After", *RATE_LIMIT_HEADERS],
         )

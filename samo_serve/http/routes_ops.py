@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from fastapi import FastAPI, Request
-from fastapi.params import Depends
+from fastapi import Depends, FastAPI, Request
+from fastapi.params import Depends as DependsParam
 from starlette.responses import HTMLResponse, Response
 
 from samo_serve.errors import ModelUnavailable
 from samo_serve.http.errors import error_response
-from samo_serve.http.guard import Guard
+from samo_serve.http.guard import Guard, needs
 from samo_serve.http.responses import json_response
 from samo_serve.observability.memory import rss_mb
 from samo_serve.observability.telemetry import Telemetry
@@ -23,7 +23,7 @@ DASHBOARD_HTML = (Path(__file__).parent / "static" / "dashboard.html").read_text
 
 
 def add_ops_routes(
-    app: FastAPI, service: EmotionService, guard: Guard, telemetry: Telemetry, limited: Sequence[Depends]
+    app: FastAPI, service: EmotionService, guard: Guard, telemetry: Telemetry, limited: Sequence[DependsParam]
 ) -> None:
     @app.get("/healthz", summary="Liveness: 200 while the process lives")
     async def healthz() -> Response:
@@ -51,8 +51,8 @@ def add_ops_routes(
 
     @app.get(
         "/stats",
-        summary="All ingress replicas over 1 min / 5 min / 1 h, a 5-minute series, replicas, recommendations",
-        dependencies=limited,
+        summary="All ingress replicas over 1 min / 5 min / 1 h, a 5-minute series, replicas, recommendations (admin)",
+        dependencies=[Depends(needs("admin")), *limited],
     )
     async def stats() -> Response:
         dependencies = await service.dependencies()

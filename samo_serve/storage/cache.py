@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,18 +46,23 @@ class TextKeys:
     #: sha256(model version, tenant, normalized text): L1/L2 key; a new model never hits an old entry, and
     #: one tenant never hits another's (unless cache.shared_across_tenants: then the tenant is "")
     cache_key: str
-    #: sha256(normalized text): what the request log stores instead of the text, and L3's lookup key
+    #: the request log's keyed hash of the normalized text (TextHasher; sha256 where there is no log):
+    #: what the log stores instead of the text, and L3's lookup key
     text_hash: str
 
 
-def text_keys(model_version: str, text: str, tenant: str = "") -> TextKeys:
+def text_keys(
+    model_version: str, text: str, tenant: str = "", text_hash: Callable[[bytes], str] | None = None
+) -> TextKeys:
+    """The keys of ``text``; ``text_hash`` hashes the normalized text (the request log's TextHasher)."""
     normalized = normalize_text(text).encode("utf-8", "surrogatepass")
     versioned = hashlib.sha256(model_version.encode())
     versioned.update(b"\x00")
     versioned.update(tenant.encode())  # a tenant never holds NUL (api_keys.check_tenant): the parts stay apart
     versioned.update(b"\x00")
     versioned.update(normalized)
-    return TextKeys(versioned.hexdigest(), hashlib.sha256(normalized).hexdigest())
+    hashed = text_hash(normalized) if text_hash is not None else hashlib.sha256(normalized).hexdigest()
+    return TextKeys(versioned.hexdigest(), hashed)
 
 
 def cache_key(model_version: str, text: str, tenant: str = "") -> str:

@@ -58,7 +58,8 @@ class CacheRouter:
                     if self.l1 is not None:
                         self.l1.set(key, result)
         if missing and self.l3 is not None:
-            by_hash = await self.l3.lookup(self.model_version, [k.text_hash for k in missing.values()], self.labels)
+            hashes = [k.text_hash for k in missing.values()]
+            by_hash = await self.l3.lookup(self.model_version, hashes, self.labels, tenant_id)
             promoted = {}
             for key, k in list(missing.items()):
                 if (result := by_hash.get(k.text_hash)) is not None:

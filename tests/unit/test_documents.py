@@ -16,6 +16,7 @@ from samo_serve.service import EmotionService
 from samo_serve.settings import Settings
 from samo_serve.storage.cache import text_keys
 from samo_serve.storage.request_log import LogRow
+from samo_serve.storage.request_log.hashing import TextHasher
 
 SENTENCES = [
     "I woke up early and made coffee before anyone else was awake.",
@@ -123,6 +124,8 @@ async def test_request_log_has_one_row_per_text_with_its_segment_count(
     rows: list[LogRow] = []
 
     class Log:
+        hasher = TextHasher(b"k" * 32)  # rows hold the log's keyed hash
+
         def record(self, batch: list[LogRow]) -> None:
             rows.extend(batch)
 
@@ -130,9 +133,9 @@ async def test_request_log_has_one_row_per_text_with_its_segment_count(
     service = EmotionService(card, base.pipeline, Settings(), request_log=Log())  # type: ignore[arg-type]
     out = await service.predict(["I am happy", ENTRY], PredictOptions())
     assert [r.segment_count for r in rows] == [1, 5]
-    assert rows[1].text_hash == text_keys(card.version, ENTRY).text_hash
+    assert rows[1].text_hash == Log.hasher.text_hash(ENTRY)
     assert rows[1].primary_emotion == out[1]["primary"]["label"]
-    assert rows[0].text_hash == text_keys(card.version, "I am happy").text_hash
+    assert rows[0].text_hash == Log.hasher.text_hash("I am happy")
 
 
 # ------------------------------------------------------------------------------------------------ HTTP

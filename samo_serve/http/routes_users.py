@@ -1,0 +1,37 @@
+"""DELETE /users/{user_id}: erase a person's rows from the request log (and all that is kept from them)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.params import Depends as DependsParam
+from starlette.responses import Response
+
+from samo_serve.errors import AnalyticsUnavailable
+from samo_serve.http.guard import needs
+from samo_serve.http.responses import json_response
+from samo_serve.http.routes_analytics import TenantQuery, UserPath, tenant_filter
+from samo_serve.http.schemas import ErrorResponse
+from samo_serve.service import EmotionService
+
+__all__ = ["add_user_routes"]
+
+_RESPONSES: dict[int | str, dict[str, Any]] = {code: {"model": ErrorResponse} for code in (401, 403, 422, 429, 503)}
+
+
+def add_user_routes(app: FastAPI, service: EmotionService, limited: Sequence[DependsParam]) -> None:
+    @app.delete(
+        "/users/{user_id}",
+        responses=_RESPONSES,
+        summary="Erase a person's texts in the caller's tenant (log, rollups, spill files): {deleted: n}",
+        dependencies=[Depends(needs("analytics")), *limited],
+    )
+    async def erase_user(request: Request, user_id: UserPath, tenant: TenantQuery = None) -> Response:
+        # admin: the tenant given, or every tenant's user of this id; any other key: its own tenant only.
+        tenant_id = tenant_filter(request, tenant)
+        if service.request_log is None:
+            raise AnalyticsUnavailable("the request log is off (request_log.enabled=false): nothing is kept")
+        deleted = await service.request_log.erase_user(tenant_id, user_id)
+        return json_response({"deleted": deleted})
