@@ -89,8 +89,9 @@ def _rollup_tables(time_type: str, int_type: str, float_type: str) -> tuple[str,
     sums = f"texts {int_type} NOT NULL, requests {float_type} NOT NULL, confidence_sum {float_type} NOT NULL, "
     sums += f"ms_sum {float_type} NOT NULL"
     return (
-        f"CREATE TABLE IF NOT EXISTS emotion_rollup_tenant (dim text NOT NULL, tenant_id text NOT NULL, "
-        f"bucket {time_type} NOT NULL, key text NOT NULL, {sums}, PRIMARY KEY (dim, bucket, tenant_id, key))",
+        f"CREATE TABLE IF NOT EXISTS emotion_rollup_tenant (dim text NOT NULL, span text NOT NULL, "
+        f"tenant_id text NOT NULL, bucket {time_type} NOT NULL, key text NOT NULL, {sums}, "
+        "PRIMARY KEY (dim, span, bucket, tenant_id, key))",
         f"CREATE TABLE IF NOT EXISTS emotion_rollup_user (tenant_id text NOT NULL, user_id text NOT NULL, "
         f"bucket {time_type} NOT NULL, emotion text NOT NULL, {sums}, "
         "PRIMARY KEY (tenant_id, user_id, bucket, emotion))",

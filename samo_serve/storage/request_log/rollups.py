@@ -4,13 +4,15 @@ Two tables, both kept current by the writer in the same transaction as each batc
 statement on PostgreSQL, so a retried batch never counts twice: only rows the insert returns are added):
 
 * ``emotion_rollup_tenant``: per dimension (``emotion`` = primary emotion, ``cache`` = cache level,
-  ``latency`` = a 5 %-wide bucket of processing time) x tenant x UTC hour: texts, requests (the sum of
+  ``latency`` = a 5 %-wide bucket of processing time) x tenant x UTC hour, and again x UTC day (a
+  30-day range then reads a few thousand rows, not hundreds of thousands): texts, requests (the sum of
   1/request_texts, so a request split over several keys still adds up to one), confidence and
   processing-time sums. Tenant-wide analytics read at most dims x tenants x hours x keys rows.
 * ``emotion_rollup_user``: per tenant x user x hour x primary emotion, for user timelines.
 
-A range [start, end) is answered from the rollups for its whole hours plus the raw rows of its partial
-first and last hour, aggregated by the same SELECT, so the answer equals direct SQL over the raw table.
+A range [start, end) is answered from the rollups for its whole days and hours plus the raw rows of its
+partial first and last hour, aggregated by the same SELECT, so the answer equals direct SQL over the raw
+table.
 """
 
 from __future__ import annotations
@@ -53,23 +55,27 @@ def latency_value(bucket: int) -> float:
 @dataclass(frozen=True)
 class Dialect:
     hour: str  # the UTC hour of a time expression, in the form the bucket columns hold
+    day: str  # its UTC day
     latency: str  # latency_bucket() as text
     one: str  # 1 as a float
 
 
 POSTGRES = Dialect(
     hour="date_trunc('hour', {t})",  # sessions run in UTC (PostgresStore sets timezone)
+    day="date_trunc('day', {t})",
     latency=f"floor(ln(greatest({{ms}}, {_MIN_MS})) / ln({LATENCY_RATIO}))::int::text",
     one="1.0::float8",
 )
 SQLITE = Dialect(
     hour="substr({t}, 1, 13) || ':00:00.000000+00:00'",  # times are stored as rows.format_time writes them
+    day="substr({t}, 1, 10) || 'T00:00:00.000000+00:00'",
     latency="CAST(samo_latency_bucket({ms}) AS TEXT)",
     one="1.0",
 )
 
 _SUMS = "texts, requests, confidence_sum, ms_sum"
-_TENANT_COLUMNS = f"dim, tenant_id, bucket, key, {_SUMS}"
+_TENANT_COLUMNS = f"dim, span, tenant_id, bucket, key, {_SUMS}"
+SPANS = ("hour", "day")
 _USER_COLUMNS = f"tenant_id, user_id, bucket, emotion, {_SUMS}"
 
 
@@ -80,11 +86,12 @@ def _measures(d: Dialect, sign: int) -> str:
     )
 
 
-def _tenant_select(d: Dialect, dim: Dim, source: str, where: str, sign: int = 1) -> str:
+def _tenant_select(d: Dialect, dim: Dim, source: str, where: str, sign: int = 1, span: str = "hour") -> str:
     key = {"emotion": "primary_emotion", "cache": "cache_level", "latency": d.latency.format(ms="processing_time_ms")}
+    truncate = d.hour if span == "hour" else d.day
     return (
-        f"SELECT '{dim}' AS dim, tenant_id, {d.hour.format(t=TIME)} AS bucket, {key[dim]} AS key, "
-        f"{_measures(d, sign)} FROM {source} WHERE {where} GROUP BY tenant_id, 3, 4"
+        f"SELECT '{dim}' AS dim, '{span}' AS span, tenant_id, {truncate.format(t=TIME)} AS bucket, {key[dim]} AS key, "
+        f"{_measures(d, sign)} FROM {source} WHERE {where} GROUP BY tenant_id, 4, 5"
     )
 
 
@@ -104,11 +111,13 @@ def upsert_statements(d: Dialect, source: str, where: str = "true", sign: int = 
 
     Rows are upserted in primary-key order, so writers on several replicas lock them in one order.
     """
-    tenant = " UNION ALL ".join(_tenant_select(d, dim, source, where, sign) for dim in DIMENSIONS)
+    tenant = " UNION ALL ".join(
+        _tenant_select(d, dim, source, where, sign, span) for dim in DIMENSIONS for span in SPANS
+    )
     return (
         f"INSERT INTO emotion_rollup_tenant ({_TENANT_COLUMNS}) SELECT * FROM ({tenant}) AS agg WHERE true "
-        "ORDER BY dim, bucket, tenant_id, key "
-        f"ON CONFLICT (dim, bucket, tenant_id, key) DO UPDATE SET {_adds('emotion_rollup_tenant')}",
+        "ORDER BY dim, span, bucket, tenant_id, key "
+        f"ON CONFLICT (dim, span, bucket, tenant_id, key) DO UPDATE SET {_adds('emotion_rollup_tenant')}",
         f"INSERT INTO emotion_rollup_user ({_USER_COLUMNS}) SELECT * FROM ({_user_select(d, source, where, sign)}) "
         "AS agg WHERE true ORDER BY tenant_id, user_id, bucket, emotion "
         f"ON CONFLICT (tenant_id, user_id, bucket, emotion) DO UPDATE SET {_adds('emotion_rollup_user')}",
@@ -118,37 +127,45 @@ def upsert_statements(d: Dialect, source: str, where: str = "true", sign: int = 
 def rebuild_statements(d: Dialect) -> tuple[str, ...]:
     """Recompute every hour that still has raw rows; hours whose rows retention dropped keep their rollups."""
     hours = f"SELECT DISTINCT {d.hour.format(t=TIME)} FROM emotion_requests"
+    days = f"SELECT DISTINCT {d.day.format(t=TIME)} FROM emotion_requests"
     return (
-        f"DELETE FROM emotion_rollup_tenant WHERE bucket IN ({hours})",
+        f"DELETE FROM emotion_rollup_tenant WHERE span = 'hour' AND bucket IN ({hours})",
+        f"DELETE FROM emotion_rollup_tenant WHERE span = 'day' AND bucket IN ({days})",
         f"DELETE FROM emotion_rollup_user WHERE bucket IN ({hours})",
         *upsert_statements(d, "emotion_requests"),
     )
 
 
 def range_query(d: Dialect, dim: Dim, *, tenant: bool, user: bool, by_hour: bool) -> str:
-    """Sums per key (and per hour) over [:start, :end): whole hours [:lo, :hi) from a rollup, the rest raw.
+    """Sums per key (and per hour) over [:start, :end), from the coarsest rows that fit.
 
-    Parameters: start, end, lo, hi (lo = start rounded up to the hour, hi = end rounded down, lo <= hi),
-    and tenant / user when filtered. Columns: [bucket,] key, texts, requests, confidence_sum, ms_sum.
+    Whole days [:dlo, :dhi) from day rollups (not per hour, and not for users), whole hours [:lo, :hi)
+    outside them from hour rollups, the partial first and last hour from raw rows. Parameters: start,
+    end, lo <= dlo <= dhi <= hi (RangeQuery.params), and tenant / user when filtered. Columns: [bucket,]
+    key, texts, requests, confidence_sum, ms_sum.
     """
     if user and dim != "emotion":
         raise ValueError("user rollups hold emotions only")
     filters = (" AND tenant_id = :tenant" if tenant else "") + (" AND user_id = :user" if user else "")
     edges = f"({TIME} >= :start AND {TIME} < :lo OR {TIME} >= :hi AND {TIME} < :end){filters}"
+    days = by_hour or user
+    hours = (
+        "bucket >= :lo AND bucket < :hi"
+        if days
+        else "(bucket >= :lo AND bucket < :dlo OR bucket >= :dhi AND bucket < :hi)"
+    )
     if user:
-        stored = f"SELECT bucket, emotion AS key, {_SUMS} FROM emotion_rollup_user WHERE bucket >= :lo AND bucket < :hi"
-        raw = _user_select(d, "emotion_requests", edges)
-        raw_cols = f"bucket, emotion AS key, {_SUMS}"
+        stored = f"SELECT bucket, emotion AS key, {_SUMS} FROM emotion_rollup_user WHERE {hours}{filters}"
+        raw = f"SELECT bucket, emotion AS key, {_SUMS} FROM ({_user_select(d, 'emotion_requests', edges)}) AS e"
     else:
-        stored = (
-            f"SELECT bucket, key, {_SUMS} FROM emotion_rollup_tenant "
-            f"WHERE dim = '{dim}' AND bucket >= :lo AND bucket < :hi"
-        )
-        raw = _tenant_select(d, dim, "emotion_requests", edges)
-        raw_cols = f"bucket, key, {_SUMS}"
+        rollup = f"SELECT bucket, key, {_SUMS} FROM emotion_rollup_tenant WHERE dim = '{dim}'"
+        stored = f"{rollup} AND span = 'hour' AND {hours}{filters}"
+        if not days:
+            stored += f" UNION ALL {rollup} AND span = 'day' AND bucket >= :dlo AND bucket < :dhi{filters}"
+        raw = f"SELECT bucket, key, {_SUMS} FROM ({_tenant_select(d, dim, 'emotion_requests', edges)}) AS e"
     group = "bucket, key" if by_hour else "key"
     return (
         f"SELECT {group}, CAST(sum(texts) AS BIGINT) AS texts, sum(requests) AS requests, "
         "sum(confidence_sum) AS confidence_sum, sum(ms_sum) AS ms_sum "
-        f"FROM ({stored}{filters} UNION ALL SELECT {raw_cols} FROM ({raw}) AS e) AS s GROUP BY {group} ORDER BY {group}"
+        f"FROM ({stored} UNION ALL {raw}) AS s GROUP BY {group} ORDER BY {group}"
     )

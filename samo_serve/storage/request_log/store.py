@@ -78,17 +78,19 @@ class RangeQuery:
 
     def params(self, as_time: Callable[[datetime], Any] = lambda t: t) -> dict[str, Any]:
         """start/end and the whole hours between them (lo, hi), in the driver's time form."""
-        lo = _hour(self.start) + (timedelta(0) if _hour(self.start) == self.start else timedelta(hours=1))
-        hi = _hour(self.end)
-        if lo > hi:  # inside one hour: all raw
-            lo = hi = self.end
-        times = {"start": self.start, "end": self.end, "lo": lo, "hi": hi}
+        lo, hi = _inner(self.start, self.end, timedelta(hours=1))
+        dlo, dhi = _inner(lo, hi, timedelta(days=1))
+        times = {"start": self.start, "end": self.end, "lo": lo, "hi": hi, "dlo": dlo, "dhi": dhi}
         params = {name: as_time(value) for name, value in times.items()}
         return {**params, "tenant": self.tenant_id, "user": self.user_id}
 
 
-def _hour(moment: datetime) -> datetime:
-    return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+def _inner(start: datetime, end: datetime, step: timedelta) -> tuple[datetime, datetime]:
+    """The whole steps (UTC hours or days) inside [start, end), as [lo, hi); lo = hi = end if none."""
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    lo = epoch + -((epoch - start) // step) * step  # start rounded up
+    hi = epoch + ((end - epoch) // step) * step
+    return (lo, hi) if lo < hi else (end, end)
 
 
 def storable_text(text: str) -> str:
