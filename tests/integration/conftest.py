@@ -88,9 +88,10 @@ async def store(database_url: str) -> AsyncIterator[LogStore]:
 async def _truncate(store: LogStore) -> None:
     if store.dialect == "postgresql":
         pool = await store._get_pool()  # type: ignore[attr-defined]
-        await pool.execute("TRUNCATE emotion_requests")
+        await pool.execute("TRUNCATE emotion_requests, emotion_rollup_tenant, emotion_rollup_user")
     else:
-        await store._run(lambda c: c.execute("DELETE FROM emotion_requests"))  # type: ignore[attr-defined]
+        for table in ("emotion_requests", "emotion_rollup_tenant", "emotion_rollup_user"):
+            await store._run(lambda c, t=table: c.execute(f"DELETE FROM {t}"))  # type: ignore[attr-defined]
 
 
 @pytest.fixture(scope="session")

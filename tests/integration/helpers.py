@@ -7,7 +7,7 @@ import uuid
 from datetime import UTC, datetime
 
 from samo_serve.storage.request_log.rows import LogRow
-from samo_serve.storage.request_log.store import LogStore
+from samo_serve.storage.request_log.store import LogStore, RangeQuery
 
 T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
@@ -24,6 +24,10 @@ def make_row(
     ms: float = 10.0,
     scores: dict[str, float] | None = None,
     key_id: str | None = None,
+    tenant: str = "",
+    user: str | None = None,
+    occurred_at: datetime | None = None,
+    request_texts: int = 1,
 ) -> LogRow:
     return LogRow(
         id=uuid.uuid4(),
@@ -39,9 +43,13 @@ def make_row(
         cache_level=level,
         processing_time_ms=ms,
         truncated=False,
+        tenant_id=tenant,
+        user_id=user,
+        occurred_at=occurred_at,
+        request_texts=request_texts,
     )
 
 
 async def count_rows(store: LogStore) -> int:
-    summary = await store.summary(datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC))
-    return summary.texts
+    everything = RangeQuery("cache", datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC))
+    return sum(int(texts) for _key, texts, *_ in await store.range(everything))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -10,7 +11,7 @@ from typing import Any, Protocol
 from samo_serve.storage.request_log.rollups import Dialect, Dim, range_query
 from samo_serve.storage.request_log.rows import LogRow
 
-__all__ = ["LogStore", "RangeQuery", "RejectedRows", "store_for_url", "storable_text"]
+__all__ = ["LogStore", "RangeQuery", "RejectedRows", "percentile_cont", "store_for_url", "storable_text"]
 
 
 class RejectedRows(Exception):
@@ -91,6 +92,15 @@ def _inner(start: datetime, end: datetime, step: timedelta) -> tuple[datetime, d
     lo = epoch + -((epoch - start) // step) * step  # start rounded up
     hi = epoch + ((end - epoch) // step) * step
     return (lo, hi) if lo < hi else (end, end)
+
+
+def percentile_cont(sorted_values: Sequence[float], q: float) -> float | None:
+    """PostgreSQL's ``percentile_cont`` (linear interpolation) over values sorted ascending."""
+    if not sorted_values:
+        return None
+    position = q * (len(sorted_values) - 1)
+    lo, hi = math.floor(position), math.ceil(position)
+    return float(sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (position - lo))
 
 
 def storable_text(text: str) -> str:
