@@ -15,10 +15,13 @@ import asyncio
 import json
 import time
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-from samo_serve.ops.cli.common import Subparsers
 from samo_serve.settings import Settings
 from samo_serve.storage.request_log import RequestLog
+
+if TYPE_CHECKING:
+    from samo_serve.ops.cli.common import Subparsers
 
 __all__ = ["register"]
 
