@@ -10,7 +10,7 @@ tenant before anything is counted, so nothing (not even existence) crosses tenan
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
@@ -138,6 +138,10 @@ def add_analytics_routes(app: FastAPI, service: EmotionService, limited: Sequenc
         buckets = await request_log().timeline(tenant_id, user_id, start_at, end_at, bucket)
         return json_response({**_range(start_at, end_at), "bucket": bucket, "buckets": buckets})
 
+    _add_user_analytics(app, request_log, scoped)
+
+
+def _add_user_analytics(app: FastAPI, request_log: Callable[[], RequestLog], scoped: list[Any]) -> None:
     @app.get(
         "/analytics/users/{user_id}/timeline",
         responses=_RESPONSES,

@@ -23,7 +23,8 @@ from .conftest import Server, run_server
 def keys(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str]:
     path = tmp_path_factory.mktemp("keys") / "keys.json"
     store = KeyStore(path)
-    return path, store.create("e2e"), store.create("e2e-tiny", tier="tiny")
+    # admin: the drill reads /stats too, which only admin keys may
+    return path, store.create("e2e", scopes=("admin",)), store.create("e2e-tiny", tier="tiny")
 
 
 @pytest.fixture(scope="module")

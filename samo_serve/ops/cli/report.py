@@ -43,8 +43,8 @@ def _report(args: argparse.Namespace) -> int:
     response = get(url, "/stats", args.api_key)
     if response.status_code in (401, 403):
         raise CliError(
-            f"{url}/stats answered {response.status_code}: it needs a valid API key",
-            "pass --api-key KEY or set SAMO_API_KEY",
+            f"{url}/stats answered {response.status_code}: it needs a valid API key with the admin scope",
+            "pass --api-key KEY or set SAMO_API_KEY (samo-serve keys create --scope admin)",
             code=2,
         )
     if response.status_code != 200:
