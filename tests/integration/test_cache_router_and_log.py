@@ -141,12 +141,18 @@ async def test_every_prediction_is_logged_without_its_text_by_default(
         r = await client.post("/predict/batch", json={"texts": [marker, "another one", "a third"]})
         assert r.status_code == 200
         assert await service.request_log.writer.flush()  # type: ignore[union-attr]
+        keyed = service.request_log.hasher.text_hash(marker)  # type: ignore[union-attr]
     conn = await asyncpg.connect(postgres_server.url)
     rows = await conn.fetch(
         "SELECT request_id, text, cache_level, primary_emotion, emotions FROM emotion_requests "
-        "WHERE text_hash = encode(sha256(convert_to($1, 'UTF8')), 'hex') ORDER BY created_at",
+        "WHERE text_hash = $1 ORDER BY created_at",
+        keyed,
+    )
+    bare = await conn.fetchval(  # the hash is keyed: a guessed text cannot be checked against the table
+        "SELECT count(*) FROM emotion_requests WHERE text_hash = encode(sha256(convert_to($1, 'UTF8')), 'hex')",
         marker,
     )
+    assert bare == 0
     await conn.close()
     assert [r["cache_level"] for r in rows] == ["miss", "l1", "l1"]
     assert all(r["text"] is None for r in rows)  # SAMO_LOG_TEXT is off by default
@@ -192,7 +198,8 @@ async def test_analytics_over_http_equal_direct_sql(
     assert summary["texts"] == len(rows) == 40
     assert summary["cache"]["hit_rate"] == round(sum(r["cache_level"] != "miss" for r in rows) / 40, 4) == 0.25
     times = sorted(r["processing_time_ms"] for r in rows)
-    assert summary["processing_time_ms"]["p95"] == pytest.approx(percentile_cont(times, 0.95))
+    # from the rollups' 5 %-wide latency histogram (docs/STORAGE.md): within 2.5 %
+    assert summary["processing_time_ms"]["p95"] == pytest.approx(percentile_cont(times, 0.95), rel=0.026)
     by_emotion = {e["emotion"]: e for e in emotions["emotions"]}
     assert sum(e["count"] for e in by_emotion.values()) == 40
     for label, e in by_emotion.items():
