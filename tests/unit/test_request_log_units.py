@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import random
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -140,3 +142,70 @@ def test_spill_files_round_trip_and_rejected_are_kept_apart(tmp_path: Path) -> N
     claim.done()
     assert not path.exists()
     assert len(list((tmp_path / "rejected").glob("*.jsonl"))) == 1
+
+
+def test_a_range_splits_into_whole_days_whole_hours_and_raw_edges() -> None:
+    from samo_serve.storage.request_log.store import RangeQuery
+
+    start, end = datetime(2026, 3, 1, 22, 30, tzinfo=UTC), datetime(2026, 3, 4, 1, 15, tzinfo=UTC)
+    p = RangeQuery("emotion", start, end).params()
+    assert (p["lo"], p["dlo"], p["dhi"], p["hi"]) == (
+        datetime(2026, 3, 1, 23, tzinfo=UTC),
+        datetime(2026, 3, 2, tzinfo=UTC),
+        datetime(2026, 3, 4, tzinfo=UTC),
+        datetime(2026, 3, 4, 1, tzinfo=UTC),
+    )
+    inside = RangeQuery("emotion", start, start + timedelta(minutes=10)).params()  # no whole hour: all raw
+    assert inside["lo"] == inside["hi"] == inside["dlo"] == inside["dhi"] == start + timedelta(minutes=10)
+
+
+def test_histogram_percentiles_are_within_the_bucket_width() -> None:
+    from samo_serve.storage.request_log.analytics import summary
+    from samo_serve.storage.request_log.rollups import latency_bucket
+    from samo_serve.storage.request_log.store import percentile_cont
+
+    times = sorted(random.Random(3).uniform(0.5, 400) for _ in range(501))
+    buckets: dict[int, int] = {}
+    for t in times:
+        buckets[latency_bucket(t)] = buckets.get(latency_bucket(t), 0) + 1
+    got = summary([("miss", len(times), 1.0, 0.0, sum(times))], [(str(b), n) for b, n in buckets.items()])
+    for q, name in ((0.5, "p50"), (0.95, "p95")):
+        assert got["processing_time_ms"][name] == pytest.approx(percentile_cont(times, q), rel=0.026)
+    assert summary([], [])["processing_time_ms"] == {"p50": None, "p95": None, "mean": None}
+
+
+def test_timeline_buckets_are_utc_and_weeks_start_on_monday() -> None:
+    from samo_serve.storage.request_log.analytics import bucket_starts, timeline
+
+    starts = bucket_starts(datetime(2026, 3, 4, 5, tzinfo=UTC), datetime(2026, 3, 17, tzinfo=UTC), "week")
+    assert [s.date().isoformat() for s in starts] == ["2026-03-02", "2026-03-09", "2026-03-16"]
+    hour = datetime(2026, 3, 4, 5, tzinfo=UTC)
+    rows = [(hour, "joy", 2, 1.0, 1.6, 20.0), (hour.isoformat(), "anger", 1, 1.0, 0.5, 5.0)]
+    out = timeline(rows, hour, hour + timedelta(days=2), "day", {"sentiment": {"joy": "positive"}})
+    assert [b["texts"] for b in out] == [3, 0, 0]  # 05:00 on the 4th + 2 days ends on the 6th
+    assert out[0]["emotions"]["joy"] == {"count": 2, "mean_score": pytest.approx(0.8)}
+    assert out[0]["sentiment"] == {
+        "anger": pytest.approx(0.3333, abs=1e-4),
+        "positive": pytest.approx(0.6667, abs=1e-4),
+    }
+
+
+def test_rows_with_tenant_user_and_time_survive_a_spill_line_and_old_lines_replay() -> None:
+    row = LogRow(
+        uuid.uuid4(), datetime(2026, 3, 4, tzinfo=UTC), "r", None, "a" * 64, None, "joy", 0.5, "{}", "m", "miss",
+        1.0, False, 1, "acme", "u1", datetime(2026, 3, 1, tzinfo=UTC), 2,
+    )  # fmt: skip
+    assert row_from_json(row_to_json(row)) == row
+    old = json.loads(row_to_json(row))
+    for name in ("tenant_id", "user_id", "occurred_at", "request_texts"):
+        del old[name]  # a line spilled before tenancy
+    replayed = row_from_json(json.dumps(old))
+    assert (replayed.tenant_id, replayed.user_id, replayed.occurred_at, replayed.request_texts) == ("", None, None, 1)
+
+
+def test_named_parameters_become_asyncpg_numbers_and_casts_stay() -> None:
+    from samo_serve.storage.request_log.postgres import numbered
+
+    sql, args = numbered("SELECT 1.0::float8 WHERE a = :user AND b = :tenant OR c = :user", {"user": 1, "tenant": 2})
+    assert sql == "SELECT 1.0::float8 WHERE a = $1 AND b = $2 OR c = $1"
+    assert args == [1, 2]
