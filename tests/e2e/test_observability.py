@@ -52,12 +52,12 @@ def settled_scrape(server: Server, expected: int, timeout_s: float = 90) -> dict
         time.sleep(2)
 
 
-def dashboard_dom(server: Server, screenshot: Path | None = None) -> str:
+def dashboard_dom(server: Server, screenshot: Path | None = None, query: str = "") -> str:
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
         pytest.fail("chromium is not installed: scripts/test.sh installs Debian's chromium")
     base = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=8000"]
-    url = f"{server.url}/dashboard"
+    url = f"{server.url}/dashboard{query}"
     if screenshot is not None:
         shot = [*base, "--window-size=1400,1100", f"--screenshot={screenshot}", url]
         subprocess.run(shot, capture_output=True, timeout=120, check=True)
@@ -109,7 +109,8 @@ def test_stats_dashboard_and_prometheus_agree(server: Server, tmp_path: Path) ->
     assert view["replicas"]["Ingress"] == 1
 
     shot = tmp_path / "dashboard.png"
-    first = dom_numbers(dashboard_dom(server, shot))
+    dom = dashboard_dom(server, shot)
+    first = dom_numbers(dom)
     assert first["windows"]["1h"] == hour["requests"]  # the page shows what /stats reports
     assert first["p95"]["1h"] == pytest.approx(hour["latency_ms"]["p95"], abs=0.05)
     for chart in ("p95_ms", "rps", "batch_size"):
@@ -117,6 +118,11 @@ def test_stats_dashboard_and_prometheus_agree(server: Server, tmp_path: Path) ->
     five = stats(server)["windows"]["5m"]["requests"]
     assert first["charts"]["rps"]["sum"] * 5 == pytest.approx(five, abs=2)  # the series holds the window
     assert shot.stat().st_size > 20_000
+    mix = re.search(r'<svg id="chart-mix"[^>]*data-buckets="(\d+)" data-texts="(\d+)"', dom)
+    assert mix is not None  # the analytics view: the open service's emotion mix over the last 24 h
+    assert int(mix[1]) >= 24
+    assert int(mix[2]) >= 340  # every text of the burst (the log is written off the request path)
+    assert re.search(r'<rect [^>]*data-label="', dom)
     if (ROOT / "runs").is_dir():  # keep the last screenshot for a person to look at
         shutil.copy(shot, ROOT / "runs" / "dashboard.png")
 

@@ -1,0 +1,169 @@
+"""Through real Ray Serve: two tenants, a predict-only key and an admin key (keys file re-read by the server).
+
+Isolation on every analytics route, 401 and 403 on each, caches per tenant (no oracle), erasure of one
+tenant's user leaving the other's same-named user intact, and the dashboard's analytics view in Chromium.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from samo_serve.http.api_keys import KeyStore
+
+from .conftest import Server, run_server
+from .test_observability import dashboard_dom
+
+WHEN = (datetime.now(UTC) - timedelta(days=2)).replace(minute=0, second=0, microsecond=0)
+RANGE = {"start": (WHEN - timedelta(days=1)).isoformat(), "end": (WHEN + timedelta(days=1)).isoformat()}
+ANALYTICS = [
+    "/analytics/summary",
+    "/analytics/emotions",
+    "/analytics/timeline",
+    "/analytics/users/u1/timeline",
+    "/analytics/users/u1/summary",
+]
+TEXTS = {"a": ["acme: what a lovely day", "acme: I am so angry", "acme: thank you!"], "b": ["beta: this is sad"]}
+
+
+@pytest.fixture(scope="module")
+def keys_file(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    path = tmp_path_factory.mktemp("tenant-keys") / "keys.json"
+    store = KeyStore(path)
+    keys = {
+        "a": store.create("acme-app", tenant="acme"),
+        "p": store.create("acme-ingest", tenant="acme", scopes=("predict",)),
+        "admin": store.create("operator", tenant="ops", scopes=("admin",)),
+    }
+    return path, keys
+
+
+@pytest.fixture(scope="module")
+def tenant_server(tmp_path_factory: pytest.TempPathFactory, keys_file: tuple[Path, dict[str, str]]) -> Iterator[Server]:
+    yield from run_server(tmp_path_factory, {"SAMO_API_KEYS_FILE": str(keys_file[0])})
+
+
+@pytest.fixture(scope="module")
+def keys(tenant_server: Server, keys_file: tuple[Path, dict[str, str]]) -> dict[str, str]:
+    """Tenant beta's key is created while the server runs: replicas re-read the keys file."""
+    path, keys = keys_file
+    keys = {**keys, "b": KeyStore(path).create("beta-app", tenant="beta")}
+    deadline = time.monotonic() + 30
+    while httpx.get(f"{tenant_server.url}/emotions", headers={"X-API-Key": keys["b"]}, timeout=30).status_code == 401:
+        assert time.monotonic() < deadline, "the server did not pick up a key added to its keys file"
+        time.sleep(0.5)
+    return keys
+
+
+def client(server: Server, key: str | None) -> httpx.Client:
+    return httpx.Client(base_url=server.url, timeout=60, headers={"X-API-Key": key} if key else {})
+
+
+def texts_of(server: Server, key: str, user: str, **params: str) -> int:
+    with client(server, key) as c:
+        r = c.get(f"/analytics/users/{user}/summary", params={**RANGE, **params})
+    assert r.status_code == 200, r.text
+    return int(r.json()["texts"])
+
+
+@pytest.fixture(scope="module")
+def written(tenant_server: Server, keys: dict[str, str]) -> dict[str, str]:
+    """Each tenant's texts for its user "u1" (and "acme-only", acme's alone), in the log and its rollups."""
+    for who, texts in TEXTS.items():
+        with client(tenant_server, keys[who]) as c:
+            body = {"texts": texts, "user_id": "u1", "occurred_at": WHEN.isoformat()}
+            assert c.post("/predict/batch", json=body).status_code == 200
+    with client(tenant_server, keys["p"]) as c:  # predict-only keys write for their tenant
+        body = {"text": "acme: just me", "user_id": "acme-only", "occurred_at": WHEN.isoformat()}
+        assert c.post("/predict", json=body).status_code == 200
+    deadline = time.monotonic() + 60  # the log is written off the request path
+    while (texts_of(tenant_server, keys["a"], "u1"), texts_of(tenant_server, keys["b"], "u1")) != (3, 1):
+        assert time.monotonic() < deadline, "rows did not reach the request log"
+        time.sleep(1)
+    return keys
+
+
+def get(server: Server, key: str, path: str, **params: str) -> dict[str, Any]:
+    with client(server, key) as c:
+        r = c.get(path, params={**RANGE, **params})
+    assert r.status_code == 200, (path, r.text)
+    body: dict[str, Any] = r.json()
+    return body
+
+
+def test_every_analytics_route_answers_from_the_callers_tenant(tenant_server: Server, written: dict[str, str]) -> None:
+    for path in ANALYTICS:
+        params = {"bucket": "day"} if "timeline" in path else {}
+        for who, tenant in (("a", "acme"), ("b", "beta")):
+            own = get(tenant_server, written[who], path, **params)
+            assert own == get(tenant_server, written["admin"], path, tenant=tenant, **params), (path, who)
+            assert "acme" not in str(own) if who == "b" else "beta" not in str(own)
+        assert get(tenant_server, written["a"], path, **params) != get(tenant_server, written["b"], path, **params)
+    assert texts_of(tenant_server, written["admin"], "u1") == 4  # admin: every tenant
+    # another tenant's user reads exactly as a user nobody has
+    for path in ("/analytics/users/{}/summary", "/analytics/users/{}/timeline"):
+        theirs = get(tenant_server, written["b"], path.format("acme-only"))
+        nobody = get(tenant_server, written["b"], path.format("nobody"))
+        assert theirs | {"user_id": ""} == nobody | {"user_id": ""}, path
+    assert texts_of(tenant_server, written["a"], "acme-only") == 1
+
+
+def test_401_and_403_on_each_route(tenant_server: Server, written: dict[str, str]) -> None:
+    routes = [("GET", p) for p in ANALYTICS] + [("DELETE", "/users/u1"), ("GET", "/stats")]
+    for method, path in routes:
+        for key in (None, "samo_000000000000_not-a-key"):
+            with client(tenant_server, key) as c:
+                assert c.request(method, path).status_code == 401, (method, path)
+        with client(tenant_server, written["p"]) as c:
+            r = c.request(method, path)
+        assert r.status_code == 403, (method, path, r.text)
+        assert r.json()["error"]["code"] == "FORBIDDEN"
+    with client(tenant_server, written["a"]) as c:
+        assert c.get("/stats").status_code == 403  # analytics keys read their tenant, not the service
+        assert c.get("/analytics/summary", params={"tenant": "beta"}).status_code == 403
+    with client(tenant_server, written["admin"]) as c:
+        assert c.get("/stats").status_code == 200
+    assert texts_of(tenant_server, written["a"], "u1") == 3  # the refused DELETEs erased nothing
+
+
+def test_no_cache_oracle_across_tenants(tenant_server: Server, written: dict[str, str]) -> None:
+    text = f"beta's private sentence {time.time_ns()}"
+    with client(tenant_server, written["b"]) as b, client(tenant_server, written["a"]) as a:
+        assert b.post("/predict", json={"text": text}).json()["cache"] == "miss"
+        assert b.post("/predict", json={"text": text}).json()["cache"] == "l1"
+        assert a.post("/predict", json={"text": text}).json()["cache"] == "miss"  # beta sent it: acme cannot tell
+        assert a.post("/predict", json={"text": text}).json()["cache"] == "l1"
+
+
+def test_dashboard_draws_one_tenants_emotion_mix(tenant_server: Server, written: dict[str, str]) -> None:
+    dom = dashboard_dom(tenant_server, query=f"?key={written['admin']}&tenant=acme&range=7d")
+    chart = re.search(r'<svg id="chart-mix"[^>]*data-buckets="(\d+)" data-texts="(\d+)"', dom)
+    assert chart is not None, dom[-2000:]
+    end = datetime.now(UTC)
+    week = {"start": (end - timedelta(days=7)).isoformat(), "end": end.isoformat(), "bucket": "day"}
+    with client(tenant_server, written["admin"]) as c:
+        api = c.get("/analytics/timeline", params={**week, "tenant": "acme"}).json()
+    assert int(chart[1]) == len(api["buckets"])
+    assert int(chart[2]) == sum(b["texts"] for b in api["buckets"]) >= 4  # acme's u1 and acme-only
+    bars = [int(n) for n in re.findall(r'<rect [^>]*data-count="(\d+)"', dom)]
+    counts = sum(e["count"] for b in api["buckets"] for e in b["emotions"].values())
+    assert sum(bars) == counts > 0  # every emotion count of the tenant is a bar segment
+    user = dashboard_dom(tenant_server, query=f"?key={written['admin']}&tenant=acme&range=7d&user=acme-only")
+    assert re.search(r'id="chart-mix"[^>]*data-texts="1"', user)
+
+
+def test_erasing_one_tenants_user_leaves_the_other_tenants(tenant_server: Server, written: dict[str, str]) -> None:
+    with client(tenant_server, written["a"]) as a:
+        assert a.delete("/users/u1").json() == {"deleted": 3}
+        assert a.delete("/users/u1").json() == {"deleted": 0}
+        assert a.delete("/users/never-seen").json() == {"deleted": 0}
+    assert texts_of(tenant_server, written["a"], "u1") == 0
+    assert texts_of(tenant_server, written["b"], "u1") == 1
+    assert texts_of(tenant_server, written["admin"], "u1") == 1
