@@ -108,8 +108,9 @@ async def test_analytics_equal_direct_sql(backed_server: Server, services: tuple
     assert summary["requests"] == 26 == len({r["request_id"] for r in rows})
     assert summary["cache"]["hit_rate"] == round(sum(r["cache_level"] != "miss" for r in rows) / 29, 4)
     times = sorted(r["processing_time_ms"] for r in rows)
-    assert summary["processing_time_ms"]["p50"] == pytest.approx(percentile_cont(times, 0.5))
-    assert summary["processing_time_ms"]["p95"] == pytest.approx(percentile_cont(times, 0.95))
+    # percentiles come from the rollups' log-spaced histogram: within its 2.5 % (docs/STORAGE.md)
+    assert summary["processing_time_ms"]["p50"] == pytest.approx(percentile_cont(times, 0.5), rel=0.025)
+    assert summary["processing_time_ms"]["p95"] == pytest.approx(percentile_cont(times, 0.95), rel=0.025)
     assert {e["emotion"]: e["count"] for e in emotions} == {
         label: sum(r["primary_emotion"] == label for r in rows) for label in {r["primary_emotion"] for r in rows}
     }
