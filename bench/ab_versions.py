@@ -36,20 +36,25 @@ def _cli_module(root: Path) -> str:
 
 def _server(name: str, root: Path, tmp: Path) -> Proc:
     port, metrics_port = free_port(), free_port()
-    cmd = [sys.executable, "-m", _cli_module(root), "run", "--port", str(port), "--metrics-port", str(metrics_port)]
+    # -P: no current directory on sys.path, so each server imports the samo_serve of its own PYTHONPATH
+    cmd = [sys.executable, "-P", "-m", _cli_module(root), "run", "--port", str(port), "--metrics-port", str(metrics_port)]
     env = {
         "SAMO_CACHE__L1_ENABLED": "false",
         "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH", "")])),
         "XDG_CONFIG_HOME": str(tmp / f"{name}-config"),  # no API keys of the developer's
         "XDG_DATA_HOME": str(tmp / f"{name}-data"),
     }
-    return Proc(cmd, f"http://127.0.0.1:{port}", env, tmp / f"{name}.log")
+    # cwd too: local Ray puts the driver's working directory on its workers' sys.path, so replicas
+    # started from another checkout's directory would run that checkout's code
+    return Proc(cmd, f"http://127.0.0.1:{port}", env, tmp / f"{name}.log", cwd=root)
 
 
 def _served(url: str) -> str:
-    """What the server says of itself: the model version (both must serve the same model), its /readyz keys."""
+    """What the server says of itself: the model version (both must serve the same model) and its HTTP
+    routes (which differ between versions: proof that each server runs its own checkout)."""
     info = httpx.get(f"{url}/readyz", timeout=10).json()
-    return f"{info.get('model', {}).get('version', '?')} readyz keys {sorted(info)}"
+    paths = httpx.get(f"{url}/openapi.json", timeout=10).json()["paths"]
+    return f"{info.get('model', {}).get('version', '?')}, {len(paths)} routes"
 
 
 def main() -> None:

@@ -172,10 +172,10 @@ def _exit_on_sigterm(signum: int, _frame: object) -> None:
 class Proc(ServerProcess):
     """A bench's server (testkit.server_process), and a SIGTERM'd bench stops it on the way out."""
 
-    def __init__(self, cmd: list[str], url: str, env: dict[str, str], log: Path) -> None:
+    def __init__(self, cmd: list[str], url: str, env: dict[str, str], log: Path, cwd: Path | None = None) -> None:
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, _exit_on_sigterm)
-        super().__init__(cmd, url, log, env)
+        super().__init__(cmd, url, log, env, **({"cwd": cwd} if cwd else {}))
 
 
 def save_report(report: dict[str, object], out: Path, heading: str = "ratios") -> None:

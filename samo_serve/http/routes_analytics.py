@@ -9,10 +9,9 @@ tenant before anything is counted, so nothing (not even existence) crosses tenan
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
-from typing import Annotated, Any, Literal
+from datetime import datetime
+from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.params import Depends as DependsParam
@@ -24,14 +23,13 @@ from samo_serve.http.responses import json_response
 from samo_serve.http.schemas import USER_ID_PATTERN, ErrorResponse
 from samo_serve.service import EmotionService
 from samo_serve.storage.request_log import RequestLog, parse_range
+from samo_serve.storage.request_log.analytics import Bucket, bucket_count
 
-__all__ = ["MAX_BUCKETS", "add_analytics_routes", "bucket_count", "tenant_filter"]
+__all__ = ["MAX_BUCKETS", "add_analytics_routes", "tenant_filter"]
 
 _RESPONSES: dict[int | str, dict[str, Any]] = {code: {"model": ErrorResponse} for code in (401, 403, 422, 429, 503)}
 #: a timeline longer than this is refused (422): ask for a coarser bucket or a shorter range
 MAX_BUCKETS = 10_000
-Bucket = Literal["hour", "day", "week"]
-_BUCKET_SIZE = {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": timedelta(weeks=1)}
 
 UserPath = Annotated[str, Path(pattern=USER_ID_PATTERN, description="the caller's id of the person")]
 UserQuery = Annotated[str | None, Query(pattern=USER_ID_PATTERN, description="only this person's texts")]
@@ -57,19 +55,7 @@ def tenant_filter(request: Request, tenant: str | None, scope: str = "analytics"
     return who.tenant_id
 
 
-def _floor(moment: datetime, bucket: str) -> datetime:
-    day = moment.replace(hour=0, minute=0, second=0, microsecond=0)
-    if bucket == "hour":
-        return moment.replace(minute=0, second=0, microsecond=0)
-    return day if bucket == "day" else day - timedelta(days=day.weekday())
-
-
-def bucket_count(start: datetime, end: datetime, bucket: str) -> int:
-    """How many UTC buckets [start, end) touches."""
-    return math.ceil((end - _floor(start, bucket)) / _BUCKET_SIZE[bucket])
-
-
-def _timeline_range(start: str | None, end: str | None, bucket: str) -> tuple[datetime, datetime]:
+def _timeline_range(start: str | None, end: str | None, bucket: Bucket) -> tuple[datetime, datetime]:
     start_at, end_at = parse_range(start, end)
     if (n := bucket_count(start_at, end_at, bucket)) > MAX_BUCKETS:
         raise ValidationFailed(

@@ -15,11 +15,12 @@ import pytest
 from samo_serve.core.postprocess import PredictOptions
 from samo_serve.http.api_keys import DEFAULT_SCOPES, KeyStore, check_tenant, parse_scopes
 from samo_serve.http.app import create_app
-from samo_serve.http.routes_analytics import MAX_BUCKETS, bucket_count
+from samo_serve.http.routes_analytics import MAX_BUCKETS
 from samo_serve.ops.cli import main as cli
 from samo_serve.service import EmotionService, RequestContext
 from samo_serve.settings import CacheSettings, Settings
 from samo_serve.storage.cache import text_keys
+from samo_serve.storage.request_log.analytics import bucket_count
 
 # ------------------------------------------------------------------------------------ keys and scopes
 

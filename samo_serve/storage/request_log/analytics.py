@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from samo_serve.storage.request_log.rollups import latency_value
 
-__all__ = ["Bucket", "bucket_starts", "emotion_counts", "emotion_mix", "summary", "timeline"]
+__all__ = ["Bucket", "bucket_count", "bucket_starts", "emotion_counts", "emotion_mix", "summary", "timeline"]
 
 Bucket = Literal["hour", "day", "week"]
 Groups = dict[str, dict[str, str]]  # "ekman"/"sentiment" -> label -> group
@@ -104,10 +104,14 @@ def _floor(moment: datetime, bucket: Bucket) -> datetime:
     return day if bucket == "day" else day - timedelta(days=day.weekday())  # weeks start on Monday (ISO)
 
 
+def bucket_count(start: datetime, end: datetime, bucket: Bucket) -> int:
+    """How many UTC buckets [start, end) touches."""
+    return math.ceil((end - _floor(start, bucket)) / _STEP[bucket])
+
+
 def bucket_starts(start: datetime, end: datetime, bucket: Bucket) -> list[datetime]:
     first = _floor(start, bucket)
-    count = math.ceil((end - first) / _STEP[bucket])
-    return [first + i * _STEP[bucket] for i in range(count)]
+    return [first + i * _STEP[bucket] for i in range(bucket_count(start, end, bucket))]
 
 
 def timeline(
