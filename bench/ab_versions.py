@@ -37,7 +37,17 @@ def _cli_module(root: Path) -> str:
 def _server(name: str, root: Path, tmp: Path) -> Proc:
     port, metrics_port = free_port(), free_port()
     # -P: no current directory on sys.path, so each server imports the samo_serve of its own PYTHONPATH
-    cmd = [sys.executable, "-P", "-m", _cli_module(root), "run", "--port", str(port), "--metrics-port", str(metrics_port)]
+    cmd = [
+        sys.executable,
+        "-P",
+        "-m",
+        _cli_module(root),
+        "run",
+        "--port",
+        str(port),
+        "--metrics-port",
+        str(metrics_port),
+    ]
     env = {
         "SAMO_CACHE__L1_ENABLED": "false",
         "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH", "")])),

@@ -40,6 +40,7 @@ NAME_EMOJI = DocumentSettings().name_emoji
 def as_served(text: str) -> str:
     return demojize(text) if NAME_EMOJI else text
 
+
 __all__ = ["evaluate_documents", "evaluate_emoji", "evaluate_split", "score_texts"]
 
 

@@ -26,6 +26,8 @@ LEVELS = ("l1", "l2", "l3", "miss")
 def _log(store: LogStore, data_dir: Path) -> RequestLog:
     """The service's analytics over this store (rollups + raw edges)."""
     return RequestLog(store, Settings(data_dir=data_dir))
+
+
 EMOTIONS = ("joy", "anger", "neutral", "sadness")
 
 

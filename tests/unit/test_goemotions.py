@@ -98,7 +98,7 @@ def test_read_split_missing_file(data_dir: Path) -> None:
 
 
 def test_read_texts_unquotes_and_keeps_order(data_dir: Path) -> None:
-    (data_dir / "blank.tsv").write_text(' \t0\tid0\n' + TSV, encoding="utf-8")
+    (data_dir / "blank.tsv").write_text(" \t0\tid0\n" + TSV, encoding="utf-8")
     assert read_texts(data_dir / "blank.tsv") == read_split(data_dir, "train", len(LABELS)).texts
 
 
