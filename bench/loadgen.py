@@ -24,7 +24,7 @@ from samo_serve.loadtest.engine import LevelResult, LoadSpec, TextPicker, run_le
 from samo_serve.loadtest.summary import summarize_level
 from samo_serve.modeling.goemotions import unique_texts
 from testkit.local_services import missing_binaries
-from testkit.server_process import ServerProcess
+from testkit.server_process import ROOT, ServerProcess
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parent.parent / "shared" / "data" / "goemotions"  # ../shared/data/goemotions from the repo root
@@ -172,10 +172,10 @@ def _exit_on_sigterm(signum: int, _frame: object) -> None:
 class Proc(ServerProcess):
     """A bench's server (testkit.server_process), and a SIGTERM'd bench stops it on the way out."""
 
-    def __init__(self, cmd: list[str], url: str, env: dict[str, str], log: Path, cwd: Path | None = None) -> None:
+    def __init__(self, cmd: list[str], url: str, env: dict[str, str], log: Path, cwd: Path = ROOT) -> None:
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, _exit_on_sigterm)
-        super().__init__(cmd, url, log, env, **({"cwd": cwd} if cwd else {}))
+        super().__init__(cmd, url, log, env, cwd)
 
 
 def save_report(report: dict[str, object], out: Path, heading: str = "ratios") -> None:
