@@ -24,7 +24,7 @@ import httpx
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]  # bench/ helpers, and testkit/ (harnesses the wheel leaves out)
 
-from loadgen import Proc, Result, bench_texts, closed_loop, save_report, write_bodies  # noqa: E402
+from loadgen import Proc, alternate, bench_texts, save_report, write_bodies  # noqa: E402
 
 from samo_serve.ops.ports import free_port  # noqa: E402
 
@@ -82,21 +82,13 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="samo-ab-"))
     bodies = write_bodies(tmp / "single.jsonl", bench_texts())
     servers = {"A (base)": _server("a", base, tmp), "B (this)": _server("b", HERE.parent, tmp)}
-    results: dict[str, list[Result]] = {name: [] for name in servers}
-    offset = 0
     try:
         for srv in servers.values():
             srv.wait_ready()
         for name, srv in servers.items():
             print(f"{name}: {_served(srv.url)}", flush=True)
-        for r in range(args.rounds):
-            order = list(servers) if r % 2 == 0 else list(reversed(servers))
-            for name in order:
-                res = closed_loop(servers[name].url, bodies, args.concurrency, args.duration, name, offset=offset)
-                offset += res.requests
-                results[name].append(res)
-                print(f"round {r + 1} {name:<9} {res.rps:7.1f} rps  p50 {res.p50_ms:6.1f}  p95 {res.p95_ms:6.1f} ms  "
-                      f"errors {res.errors}", flush=True)  # fmt: skip
+        urls = {name: srv.url for name, srv in servers.items()}
+        results = alternate(urls, bodies, args.rounds, args.duration, args.concurrency)
     finally:
         for srv in servers.values():
             srv.stop()

@@ -7,6 +7,7 @@ import random
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 
 torch = pytest.importorskip("torch", reason="needs the train extra")
@@ -90,7 +91,14 @@ def test_export_parity_quantization_and_card(trained: tuple[Path, Path], tmp_pat
     assert {"fp32", "int8", "fp16"} <= set(card.variants)
     for variant in card.variants.values():
         assert (out / variant["file"]).exists()
-    assert card.metrics["parity_max_abs_logit_diff"] <= 1e-3
+    assert card.metrics["parity_max_abs_logit_diff"] <= 1e-3  # measured on the fused fp32 graph
+    # one fused attention per encoder layer, and it is quantized (QAttention) in the served file
+    assert card.metrics["graph"]["fused_ops"]["Attention"] == 6
+    assert card.metrics["graph"]["fused_ops"]["SkipLayerNormalization"] == 12
+    int8_ops = {node.op_type for node in onnx.load(str(out / "model.int8.onnx")).graph.node}
+    assert {"QAttention", "SkipLayerNormalization", "BiasGelu"} <= int8_ops
+    assert "Transpose" not in int8_ops
+    assert not any(p.name.endswith(".plain.onnx") for p in out.iterdir())
     assert card.onnx_file == "model.int8.onnx"
     assert card.version.startswith("tiny-")
     assert set(card.metrics["test"]) >= {"macro_f1", "micro_f1", "vs_fp32"}

@@ -1,4 +1,4 @@
-"""Export a checkpoint to ONNX (fp32, int8 dynamic-quantized for CPU, fp16 for GPU) and write its card.
+"""Export a checkpoint to ONNX (fp32 and int8 with transformer fusions for CPU, fp16 for GPU) and write its card.
 
 Works for our own fine-tuned checkpoints (``samo-serve model train``) and for any local Hugging Face
 ``AutoModelForSequenceClassification`` checkpoint (labels from its config; sigmoid or softmax from its
@@ -19,7 +19,6 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import torch
-from onnxruntime.quantization import QuantType, quantize_dynamic
 from onnxruntime.transformers.float16 import convert_float_to_float16
 
 from samo_serve.core.batching import pad_rows
@@ -27,6 +26,7 @@ from samo_serve.core.model_card import ModelCard, make_version, save_card, sha25
 from samo_serve.core.tokenizer import TextTokenizer
 from samo_serve.modeling.evaluation import tune_thresholds
 from samo_serve.modeling.goemotions import read_labels, read_split
+from samo_serve.modeling.graph_optimize import FUSABLE_MODEL_TYPES, QUANTIZED_OPS, fuse_transformer, quantize_int8
 from samo_serve.modeling.model_eval import evaluate_split, score_texts
 from samo_serve.modeling.training import classifier
 
@@ -65,7 +65,7 @@ class _LogitsOnly(torch.nn.Module):
         return logits
 
 
-def _load(checkpoint: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
+def load_model(checkpoint: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
     if classifier.is_own_checkpoint(checkpoint):
         return classifier.load_checkpoint(checkpoint)
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -90,6 +90,16 @@ def _load(checkpoint: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
     return _LogitsOnly(model), meta
 
 
+def fuse_for(model: torch.nn.Module, src: Path, dst: Path) -> dict[str, int]:
+    """Transformer fusions of ``src`` into ``dst`` where the encoder is BERT-like; else a plain copy."""
+    inner: Any = model.encoder if isinstance(model, classifier.EmotionClassifier) else model.model
+    config = inner.config
+    if config.model_type not in FUSABLE_MODEL_TYPES:
+        shutil.copyfile(src, dst)
+        return {}
+    return fuse_transformer(src, dst, config.num_attention_heads, config.hidden_size)
+
+
 def _torch_logits(model: torch.nn.Module, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
     # torch.onnx.export restores the module's previous train/eval flag on exit, which for a wrapper
     # created in train mode turns dropout back on: always compare in eval mode.
@@ -107,22 +117,31 @@ def _parity(model: torch.nn.Module, onnx_path: Path, tokenizer: TextTokenizer) -
     return float(np.abs(ort_logits - _torch_logits(model, ids, mask)).max())
 
 
-def _export_onnx(model: torch.nn.Module, ids: np.ndarray, mask: np.ndarray, path: Path, opset: int) -> None:
-    torch.onnx.export(
-        model,
-        (torch.from_numpy(ids), torch.from_numpy(mask)),
-        str(path),
-        input_names=["input_ids", "attention_mask"],
-        output_names=["logits"],
-        dynamic_axes={
-            "input_ids": {0: "batch", 1: "sequence"},
-            "attention_mask": {0: "batch", 1: "sequence"},
-            "logits": {0: "batch"},
-        },
-        opset_version=opset,
-        do_constant_folding=True,
-        dynamo=False,
-    )
+def export_plain(model: torch.nn.Module, tokenizer: TextTokenizer, path: Path, opset: int = 17) -> None:
+    """The exporter's fp32 graph of ``model`` (dynamic batch and sequence axes), before any fusion."""
+    dummy = tokenizer.encode_batch(PARITY_TEXTS[:2])
+    ids, mask = pad_rows(dummy, np.arange(2))
+    # The TorchScript-based exporter: its CPU graph measured 10-35% faster than the dynamo one here.
+    # Its tracer warns about Python conditionals in transformers' mask code; they hold for every
+    # shape (the mask always matches the ids), and the parity check runs other shapes.
+    # Tracing warnings are expected noise here, silenced so `-W error` test runs can export.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model,
+            (torch.from_numpy(ids), torch.from_numpy(mask)),
+            str(path),
+            input_names=["input_ids", "attention_mask"],
+            output_names=["logits"],
+            dynamic_axes={
+                "input_ids": {0: "batch", 1: "sequence"},
+                "attention_mask": {0: "batch", 1: "sequence"},
+                "logits": {0: "batch"},
+            },
+            opset_version=opset,
+            do_constant_folding=True,
+            dynamo=False,
+        )
 
 
 def export(checkpoint: Path, out_dir: Path, name: str, data_dir: Path | None = None, opset: int = 17) -> ModelCard:
@@ -134,31 +153,27 @@ def export(checkpoint: Path, out_dir: Path, name: str, data_dir: Path | None = N
     Raises:
         RuntimeError: the ONNX graph disagrees with torch beyond ``PARITY_TOLERANCE``.
     """
-    model, meta = _load(checkpoint)
+    model, meta = load_model(checkpoint)
     out_dir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(checkpoint / "tokenizer.json", out_dir / "tokenizer.json")
     tokenizer = TextTokenizer(out_dir / "tokenizer.json", int(meta["max_length"]))
 
     fp32_path = out_dir / "model.fp32.onnx"
-    dummy = tokenizer.encode_batch(PARITY_TEXTS[:2])
-    ids, mask = pad_rows(dummy, np.arange(2))
-    # The TorchScript-based exporter: its CPU graph measured 10-35% faster than the dynamo one here.
-    # Its tracer warns about Python conditionals in transformers' mask code; they hold for every
-    # shape (the mask always matches the ids), and the parity check below runs other shapes.
-    # Tracing warnings are expected noise here, silenced so `-W error` test runs can export.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        _export_onnx(model, ids, mask, fp32_path, opset)
+    plain_path = out_dir / "model.fp32.plain.onnx"  # the exporter's graph, before fusions (not kept)
+    export_plain(model, tokenizer, plain_path, opset)
+    graph = {"fused_ops": fuse_for(model, plain_path, fp32_path), "quantized_ops": list(QUANTIZED_OPS)}
     diff = _parity(model, fp32_path, tokenizer)
     print(f"parity torch vs ONNX fp32: max abs logit diff {diff:.2e} (tolerance {PARITY_TOLERANCE:.0e})")
     if not diff <= PARITY_TOLERANCE:
         raise RuntimeError(f"ONNX export disagrees with torch: max abs diff {diff:.2e} > {PARITY_TOLERANCE:.0e}")
 
     int8_path = out_dir / "model.int8.onnx"
-    quantize_dynamic(str(fp32_path), str(int8_path), weight_type=QuantType.QInt8, per_channel=True)
+    quantize_int8(fp32_path, int8_path)
+    # fp16 from the plain graph: the GPU path measured before the fusions (bench/gpu_check.py).
     fp16_path = out_dir / "model.fp16.onnx"
-    fp16 = convert_float_to_float16(onnx.load(str(fp32_path)), keep_io_types=True)
+    fp16 = convert_float_to_float16(onnx.load(str(plain_path)), keep_io_types=True)
     onnx.save(fp16, str(fp16_path))
+    plain_path.unlink()
 
     variants = {
         p: {"file": f.name, "sha256": sha256_file(f)}
@@ -179,7 +194,7 @@ def export(checkpoint: Path, out_dir: Path, name: str, data_dir: Path | None = N
         credits=CREDITS if classifier.is_own_checkpoint(checkpoint) else [],
         created_at=dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
         recipe={k: meta[k] for k in ("recipe", "step", "base_model") if k in meta},
-        metrics={"parity_max_abs_logit_diff": diff},
+        metrics={"parity_max_abs_logit_diff": diff, "graph": graph},
     )
     save_card(card, out_dir)
     if data_dir is not None:
