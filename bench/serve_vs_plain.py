@@ -116,10 +116,11 @@ def main() -> None:
     offset = 0
     plain: list[Result] = []
     if not args.skip_plain:
-        print("single-process uvicorn + ORT + micro-batching...", flush=True)
+        print("samo-serve run --single-process (one process, no Ray)...", flush=True)
         port = free_port()
-        cmd = [sys.executable, str(HERE / "plain_server.py"), "--port", str(port), "--threads", str(args.threads)]
-        srv = Proc(cmd, f"http://127.0.0.1:{port}", env, tmp / "plain.log")
+        cmd = samo_serve_command(port, free_port(), "--single-process")
+        plain_env = {**env, "SAMO_RUNNER__INTRA_OP_THREADS": str(args.threads), "SAMO_DATA_DIR": str(tmp / "plain")}
+        srv = Proc(cmd, f"http://127.0.0.1:{port}", plain_env, tmp / "plain.log")
         try:
             srv.wait_ready()
             plain, offset = sweep(srv.url, singles, "plain", args.duration, offset)

@@ -8,8 +8,8 @@ batches of 8 and 32, tokenization done beforehand; the best of the three. It is 
 else running, before the servers start and again after they stop (the ratio uses the mean of the two,
 and both are printed: the machine drifts).
 
-Served: `samo-serve run` (Ray Serve) and the one-process server (bench/plain_server.py: the same app and
-pipeline in one uvicorn process), both up, L1 off (every request a new GoEmotions text, so every one is
+Served: `samo-serve run` (Ray Serve) and the one-process server (`samo-serve run --single-process`: the same
+app and pipeline, no Ray), both up, L1 off (every request a new GoEmotions text, so every one is
 classified), wrk at c=32, rounds alternating between the servers. Prints each round, the median rps
 per server and its ratio to raw.
 """
@@ -74,7 +74,7 @@ def main() -> None:
     env = {"SAMO_CACHE__L1_ENABLED": "false"}
     servers = {"samo-serve (Ray)": samo_serve_command(free_port(), free_port())}
     if not args.no_plain:
-        servers["one process"] = [sys.executable, str(HERE / "plain_server.py"), "--port", str(free_port())]
+        servers["one process"] = samo_serve_command(free_port(), free_port(), "--single-process")
     procs: dict[str, Proc] = {}
     try:
         for name, cmd in servers.items():

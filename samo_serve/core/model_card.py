@@ -10,9 +10,12 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
+
+if TYPE_CHECKING:
+    from samo_serve.settings import Settings
 
 CARD_FILE = "card.json"
 
@@ -94,3 +97,11 @@ def with_variant(card: ModelCard, precision: str, model_dir: Path) -> ModelCard:
             "version": make_version(card.name, variant["sha256"]),
         }
     )
+
+
+def served_card(settings: Settings, verify: bool) -> ModelCard:
+    """The card of the variant ``settings.runner.precision`` names (``default``: the card's own file)."""
+    card = load_card(settings.model_dir, verify=verify)
+    if settings.runner.precision != "default":
+        card = with_variant(card, settings.runner.precision, settings.model_dir)
+    return card

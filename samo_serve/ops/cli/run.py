@@ -6,7 +6,8 @@ import argparse
 from typing import TYPE_CHECKING, Any
 
 from samo_serve.ops.cli.common import config_path, load_settings, read_serve_config
-from samo_serve.ops.cli.errors import user_file
+from samo_serve.ops.cli.errors import CliError, user_file
+from samo_serve.ops.ports import check_port_free
 from samo_serve.ops.serve_config import DEFAULT_CONFIG, override_http
 
 if TYPE_CHECKING:
@@ -40,6 +41,11 @@ def register(sub: Subparsers) -> None:
         "--num-gpus", type=int, default=None, help="logical GPUs of the local Ray (default: the GPUs it detects)"
     )
     run.add_argument(
+        "--single-process",
+        action="store_true",
+        help="serve in this one process without Ray (small machines: no replicas or autoscaling; see docs)",
+    )
+    run.add_argument(
         "--address",
         default=None,
         help="deploy on a running Ray cluster (auto, HOST:PORT) through its HTTP proxy instead of a local Ray",
@@ -63,10 +69,38 @@ def _check_local(config: dict[str, Any]) -> None:
             load_card(settings.model_dir, verify=False)  # the replicas verify the checksum
 
 
+def _our_args(config: dict[str, Any]) -> dict[str, Any]:
+    """The settings ``args:`` of the config's samo-serve application (the one a single process serves)."""
+    for app in config["applications"]:
+        if str(app.get("import_path", "")).startswith(_OUR_APP):
+            return dict(app.get("args") or {})
+    raise CliError("the Serve config has no samo-serve application (deployments.app:...)", "pass the shipped config")
+
+
+def _run_single_process(args: argparse.Namespace, config: dict[str, Any]) -> int:
+    from samo_serve.ops.launcher import preflight
+    from samo_serve.ops.single_process import serve_single_process
+
+    if args.address is not None or args.classic_proxy:
+        raise CliError("--single-process runs without Ray", "leave out --address and --classic-proxy")
+    config = override_http(config, port=args.port, host=args.host)
+    try:
+        preflight(config, args.metrics_port, local=False)
+        check_port_free("127.0.0.1", args.metrics_port, what="--metrics-port")
+    except OSError as exc:
+        print(f"samo-serve: {exc}", flush=True)
+        return 2
+    http = config["http_options"]
+    return serve_single_process(load_settings(**_our_args(config)), http["host"], int(http["port"]), args.metrics_port)
+
+
 def _run(args: argparse.Namespace) -> int:
     from samo_serve.ops.launcher import serve_forever
 
     config = read_serve_config(config_path(args.config, DEFAULT_CONFIG))
+    if args.single_process:
+        _check_local(config)
+        return _run_single_process(args, config)
     if args.address is None:  # a cluster's replicas read the cluster's environment, not ours
         _check_local(config)
     return serve_forever(
