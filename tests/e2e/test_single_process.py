@@ -65,7 +65,8 @@ def test_single_process_serves_caches_logs_and_stops_cleanly(
             assert len(batch.json()["results"]) == 40
 
             bad = client.post("/predict", json={"text": ""})
-            assert bad.status_code == 422 and "error" in bad.json()
+            assert bad.status_code == 422
+            assert "error" in bad.json()
 
         # the same samo_* metrics as the Ray service, on its own Prometheus port (no ray_ prefix: no Ray)
         metrics = httpx.get(f"http://127.0.0.1:{srv.metrics_port}/metrics", timeout=10).text
