@@ -2,6 +2,7 @@
 
     git worktree add ../base <commit>          # the version to compare against
     python bench/ab_versions.py --base-root ../base [--rounds 4] [--duration 8] [--concurrency 32]
+    python bench/ab_versions.py --b-env RAY_SERVE_CONTROL_LOOP_INTERVAL_S=0.5    # a setting, same checkout
 
 A is the checkout at ``--base-root``, run with this venv's packages and its own source first on
 PYTHONPATH; B is this checkout. Both are up for the whole run (each ``samo-serve run`` with its own local
@@ -34,7 +35,7 @@ def _cli_module(root: Path) -> str:
     return "samo_serve.cli" if (root / "samo_serve" / "cli.py").exists() else "samo_serve.ops.cli"
 
 
-def _server(name: str, root: Path, tmp: Path) -> Proc:
+def _server(name: str, root: Path, tmp: Path, extra_env: dict[str, str] | None = None) -> Proc:
     port, metrics_port = free_port(), free_port()
     # -P: no current directory on sys.path, so each server imports the samo_serve of its own PYTHONPATH
     cmd = [
@@ -53,6 +54,7 @@ def _server(name: str, root: Path, tmp: Path) -> Proc:
         "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH", "")])),
         "XDG_CONFIG_HOME": str(tmp / f"{name}-config"),  # no API keys of the developer's
         "XDG_DATA_HOME": str(tmp / f"{name}-data"),
+        **(extra_env or {}),
     }
     # cwd too: local Ray puts the driver's working directory on its workers' sys.path, so replicas
     # started from another checkout's directory would run that checkout's code
@@ -69,19 +71,24 @@ def _served(url: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--base-root", type=Path, required=True, help="checkout of the version to compare against")
+    parser.add_argument("--base-root", type=Path, default=None, help="checkout of the version to compare against")
+    parser.add_argument("--b-env", action="append", default=[], metavar="KEY=VALUE",
+                        help="environment of B only (repeatable): A/B a setting on the same checkout")  # fmt: skip
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--duration", type=float, default=8.0, help="seconds per round per server")
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--out", type=Path, default=HERE.parent / "runs" / "ab_versions.json")
     args = parser.parse_args()
-    base = args.base_root.resolve()
+    base = (args.base_root or HERE.parent).resolve()
+    if args.base_root is None and not args.b_env:
+        parser.error("give --base-root (another version) or --b-env (another setting), or both")
     if not (base / "samo_serve").is_dir():
         raise SystemExit(f"skipped: no samo_serve/ under {base} (make one with `git worktree add`)")
 
     tmp = Path(tempfile.mkdtemp(prefix="samo-ab-"))
     bodies = write_bodies(tmp / "single.jsonl", bench_texts())
-    servers = {"A (base)": _server("a", base, tmp), "B (this)": _server("b", HERE.parent, tmp)}
+    b_env = dict(item.split("=", 1) for item in args.b_env)
+    servers = {"A (base)": _server("a", base, tmp), "B (this)": _server("b", HERE.parent, tmp, b_env)}
     try:
         for srv in servers.values():
             srv.wait_ready()
