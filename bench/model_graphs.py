@@ -6,7 +6,8 @@ Needs the train extra and a checkpoint (`samo-serve model train`, see docs/MODEL
 data in ../shared/data/goemotions. From the checkpoint it builds, in a temporary folder: the exporter's
 plain fp32 graph, its dynamic int8 (the recipe before issue 16), the fused fp32 graph (ONNX Runtime's
 transformer fusions), fused + dynamic int8 (the served recipe), fused int8 with the FFN down-projections
-left in fp32, and fused + static per-channel QDQ calibrated on train texts. The int8 file shipped at
+left in fp32, fused with only the attention's QKV projection in int8, and the plain graph with static
+per-channel QDQ (activation ranges calibrated on 512 train texts, MinMax). The int8 file shipped at
 ``--baseline-rev`` is loaded from git history for the same-run comparison.
 
 Speed: the model's raw capacity (samo_serve.modeling.model_bench): texts/s over full passes of the
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -49,8 +51,8 @@ SHIPPED = "samo_serve/models/goemotions-minilm/model.int8.onnx"
 BATCHES = (*CAPACITY_BATCHES, 64)
 
 
-def static_qdq(fused: Path, out: Path, tokenizer: TextTokenizer, texts: list[str]) -> None:
-    """Static per-channel QDQ of the weight MatMuls, activation ranges calibrated on ``texts`` (train)."""
+def static_qdq(graph: Path, out: Path, tokenizer: TextTokenizer, texts: list[str]) -> None:
+    """Static per-channel QDQ of every MatMul, activation ranges calibrated on ``texts`` (train)."""
     import onnx
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
@@ -69,12 +71,9 @@ def static_qdq(fused: Path, out: Path, tokenizer: TextTokenizer, texts: list[str
         def get_next(self) -> dict[str, np.ndarray] | None:
             return next(self._it, None)
 
-    model = onnx.load(str(fused))
-    weights = {i.name for i in model.graph.initializer}
-    nodes = [n.name for n in model.graph.node if n.op_type == "MatMul" and n.input[1] in weights]
     quantize_static(
-        str(fused), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, nodes_to_quantize=nodes,
+        str(graph), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"],
         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
     )  # fmt: skip
 
@@ -97,9 +96,13 @@ def build_variants(checkpoint: Path, tmp: Path, baseline_rev: str, tokenizer: Te
     quantize_int8(fused, files["fused int8 (served)"], QUANTIZED_OPS)
     files["fused int8, FFN out fp32"] = tmp / "fused.int8.ffnout.onnx"
     quantize_int8(fused, files["fused int8, FFN out fp32"], QUANTIZED_OPS, exclude_suffix="/output/dense/MatMul")
-    files["fused static QDQ"] = tmp / "fused.qdq.onnx"
+    files["fused int8, attention only"] = tmp / "fused.int8.attention.onnx"
+    quantize_int8(fused, files["fused int8, attention only"], ("Attention",))
+    # static needs the plain graph: on the fused one, shape inference cannot type the com.microsoft ops'
+    # outputs and only the weights get quantized (fp32 compute)
+    files["plain static QDQ (calibrated)"] = tmp / "plain.qdq.onnx"
     train_texts = read_split(DATA, "train", 28).texts[:512]
-    static_qdq(fused, files["fused static QDQ"], tokenizer, train_texts)
+    static_qdq(plain, files["plain static QDQ (calibrated)"], tokenizer, train_texts)
     return files
 
 
@@ -119,6 +122,7 @@ def main() -> None:
     card = load_card(args.model_dir)
     tokenizer = TextTokenizer.for_card(card, args.model_dir)
     tmp = Path(tempfile.mkdtemp(prefix="samo-graphs-"))
+    shutil.copyfile(args.model_dir / card.tokenizer_file, tmp / card.tokenizer_file)  # scored from tmp
     files = build_variants(args.checkpoint, tmp, args.baseline_rev, tokenizer)
 
     texts = read_split(DATA, "test", len(card.labels)).texts

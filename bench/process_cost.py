@@ -41,7 +41,10 @@ def _name(pid: int) -> str:
     for known in ("raylet", "gcs_server", "dashboard/agent.py", "runtime_env/agent", "log_monitor", "monitor.py"):
         if known in cmd:
             return known.split("/")[0] if known.startswith("dashboard") else known
-    return "samo-serve run (driver)" if "samo_serve.ops.cli" in cmd else Path(cmd.split()[0]).name
+    if "samo_serve.ops.cli" in cmd:
+        return "samo-serve run (driver)"
+    script = next((Path(arg).name for arg in cmd.split() if arg.endswith(".py")), None)
+    return script or Path(cmd.split()[0]).name
 
 
 def snapshot(root: int) -> dict[int, tuple[str, float, int]]:
