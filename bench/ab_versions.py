@@ -35,7 +35,9 @@ def _cli_module(root: Path) -> str:
     return "samo_serve.cli" if (root / "samo_serve" / "cli.py").exists() else "samo_serve.ops.cli"
 
 
-def _server(name: str, root: Path, tmp: Path, extra_env: dict[str, str] | None = None) -> Proc:
+def _server(
+    name: str, root: Path, tmp: Path, extra_env: dict[str, str] | None = None, single_process: bool = False
+) -> Proc:
     port, metrics_port = free_port(), free_port()
     # -P: no current directory on sys.path, so each server imports the samo_serve of its own PYTHONPATH
     cmd = [
@@ -48,6 +50,7 @@ def _server(name: str, root: Path, tmp: Path, extra_env: dict[str, str] | None =
         str(port),
         "--metrics-port",
         str(metrics_port),
+        *(["--single-process"] if single_process else []),
     ]
     env = {
         "SAMO_CACHE__L1_ENABLED": "false",
@@ -74,6 +77,7 @@ def main() -> None:
     parser.add_argument("--base-root", type=Path, default=None, help="checkout of the version to compare against")
     parser.add_argument("--b-env", action="append", default=[], metavar="KEY=VALUE",
                         help="environment of B only (repeatable): A/B a setting on the same checkout")  # fmt: skip
+    parser.add_argument("--single-process", action="store_true", help="both servers without Ray")
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--duration", type=float, default=8.0, help="seconds per round per server")
     parser.add_argument("--concurrency", type=int, default=32)
@@ -88,7 +92,8 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="samo-ab-"))
     bodies = write_bodies(tmp / "single.jsonl", bench_texts())
     b_env = dict(item.split("=", 1) for item in args.b_env)
-    servers = {"A (base)": _server("a", base, tmp), "B (this)": _server("b", HERE.parent, tmp, b_env)}
+    one = args.single_process
+    servers = {"A (base)": _server("a", base, tmp, None, one), "B (this)": _server("b", HERE.parent, tmp, b_env, one)}
     try:
         for srv in servers.values():
             srv.wait_ready()

@@ -13,6 +13,11 @@ and stopped before the next:
 - samo-serve (`samo-serve run`).
 
 Prints rps and p50/p95/p99 per peer and level, and samo-serve / peer at c=32.
+
+    python bench/peers.py --alternate [--rounds 4]
+
+samo-serve and LitServe both up at once, c=32 rounds alternating between them (the order reversed every
+round, so drift on a noisy machine falls on both): the median samo-serve / LitServe ratio.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
+import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -28,7 +34,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]  # bench/ helpers, and testkit/ (harnesses the wheel leaves out)
 
-from loadgen import Proc, Result, bench_texts, closed_loop, generator, save_report, write_bodies  # noqa: E402
+from loadgen import Proc, Result, alternate, bench_texts, closed_loop, generator, save_report, write_bodies  # noqa: E402
 from serve_vs_plain import raw_ort  # noqa: E402
 
 from samo_serve.ops.ports import free_port  # noqa: E402
@@ -66,7 +72,12 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=6.0, help="seconds per level")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "peers.json")
     parser.add_argument("--only", default=None, help="comma-separated peer names to run")
+    parser.add_argument("--alternate", action="store_true", help="samo-serve and LitServe up at once, c=32 rounds")
+    parser.add_argument("--rounds", type=int, default=4, help="rounds per server with --alternate")
     args = parser.parse_args()
+    if args.alternate:
+        alternate_with_litserve(args)
+        return
     texts = bench_texts()
     tmp = Path(tempfile.mkdtemp(prefix="samo-peers-"))
     bodies = write_bodies(tmp / "single.jsonl", texts)
@@ -103,7 +114,7 @@ def main() -> None:
             srv.stop()
     report["peers"] = {k: [r.row() for r in v] for k, v in results.items()}
     samo = {r.concurrency: r for r in results.get("samo-serve", [])}
-    ratios = {}
+    ratios: dict[str, object] = {}
     for name, rs in results.items():
         if name == "samo-serve" or 32 not in samo:
             continue
@@ -112,6 +123,43 @@ def main() -> None:
         ratios[f"p95 at c=32: samo-serve vs {name} (ms)"] = [round(samo[32].p95_ms, 1), round(peer.p95_ms, 1)]
     report["ratios"] = ratios
     save_report(report, args.out)
+
+
+def alternate_with_litserve(args: argparse.Namespace) -> None:
+    if why := missing("litserve batching"):
+        raise SystemExit(why)
+    tmp = Path(tempfile.mkdtemp(prefix="samo-peers-"))
+    bodies = write_bodies(tmp / "single.jsonl", bench_texts())
+    commands = {name: cmd for name, cmd in peer_commands().items() if name in ("samo-serve", "litserve batching")}
+    procs = {}
+    try:
+        for name, (cmd, _) in commands.items():
+            port = int(cmd[cmd.index("--port") + 1])
+            env = {"SAMO_DATA_DIR": str(tmp / "data")}
+            procs[name] = Proc(cmd, f"http://127.0.0.1:{port}", env, tmp / f"{name}.log")
+        for name, proc in procs.items():
+            proc.wait_ready(path=commands[name][1])
+        offset = 0
+        for proc in procs.values():
+            offset += closed_loop(proc.url, bodies, 32, 3, "warm-up", offset=offset).requests + 100
+        results = alternate({n: p.url for n, p in procs.items()}, bodies, args.rounds, args.duration, 32, offset)
+    finally:
+        for proc in procs.values():
+            proc.stop()
+    samo, lit = results["samo-serve"], results["litserve batching"]
+    per_round = [round(a.rps / b.rps, 3) for a, b in zip(samo, lit, strict=True) if b.rps]
+    report: dict[str, object] = {
+        "rounds": {name: [r.row() for r in rows] for name, rows in results.items()},
+        "ratios": {
+            "samo-serve / LitServe rps c=32, per round": per_round,
+            "median (>= 1.0)": statistics.median(per_round) if per_round else None,
+            "p95 ms samo-serve, LitServe (median)": [
+                round(statistics.median(r.p95_ms for r in samo), 1),
+                round(statistics.median(r.p95_ms for r in lit), 1),
+            ],
+        },
+    }
+    save_report(report, args.out.with_name("peers_alternate.json"))
 
 
 if __name__ == "__main__":
