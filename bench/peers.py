@@ -16,8 +16,9 @@ Prints rps and p50/p95/p99 per peer and level, and samo-serve / peer at c=32.
 
     python bench/peers.py --alternate [--rounds 4]
 
-samo-serve and LitServe both up at once, c=32 rounds alternating between them (the order reversed every
-round, so drift on a noisy machine falls on both): the median samo-serve / LitServe ratio.
+samo-serve (Ray), `samo-serve run --single-process` and LitServe all up at once, c=32 rounds alternating
+between them (the order reversed every round, so drift on a noisy machine falls on all): the median
+samo-serve / LitServe ratio of each mode.
 """
 
 from __future__ import annotations
@@ -72,7 +73,9 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=6.0, help="seconds per level")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "peers.json")
     parser.add_argument("--only", default=None, help="comma-separated peer names to run")
-    parser.add_argument("--alternate", action="store_true", help="samo-serve and LitServe up at once, c=32 rounds")
+    parser.add_argument(
+        "--alternate", action="store_true", help="both samo-serve modes and LitServe up at once, c=32 rounds"
+    )
     parser.add_argument("--rounds", type=int, default=4, help="rounds per server with --alternate")
     args = parser.parse_args()
     if args.alternate:
@@ -131,11 +134,13 @@ def alternate_with_litserve(args: argparse.Namespace) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="samo-peers-"))
     bodies = write_bodies(tmp / "single.jsonl", bench_texts())
     commands = {name: cmd for name, cmd in peer_commands().items() if name in ("samo-serve", "litserve batching")}
+    one = samo_serve_command(free_port(), free_port(), "--single-process")
+    commands["samo-serve --single-process"] = (one, "/readyz")
     procs = {}
     try:
-        for name, (cmd, _) in commands.items():
+        for i, (name, (cmd, _)) in enumerate(commands.items()):
             port = int(cmd[cmd.index("--port") + 1])
-            env = {"SAMO_DATA_DIR": str(tmp / "data")}
+            env = {"SAMO_DATA_DIR": str(tmp / f"data-{i}")}
             procs[name] = Proc(cmd, f"http://127.0.0.1:{port}", env, tmp / f"{name}.log")
         for name, proc in procs.items():
             proc.wait_ready(path=commands[name][1])
@@ -146,18 +151,16 @@ def alternate_with_litserve(args: argparse.Namespace) -> None:
     finally:
         for proc in procs.values():
             proc.stop()
-    samo, lit = results["samo-serve"], results["litserve batching"]
-    per_round = [round(a.rps / b.rps, 3) for a, b in zip(samo, lit, strict=True) if b.rps]
+    lit = results["litserve batching"]
+    ratios: dict[str, object] = {"LitServe median p95 ms": round(statistics.median(r.p95_ms for r in lit), 1)}
+    for name in ("samo-serve", "samo-serve --single-process"):
+        per_round = [round(a.rps / b.rps, 3) for a, b in zip(results[name], lit, strict=True) if b.rps]
+        ratios[f"{name} / LitServe rps c=32, per round"] = per_round
+        ratios[f"{name} / LitServe median (>= 1.0)"] = statistics.median(per_round) if per_round else None
+        ratios[f"{name} median p95 ms"] = round(statistics.median(r.p95_ms for r in results[name]), 1)
     report: dict[str, object] = {
-        "rounds": {name: [r.row() for r in rows] for name, rows in results.items()},
-        "ratios": {
-            "samo-serve / LitServe rps c=32, per round": per_round,
-            "median (>= 1.0)": statistics.median(per_round) if per_round else None,
-            "p95 ms samo-serve, LitServe (median)": [
-                round(statistics.median(r.p95_ms for r in samo), 1),
-                round(statistics.median(r.p95_ms for r in lit), 1),
-            ],
-        },
+        "rounds": {n: [r.row() for r in rows] for n, rows in results.items()},
+        "ratios": ratios,
     }
     save_report(report, args.out.with_name("peers_alternate.json"))
 
