@@ -13,7 +13,7 @@ from ray import serve
 from ray.serve import Application
 
 from deployments.ingress import Ingress
-from deployments.model import MODEL_BATCHES, EmotionModel
+from deployments.model import EmotionModel
 from deployments.stats_hub import StatsHub
 from deployments.tokenizer import Tokenizer
 from samo_serve.settings import Settings
@@ -35,7 +35,7 @@ def build_app(args: dict[str, Any] | None = None) -> Application:
         name="EmotionModel",
         ray_actor_options={"num_cpus": 0.5},
         # One call is one ingress micro-batch; several must queue here for batches to merge.
-        max_ongoing_requests=max(64, MODEL_BATCHES * batch.model_max_batch_size),
+        max_ongoing_requests=max(64, batch.model_max_batch_size),
     )(EmotionModel).bind(plain)
     ingress = serve.deployment(
         name="Ingress",

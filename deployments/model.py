@@ -33,8 +33,6 @@ log = logging.getLogger(__name__)
 # A model replica killed or restarting under a call: the batch is sent again (Serve routes it elsewhere).
 REPLICA_GONE = (RayActorError, ReplicaUnavailableError)
 REPLICA_RETRIES = 2
-#: batches a model replica runs at once (Serve fixes it when the decorator runs)
-MODEL_BATCHES = 2
 
 
 class EmotionModel:
@@ -61,12 +59,8 @@ class EmotionModel:
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         self._apply_batching(updated_batching(self._batching, user_config))
 
-    # max_batch_size counts texts (batch_size_fn), not calls: each call is a micro-batch already. Two
-    # batches run at once, each on one ORT thread by default (runner.intra_op_threads): one replica
-    # uses 2 cores without waiting for the autoscaler to add a second (docs/PERFORMANCE.md, issue 16).
-    @serve.batch(
-        max_batch_size=128, batch_wait_timeout_s=0.002, batch_size_fn=count_texts, max_concurrent_batches=MODEL_BATCHES
-    )
+    # max_batch_size counts texts (batch_size_fn), not calls: each call is a micro-batch already.
+    @serve.batch(max_batch_size=128, batch_wait_timeout_s=0.002, batch_size_fn=count_texts)
     async def predict(self, batches: list[TokenBatch]) -> list[np.ndarray]:
         merged = merge_token_batches(batches)
         started = time.perf_counter()

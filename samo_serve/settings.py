@@ -81,8 +81,8 @@ class RunnerSettings(_Section):
 class BatchingSettings(_Section):
     """Micro-batching on both batched hops. Runtime-tunable through Serve's ``user_config``.
 
-    The model's concurrent batches are fixed at 2 in the deployment (``MODEL_BATCHES``): Serve's
-    ``@serve.batch`` cannot change that after the decorator runs.
+    The model's concurrent batches are fixed at 1 in the deployment: Serve's ``@serve.batch`` cannot
+    change that after the decorator runs.
     """
 
     ingress_max_batch_size: int = Field(default=64, ge=1)
