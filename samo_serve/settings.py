@@ -64,10 +64,9 @@ class RunnerSettings(_Section):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     #: which exported variant of the card to serve: ``default`` is the card's (int8 on the shipped model)
     precision: Literal["default", "int8", "fp32", "fp16"] = "default"
-    #: 1: each micro-batch on one core, batches side by side (the ingress keeps 2 in flight, the model
-    #: scales to 2 replicas). On small CPUs a second thread per batch cost more in wake-ups than it saved
-    #: (docs/PERFORMANCE.md, issue 16). 0 = ORT decides (all physical cores).
-    intra_op_threads: int = Field(default=1, ge=0)
+    #: 2 on the 2-core class; 1 measured +10% rps at c=32 in one process but cost the c=1 latency and the
+    #: open loop at 80% of peak (docs/PERFORMANCE.md, issue 16). 0 = ORT decides (all physical cores).
+    intra_op_threads: int = Field(default=2, ge=0)
     inter_op_threads: int = Field(default=1, ge=0)
     allow_spinning: bool = False
     #: this replica's share of a GPU (its num_gpus); gpu_mem_limit = fraction x device memory
