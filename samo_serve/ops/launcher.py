@@ -57,20 +57,26 @@ def load_config(path: Path, port: int | None = None, host: str | None = None) ->
     return override_http(load_serve_config(path), port=port, host=host)
 
 
-def planned_ports(config: dict[str, Any], metrics_port: int, env: MutableMapping[str, str]) -> dict[str, int]:
+def planned_ports(
+    config: dict[str, Any], metrics_port: int, env: MutableMapping[str, str], ray: bool = True
+) -> dict[str, int]:
     """The fixed ports a local run will open, by the option (or Ray component) that chose each."""
-    return {"--port": int(config["http_options"]["port"]), "--metrics-port": metrics_port, **ray_fixed_ports(env)}
+    ours = {"--port": int(config["http_options"]["port"]), "--metrics-port": metrics_port}
+    return {**ours, **ray_fixed_ports(env)} if ray else ours
 
 
-def preflight(config: dict[str, Any], metrics_port: int, local: bool) -> None:
+def preflight(config: dict[str, Any], metrics_port: int, local: bool, ray: bool = True) -> None:
     """Refuse to start what could not serve: two servers on one port, or a port already taken.
 
+    ``local``: this machine opens ``metrics_port`` too (a local Ray, or ``--single-process`` with
+    ``ray`` False, which opens no Ray port).
+
     Raises:
-        PortConflict: two of the planned ports are equal (only a local Ray opens more than the HTTP one).
+        PortConflict: two of the planned ports are equal (only a local run opens more than the HTTP one).
         OSError: a port is taken.
     """
     if local:
-        check_distinct(planned_ports(config, metrics_port, os.environ))
+        check_distinct(planned_ports(config, metrics_port, os.environ, ray))
     check_port_free(config["http_options"]["host"], int(config["http_options"]["port"]))
     if local:
         check_port_free("127.0.0.1", metrics_port, what="--metrics-port")

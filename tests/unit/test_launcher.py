@@ -10,7 +10,7 @@ import pytest
 
 from samo_serve.ops import launcher
 from samo_serve.ops.launcher import DEFAULT_CONFIG, load_config, serve_forever, use_direct_ingress
-from samo_serve.ops.ports import free_port
+from samo_serve.ops.ports import PortConflict, free_port
 
 
 def test_load_config_overrides_port_and_keeps_loopback() -> None:
@@ -69,6 +69,15 @@ def test_a_port_ray_opens_itself_is_refused(capsys: pytest.CaptureFixture[str]) 
 def test_on_a_cluster_only_the_http_port_is_checked() -> None:
     # the metrics port and Ray's own are the cluster's business: no conflict raised for them
     launcher.preflight(load_config(DEFAULT_CONFIG, port=free_port()), metrics_port=52365, local=False)
+
+
+def test_single_process_refuses_one_port_twice_but_not_rays_ports() -> None:
+    port = free_port()
+    with pytest.raises(PortConflict, match=f"--port and --metrics-port are both port {port}"):
+        launcher.preflight(load_config(DEFAULT_CONFIG, port=port), metrics_port=port, local=True, ray=False)
+    # no Ray is started: only our two ports are planned, none of Ray's fixed ones
+    config = load_config(DEFAULT_CONFIG, port=8001)
+    assert launcher.planned_ports(config, 52365, {}, ray=False) == {"--port": 8001, "--metrics-port": 52365}
 
 
 def _answer(monkeypatch: pytest.MonkeyPatch, response: httpx.Response | Exception) -> None:

@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING, Any
 
 from samo_serve.ops.cli.common import config_path, load_settings, read_serve_config
 from samo_serve.ops.cli.errors import CliError, user_file
-from samo_serve.ops.ports import check_port_free
 from samo_serve.ops.serve_config import DEFAULT_CONFIG, override_http
 
 if TYPE_CHECKING:
@@ -79,15 +78,15 @@ def _our_args(config: dict[str, Any]) -> dict[str, Any]:
 
 def _run_single_process(args: argparse.Namespace, config: dict[str, Any]) -> int:
     from samo_serve.ops.launcher import preflight
+    from samo_serve.ops.ports import PortConflict
     from samo_serve.ops.single_process import serve_single_process
 
     if args.address is not None or args.classic_proxy:
         raise CliError("--single-process runs without Ray", "leave out --address and --classic-proxy")
     config = override_http(config, port=args.port, host=args.host)
     try:
-        preflight(config, args.metrics_port, local=False)
-        check_port_free("127.0.0.1", args.metrics_port, what="--metrics-port")
-    except OSError as exc:
+        preflight(config, args.metrics_port, local=True, ray=False)
+    except (PortConflict, OSError) as exc:
         print(f"samo-serve: {exc}", flush=True)
         return 2
     http = config["http_options"]
