@@ -9,15 +9,12 @@ and ``EmbedLayerNormalization``. docs/MODEL.md has the measurements that chose e
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import onnx
 from onnxruntime.quantization import QuantType, quantize_dynamic
 
 __all__ = ["FUSABLE_MODEL_TYPES", "QUANTIZED_OPS", "fuse_transformer", "quantize_int8"]
-
-log = logging.getLogger(__name__)
 
 #: Hugging Face ``model_type`` values whose encoder ONNX Runtime's "bert" fusions understand
 FUSABLE_MODEL_TYPES = frozenset({"bert", "roberta", "xlm-roberta", "camembert", "electra", "mpnet"})
@@ -43,7 +40,8 @@ def quantize_int8(src: Path, dst: Path, op_types: tuple[str, ...] = QUANTIZED_OP
     ``op_types`` empty: every op type ONNX Runtime can quantize (the recipe before issue 16). Nodes whose
     name ends with ``exclude_suffix`` stay fp32.
     """
-    excluded = [n.name for n in onnx.load(str(src)).graph.node if exclude_suffix and n.name.endswith(exclude_suffix)]
+    nodes = onnx.load(str(src)).graph.node if exclude_suffix else []  # the graph is read only to find them
+    excluded = [n.name for n in nodes if n.name.endswith(exclude_suffix)]
     quantize_dynamic(
         str(src),
         str(dst),
