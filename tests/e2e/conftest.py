@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from samo_serve.ops.ports import free_port
+from testkit.local_services import PostgresServer, RedisServer, missing_binaries
 from testkit.server_process import ServerProcess, samo_serve_command
 
 START_TIMEOUT_S = 600
@@ -71,3 +72,14 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 def client(server: Server) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=server.url, timeout=60) as c:
         yield c
+
+
+@pytest.fixture(scope="module")
+def services() -> Iterator[tuple[RedisServer, PostgresServer]]:
+    """Private Redis and PostgreSQL servers on free ports, one pair per test module (some kill them)."""
+    if missing := missing_binaries():
+        pytest.fail(f"{', '.join(missing)} not installed: scripts/test.sh installs redis-server and postgresql")
+    redis, postgres = RedisServer().start(), PostgresServer().start()
+    yield redis, postgres
+    redis.stop()
+    postgres.remove()

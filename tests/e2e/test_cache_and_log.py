@@ -18,7 +18,7 @@ from redis import Redis
 
 from samo_serve.storage.request_log.store import percentile_cont
 from testkit.drills import at, drive, wait_for_log_rows
-from testkit.local_services import PostgresServer, RedisServer, missing_binaries
+from testkit.local_services import PostgresServer, RedisServer
 
 from .conftest import Server, run_server
 
@@ -27,16 +27,6 @@ _ids = itertools.count()
 
 def new_text() -> str:
     return f"e2e text {next(_ids)} {time.monotonic_ns()}: what a lovely surprise"
-
-
-@pytest.fixture(scope="module")
-def services() -> Iterator[tuple[RedisServer, PostgresServer]]:
-    if missing := missing_binaries():
-        pytest.fail(f"{', '.join(missing)} not installed: scripts/test.sh installs redis-server and postgresql")
-    redis, postgres = RedisServer().start(), PostgresServer().start()
-    yield redis, postgres
-    redis.stop()
-    postgres.remove()
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ Redis (L2) and a real PostgreSQL (request log); SIGTERM drains the log and exits
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -12,19 +11,9 @@ import pytest
 
 from samo_serve.ops.ports import free_port
 from testkit.drills import wait_for_log_rows
-from testkit.local_services import PostgresServer, RedisServer, missing_binaries
+from testkit.local_services import PostgresServer, RedisServer
 
 from .conftest import Server, ray_processes
-
-
-@pytest.fixture(scope="module")
-def services() -> Iterator[tuple[RedisServer, PostgresServer]]:
-    if missing := missing_binaries():
-        pytest.fail(f"{', '.join(missing)} not installed: scripts/test.sh installs redis-server and postgresql")
-    redis, postgres = RedisServer().start(), PostgresServer().start()
-    yield redis, postgres
-    redis.stop()
-    postgres.remove()
 
 
 def test_single_process_serves_caches_logs_and_stops_cleanly(
