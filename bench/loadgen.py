@@ -120,14 +120,21 @@ def closed_loop(
 
 
 def alternate(
-    urls: dict[str, str], bodies: Path, rounds: int, duration_s: float, concurrency: int = 32, offset: int = 0
+    urls: dict[str, str],
+    bodies: Path | dict[str, Path],
+    rounds: int,
+    duration_s: float,
+    concurrency: int = 32,
+    offset: int = 0,
 ) -> dict[str, list[Result]]:
     """Closed-loop rounds on servers that are all up: each round loads one after the other, the order
-    reversed every round, so drift on a noisy machine falls on all of them. Every request a new body."""
+    reversed every round, so drift on a noisy machine falls on all of them. Every request the next body
+    (of the server's own file where ``bodies`` maps names to files)."""
     results: dict[str, list[Result]] = {name: [] for name in urls}
     for r in range(rounds):
         for name in list(urls) if r % 2 == 0 else list(reversed(urls)):
-            res = closed_loop(urls[name], bodies, concurrency, duration_s, name, offset=offset)
+            own = bodies[name] if isinstance(bodies, dict) else bodies
+            res = closed_loop(urls[name], own, concurrency, duration_s, name, offset=offset)
             offset += res.requests + 100
             results[name].append(res)
             print(f"round {r + 1} {name:<16} c={concurrency} {res.rps:7.1f} rps  p50 {res.p50_ms:6.1f}  "

@@ -1,6 +1,7 @@
 """Each graph step of the model, measured in one run: speed (raw capacity) and quality (macro-F1, agreement).
 
     python bench/model_graphs.py --checkpoint artifacts/ckpt [--baseline-rev 4368a19] [--texts 1024] [--rounds 3]
+    python bench/model_graphs.py [--rounds 5]     # no checkpoint: the shipped file against the baseline only
 
 Needs the train extra and a checkpoint (`samo-serve model train`, see docs/MODEL.md) and the GoEmotions
 data in ../shared/data/goemotions. From the checkpoint it builds, in a temporary folder: the exporter's
@@ -8,7 +9,11 @@ plain fp32 graph, its dynamic int8 (the recipe before issue 16), the fused fp32 
 transformer fusions), fused + dynamic int8 (the served recipe), fused int8 with the FFN down-projections
 left in fp32, fused with only the attention's QKV projection in int8, and the plain graph with static
 per-channel QDQ (activation ranges calibrated on 512 train texts, MinMax). The int8 file shipped at
-``--baseline-rev`` is loaded from git history for the same-run comparison.
+``--baseline-rev`` is loaded from git history for the same-run comparison. Without ``--checkpoint`` only
+the two int8 files are timed (the capacity target needs no checkpoint). The baseline and shipped rows
+always take their quality from their own cards; with a student's checkpoint (``--layers`` in
+``samo-serve model train``) pass ``--model-dir`` with its exported folder, whose thresholds score the
+variants.
 
 Speed: the model's raw capacity (samo_serve.modeling.model_bench): texts/s over full passes of the
 first ``--texts`` test texts at batch 1 in arrival order and length-sorted batches of 8, 32 and 64, 2 ORT
@@ -78,12 +83,16 @@ def static_qdq(graph: Path, out: Path, tokenizer: TextTokenizer, texts: list[str
     )  # fmt: skip
 
 
-def build_variants(checkpoint: Path, tmp: Path, baseline_rev: str, tokenizer: TextTokenizer) -> dict[str, Path]:
+def build_variants(checkpoint: Path | None, tmp: Path, baseline_rev: str, tokenizer: TextTokenizer) -> dict[str, Path]:
     from samo_serve.modeling.training.export import export_plain, fuse_for, load_model
 
     files = {"baseline": tmp / "baseline.int8.onnx"}
     files["baseline"].write_bytes(subprocess.run(["git", "show", f"{baseline_rev}:{SHIPPED}"], cwd=ROOT,
                                                  check=True, capture_output=True).stdout)  # fmt: skip
+    files["shipped"] = tmp / "shipped.int8.onnx"  # today's file: a student's checkpoint is timed beside it
+    shutil.copyfile(ROOT / SHIPPED, files["shipped"])
+    if checkpoint is None:
+        return files
     model, _ = load_model(checkpoint)
     plain, fused = tmp / "plain.fp32.onnx", tmp / "fused.fp32.onnx"
     export_plain(model, tokenizer, plain)
@@ -108,7 +117,7 @@ def build_variants(checkpoint: Path, tmp: Path, baseline_rev: str, tokenizer: Te
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", type=Path, required=True)
+    parser.add_argument("--checkpoint", type=Path, help="build every variant from it (else: shipped vs baseline)")
     parser.add_argument(
         "--model-dir", type=Path, default=default_model_dir(), help="the card whose thresholds score F1"
     )
@@ -147,9 +156,9 @@ def main() -> None:
             path.parent, card.model_copy(update={"onnx_file": path.name}), test.texts, threads=args.threads
         )
         for name, path in files.items()
-        if name != "baseline"
+        if "fused fp32" in files and name not in ("baseline", "shipped")
     }
-    baseline_quality = _baseline_card_metrics(args.baseline_rev)
+    baseline_quality = _card_metrics(args.baseline_rev)
     base_rates = {bs: float(np.median(rates["baseline"][bs])) for bs in BATCHES}
     base_capacity = max(base_rates[bs] for bs in CAPACITY_BATCHES)
     report: dict[str, Any] = {"texts": args.texts, "rounds": args.rounds, "threads": args.threads, "variants": {}}
@@ -158,8 +167,9 @@ def main() -> None:
     for name in names:
         med = {bs: float(np.median(rates[name][bs])) for bs in BATCHES}
         cap = max(med[bs] for bs in CAPACITY_BATCHES)
-        if name == "baseline":
-            f1, agree = baseline_quality["test_macro_f1"], baseline_quality["top_label_agreement"]
+        if name not in scores:  # without a checkpoint there is no fp32 to compare with: the card's figures
+            quality = baseline_quality if name == "baseline" else _card_metrics("HEAD")
+            f1, agree = quality["test_macro_f1"], quality["top_label_agreement"]
         else:
             f1 = classification_report(scores[name], test.targets, np.asarray(card.thresholds), card.labels)["macro_f1"]
             agree = top_label_agreement(scores[name], scores["fused fp32"])
@@ -171,12 +181,13 @@ def main() -> None:
                      f"{f1:.4f} | {agree:.2%} |")  # fmt: skip
     print("\n".join(lines))
     print(f"(baseline: the int8 file shipped at {args.baseline_rev}, an earlier training run of the same recipe; "
-          "its F1 and agreement are its own card's, against its own fp32)")  # fmt: skip
+          "its F1 and agreement are its own card's, against its own fp32; so are the shipped file's without "
+          "--checkpoint)")  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
 
 
-def _baseline_card_metrics(rev: str) -> dict[str, Any]:
+def _card_metrics(rev: str) -> dict[str, Any]:
     text = subprocess.run(["git", "show", f"{rev}:samo_serve/models/goemotions-minilm/card.json"], cwd=ROOT,
                           check=True, capture_output=True, text=True).stdout  # fmt: skip
     test = ModelCard.model_validate_json(text).metrics.get("test", {})

@@ -13,6 +13,11 @@ Served: `samo-serve run` (Ray Serve) and the one-process server (`samo-serve run
 app and pipeline, no Ray), both up, L1 off (every request a new GoEmotions text, so every one is
 classified), wrk at c=32, rounds alternating between the servers. Prints each round, the median rps
 per server and its ratio to raw.
+
+The Python ceiling (also up, in the same rounds; ``--no-ceiling`` leaves it out): the one-process
+server with L1 on, loaded with 256 texts it has already answered, so every request is an L1 hit: the
+same HTTP, guard, validation, log row and metrics per request, no model. What a request costs the
+service without the model bounds what any model speed can be served at on these cores.
 """
 
 from __future__ import annotations
@@ -37,6 +42,8 @@ from samo_serve.modeling.model_bench import CAPACITY_BATCHES, capacity_batches, 
 from samo_serve.ops.ports import free_port  # noqa: E402
 from samo_serve.settings import RunnerSettings, default_model_dir  # noqa: E402
 from testkit.server_process import samo_serve_command  # noqa: E402
+
+CEILING = "one process, L1 hits"
 
 
 def raw_capacity(texts: list[str], threads: int, passes: int = 2) -> dict[str, float]:
@@ -67,6 +74,7 @@ def main() -> None:
     parser.add_argument("--texts", type=int, default=2048, help="texts per raw full pass")
     parser.add_argument("--threads", type=int, default=2, help="ORT intra-op threads (the servers' default)")
     parser.add_argument("--no-plain", action="store_true", help="serve only `samo-serve run` (Ray)")
+    parser.add_argument("--no-ceiling", action="store_true", help="leave out the L1-hit one-process server")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "serve_vs_raw.json")
     args = parser.parse_args()
 
@@ -81,18 +89,25 @@ def main() -> None:
     servers = {"samo-serve (Ray)": samo_serve_command(free_port(), free_port())}
     if not args.no_plain:
         servers["one process"] = samo_serve_command(free_port(), free_port(), "--single-process")
+    own_bodies = dict.fromkeys(servers, bodies)
+    envs = dict.fromkeys(servers, env)
+    if not args.no_ceiling:
+        servers[CEILING] = samo_serve_command(free_port(), free_port(), "--single-process")
+        own_bodies[CEILING] = write_bodies(tmp / "repeated.jsonl", texts[:256])
+        envs[CEILING] = {}  # L1 on: after the warm-up every request is a hit
     procs: dict[str, Proc] = {}
     try:
         for name, cmd in servers.items():
             port = int(cmd[cmd.index("--port") + 1])
-            env_i = {**env, "SAMO_DATA_DIR": str(tmp / f"data-{len(procs)}")}
+            env_i = {**envs[name], "SAMO_DATA_DIR": str(tmp / f"data-{len(procs)}")}
             procs[name] = Proc(cmd, f"http://127.0.0.1:{port}", env_i, tmp / f"server-{len(procs)}.log")
         for proc in procs.values():
             proc.wait_ready()
         offset = 0
-        for proc in procs.values():  # warm-up: connections, first batches, ORT's arenas
-            offset += closed_loop(proc.url, bodies, 32, 3, "warm-up", offset=offset).requests + 100
-        results = alternate({n: p.url for n, p in procs.items()}, bodies, args.rounds, args.duration, 32, offset)
+        for name, proc in procs.items():  # warm-up: connections, first batches, ORT's arenas (and the L1)
+            offset += closed_loop(proc.url, own_bodies[name], 32, 3, "warm-up", offset=offset).requests + 100
+        urls = {n: p.url for n, p in procs.items()}
+        results = alternate(urls, own_bodies, args.rounds, args.duration, 32, offset)
     finally:
         for proc in procs.values():
             proc.stop()

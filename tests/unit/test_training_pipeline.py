@@ -169,3 +169,36 @@ def test_stop_after_step_keeps_the_full_schedule(tmp_path: Path) -> None:
     )  # fmt: skip
     best = train(config)
     assert best["step"] == 2  # evaluated and kept at the stop, though the schedule runs to step 8
+
+
+def test_student_keeps_the_first_layers_learns_from_a_teacher_and_exports(tmp_path: Path) -> None:
+    from samo_serve.modeling.training.export import export
+    from samo_serve.modeling.training.train import TrainConfig, teacher_scores, train
+    from samo_serve.settings import default_model_dir
+
+    data = write_dataset(tmp_path / "data", rows_per_split=64)
+    teacher = default_model_dir()  # the shipped model: 28 labels, as the synthetic data has
+    soft = teacher_scores(teacher, ["happy thanks", "awful hate"])
+    assert soft.shape == (2, 28)
+    assert soft.dtype == np.float32
+    assert np.all((soft > 0) & (soft < 1))  # probabilities, the soft targets BCE takes
+    config = TrainConfig(
+        data_dir=data, out_dir=tmp_path / "student", max_steps=3, batch_size=16, warmup_steps=1, evals_per_epoch=1,
+        threads=1, layers=2, teacher_dir=teacher, distill_weight=0.7,
+    )  # fmt: skip
+    best = train(config)
+    assert best["recipe"]["layers"] == 2
+    assert best["recipe"]["teacher_dir"] == str(teacher)
+    assert "its first 2 layers" in str(best["base_model"])
+    assert json.loads((tmp_path / "student" / "encoder" / "config.json").read_text())["num_hidden_layers"] == 2
+    card = export(tmp_path / "student", tmp_path / "model", "student", data_dir=data)
+    assert card.metrics["graph"]["fused_ops"]["Attention"] == 2  # the exported graph has the student's depth
+    assert card.metrics["parity_max_abs_logit_diff"] <= 1e-3
+
+
+def test_student_depth_is_checked() -> None:
+    from samo_serve.modeling.training.classifier import from_base
+    from samo_serve.modeling.training.train import base_model_path
+
+    with pytest.raises(ValueError, match="layers must be 1..6"):
+        from_base(base_model_path(), 28, layers=7)

@@ -31,8 +31,19 @@ class EmotionClassifier(nn.Module):
         return logits
 
 
-def from_base(base_path: Path, n_labels: int, dropout: float = 0.1) -> EmotionClassifier:
-    encoder = AutoModel.from_pretrained(str(base_path))
+def from_base(base_path: Path, n_labels: int, dropout: float = 0.1, layers: int | None = None) -> EmotionClassifier:
+    """The base encoder with a fresh head; ``layers``: keep only its first (bottom) layers, a smaller student.
+
+    Dropping the top layers is the pruning that loses least after fine-tuning (Sajjad et al., "On the effect
+    of dropping layers of pre-trained transformer models", 2023); the config records the new depth, so the
+    checkpoint loads and exports as a model of that depth.
+    """
+    encoder: Any = AutoModel.from_pretrained(str(base_path))
+    if layers is not None:
+        if not 0 < layers <= encoder.config.num_hidden_layers:
+            raise ValueError(f"layers must be 1..{encoder.config.num_hidden_layers}, got {layers}")
+        encoder.encoder.layer = encoder.encoder.layer[:layers]
+        encoder.config.num_hidden_layers = layers
     return EmotionClassifier(encoder, encoder.config.hidden_size, n_labels, dropout)
 
 

