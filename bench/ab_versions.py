@@ -3,6 +3,7 @@
     git worktree add ../base <commit>          # the version to compare against
     python bench/ab_versions.py --base-root ../base [--rounds 4] [--duration 8] [--concurrency 32]
     python bench/ab_versions.py --b-env RAY_SERVE_CONTROL_LOOP_INTERVAL_S=0.5    # a setting, same checkout
+    python bench/ab_versions.py --a-env SAMO_MODEL_DIR=goemotions-minilm --b-env SAMO_MODEL_DIR=/tmp/other
 
 A is the checkout at ``--base-root``, run with this venv's packages and its own source first on
 PYTHONPATH; B is this checkout. Both are up for the whole run (each ``samo-serve run`` with its own local
@@ -77,6 +78,8 @@ def main() -> None:
     parser.add_argument("--base-root", type=Path, default=None, help="checkout of the version to compare against")
     parser.add_argument("--b-env", action="append", default=[], metavar="KEY=VALUE",
                         help="environment of B only (repeatable): A/B a setting on the same checkout")  # fmt: skip
+    parser.add_argument("--a-env", action="append", default=[], metavar="KEY=VALUE",
+                        help="environment of A only (repeatable), e.g. SAMO_MODEL_DIR to A/B two models")  # fmt: skip
     parser.add_argument("--single-process", action="store_true", help="both servers without Ray")
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--duration", type=float, default=8.0, help="seconds per round per server")
@@ -91,9 +94,9 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="samo-ab-"))
     bodies = write_bodies(tmp / "single.jsonl", bench_texts())
-    b_env = dict(item.split("=", 1) for item in args.b_env)
+    a_env, b_env = (dict(item.split("=", 1) for item in items) for items in (args.a_env, args.b_env))
     one = args.single_process
-    servers = {"A (base)": _server("a", base, tmp, None, one), "B (this)": _server("b", HERE.parent, tmp, b_env, one)}
+    servers = {"A (base)": _server("a", base, tmp, a_env, one), "B (this)": _server("b", HERE.parent, tmp, b_env, one)}
     try:
         for srv in servers.values():
             srv.wait_ready()

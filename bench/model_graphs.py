@@ -6,7 +6,8 @@
 Needs the train extra and a checkpoint (`samo-serve model train`, see docs/MODEL.md) and the GoEmotions
 data in ../shared/data/goemotions. From the checkpoint it builds, in a temporary folder: the exporter's
 plain fp32 graph, its dynamic int8 (the recipe before issue 16), the fused fp32 graph (ONNX Runtime's
-transformer fusions), fused + dynamic int8 (the served recipe), fused int8 with the FFN down-projections
+transformer fusions), fused + dynamic int8 (the served recipe), every fusion but attention + dynamic int8,
+fused int8 with the FFN down-projections
 left in fp32, fused with only the attention's QKV projection in int8, and the plain graph with static
 per-channel QDQ (activation ranges calibrated on 512 train texts, MinMax). The int8 file shipped at
 ``--baseline-rev`` is loaded from git history for the same-run comparison. Without ``--checkpoint`` only
@@ -103,6 +104,9 @@ def build_variants(checkpoint: Path | None, tmp: Path, baseline_rev: str, tokeni
     quantize_int8(plain, files["plain int8 (recipe before)"], op_types=())  # () = every op type, as before
     files["fused int8 (served)"] = tmp / "fused.int8.onnx"
     quantize_int8(fused, files["fused int8 (served)"], QUANTIZED_OPS)
+    files["fused but attention, int8"] = tmp / "fused.noattention.int8.onnx"
+    fuse_for(model, plain, tmp / "fused.noattention.fp32.onnx", attention=False)
+    quantize_int8(tmp / "fused.noattention.fp32.onnx", files["fused but attention, int8"], QUANTIZED_OPS)
     files["fused int8, FFN out fp32"] = tmp / "fused.int8.ffnout.onnx"
     quantize_int8(fused, files["fused int8, FFN out fp32"], QUANTIZED_OPS, exclude_suffix="/output/dense/MatMul")
     files["fused int8, attention only"] = tmp / "fused.int8.attention.onnx"

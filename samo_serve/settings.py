@@ -9,9 +9,9 @@ from __future__ import annotations
 import os
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from samo_serve.observability.recommendations import RecommendationSettings
@@ -30,6 +30,8 @@ __all__ = [
     "default_data_dir",
     "default_keys_file",
     "default_model_dir",
+    "model_dir_named",
+    "shipped_model_dir",
     "updated_batching",
 ]
 
@@ -51,7 +53,27 @@ def default_keys_file() -> Path:
 
 def default_model_dir() -> Path:
     """The shipped model: package data of ``samo_serve`` (``samo_serve/models/``), in a checkout or a wheel."""
-    return Path(str(resources.files("samo_serve") / "models" / DEFAULT_MODEL_NAME))
+    return shipped_model_dir(DEFAULT_MODEL_NAME)
+
+
+def shipped_model_dir(name: str) -> Path:
+    """The folder of the shipped model ``name`` (package data), whether it exists or not."""
+    return Path(str(resources.files("samo_serve") / "models" / name))
+
+
+def model_dir_named(value: str | Path) -> Path:
+    """A model folder given as a path, or as the bare name of a shipped model (``goemotions-minilm-l6``): the
+    choice works the same from a checkout and from an installed wheel. A folder of that name where the
+    command runs wins; a name that is neither stays a path (whoever opens it says it is missing)."""
+    if "/" not in str(value) and not Path(value).exists():
+        shipped = shipped_model_dir(str(value))
+        if (shipped / "card.json").is_file():
+            return shipped
+    return Path(value)
+
+
+def _model_dir_named(value: object) -> object:
+    return model_dir_named(value) if isinstance(value, str | Path) else value
 
 
 class _Section(BaseModel):
@@ -223,7 +245,8 @@ class Settings(BaseSettings):
         env_prefix="SAMO_", env_nested_delimiter="__", extra="forbid", protected_namespaces=(), frozen=True
     )
 
-    model_dir: Path = Field(default_factory=default_model_dir)
+    #: a folder, or the name of a shipped model (docs/MODEL.md, "The student")
+    model_dir: Annotated[Path, BeforeValidator(_model_dir_named)] = Field(default_factory=default_model_dir)
     #: where texts are tokenized: in the ingress (default; measured 3.7 ms less per request at c=1 and
     #: +20% rps at c=32 on 2 cores than a hop to a Tokenizer deployment), or in a Tokenizer deployment
     #: that scales on its own (worth it only when tokenizing costs more than a hop: very long texts)

@@ -23,13 +23,26 @@ FUSABLE_MODEL_TYPES = frozenset({"bert", "roberta", "xlm-roberta", "camembert", 
 QUANTIZED_OPS = ("MatMul", "Attention", "EmbedLayerNormalization")
 
 
-def fuse_transformer(src: Path, dst: Path, num_heads: int, hidden_size: int) -> dict[str, int]:
-    """Write ``src`` with BERT-family fusions applied to ``dst``; returns the fused op counts (zeros left out)."""
+def fuse_transformer(src: Path, dst: Path, num_heads: int, hidden_size: int, attention: bool = True) -> dict[str, int]:
+    """Write ``src`` with BERT-family fusions applied to ``dst``; returns the fused op counts (zeros left out).
+
+    ``attention=False`` leaves attention as loose MatMul/Softmax ops (every other fusion applied).
+    """
+    from onnxruntime.transformers.fusion_options import FusionOptions
     from onnxruntime.transformers.optimizer import optimize_model
 
+    options = FusionOptions("bert")
+    options.enable_attention = attention
     # opt_level 0: only the Python fusions; ONNX Runtime applies its own graph optimizations when the
     # session loads, on whatever machine serves the file.
-    model = optimize_model(str(src), model_type="bert", num_heads=num_heads, hidden_size=hidden_size, opt_level=0)
+    model = optimize_model(
+        str(src),
+        model_type="bert",
+        num_heads=num_heads,
+        hidden_size=hidden_size,
+        opt_level=0,
+        optimization_options=options,
+    )
     model.save_model_to_file(str(dst))
     return {op: n for op, n in model.get_fused_operator_statistics().items() if n}
 

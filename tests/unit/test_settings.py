@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -183,3 +184,15 @@ def test_user_config_updates_only_the_keys_it_names() -> None:
     assert updated_batching(current, {}) == current
     with pytest.raises(ValidationError):
         updated_batching(current, {"batching": {"ingress_max_batch_size": 0}})
+
+
+def test_model_dir_takes_a_shipped_models_name(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from samo_serve.settings import default_model_dir
+
+    monkeypatch.chdir(tmp_path)  # no folder of that name here: the name means the shipped model
+    monkeypatch.setenv("SAMO_MODEL_DIR", "goemotions-minilm")
+    assert Settings().model_dir == default_model_dir()
+    (tmp_path / "goemotions-minilm").mkdir()  # a folder of that name where the server starts wins: a path
+    assert Settings().model_dir == Path("goemotions-minilm")
+    monkeypatch.setenv("SAMO_MODEL_DIR", "no-such-model")  # neither: kept as given, the launcher says it is missing
+    assert Settings().model_dir == Path("no-such-model")

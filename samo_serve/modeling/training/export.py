@@ -90,14 +90,14 @@ def load_model(checkpoint: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
     return _LogitsOnly(model), meta
 
 
-def fuse_for(model: torch.nn.Module, src: Path, dst: Path) -> dict[str, int]:
+def fuse_for(model: torch.nn.Module, src: Path, dst: Path, attention: bool = True) -> dict[str, int]:
     """Transformer fusions of ``src`` into ``dst`` where the encoder is BERT-like; else a plain copy."""
     inner: Any = model.encoder if isinstance(model, classifier.EmotionClassifier) else model.model
     config = inner.config
     if config.model_type not in FUSABLE_MODEL_TYPES:
         shutil.copyfile(src, dst)
         return {}
-    return fuse_transformer(src, dst, config.num_attention_heads, config.hidden_size)
+    return fuse_transformer(src, dst, config.num_attention_heads, config.hidden_size, attention)
 
 
 def _torch_logits(model: torch.nn.Module, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:

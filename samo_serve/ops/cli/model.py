@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from samo_serve.ops.cli.errors import CliError, user_file
-from samo_serve.settings import DEFAULT_MODEL_NAME, default_model_dir
+from samo_serve.settings import DEFAULT_MODEL_NAME, default_model_dir, model_dir_named
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -80,7 +80,11 @@ def _register_train(msub: Subparsers) -> None:
     )
     tr.add_argument("--evals-per-epoch", type=int, default=2)
     tr.add_argument("--layers", type=int, default=None, help="keep the base's first N layers (a faster student)")
-    tr.add_argument("--teacher", default=None, help="a model folder whose scores are soft targets (distillation)")
+    tr.add_argument(
+        "--teacher",
+        default=None,
+        help="a model folder (or shipped model's name) whose scores are soft targets (distillation)",
+    )
     tr.add_argument("--distill-weight", type=float, default=0.5, help="soft targets' share of the loss")
     tr.set_defaults(func=_train)
 
@@ -212,8 +216,9 @@ def _train(args: argparse.Namespace) -> int:
     except ModuleNotFoundError as exc:
         raise _needs_train_extra("train", exc) from exc
     data = _split(Path(args.data), "train")
-    if args.teacher:
-        _card(Path(args.teacher))  # a clear error now, not after the data is read
+    teacher = model_dir_named(args.teacher) if args.teacher else None
+    if teacher is not None:
+        _card(teacher)  # a clear error now, not after the data is read
     config = TrainConfig(
         data_dir=data,
         out_dir=Path(args.out),
@@ -228,7 +233,7 @@ def _train(args: argparse.Namespace) -> int:
         stop_after_step=args.stop_after_step,
         evals_per_epoch=args.evals_per_epoch,
         layers=args.layers,
-        teacher_dir=Path(args.teacher) if args.teacher else None,
+        teacher_dir=teacher,
         distill_weight=args.distill_weight,
     )
     with user_file(data, "GoEmotions data", _DATA_REMEDY):
