@@ -5,8 +5,8 @@
 
 Needs the train extra and a checkpoint (`samo-serve model train`, see docs/MODEL.md) and the GoEmotions
 data in ../shared/data/goemotions. From the checkpoint it builds, in a temporary folder: the exporter's
-plain fp32 graph, its dynamic int8 (the recipe before issue 16), the fused fp32 graph (ONNX Runtime's
-transformer fusions), fused + dynamic int8 (the served recipe), every fusion but attention + dynamic int8,
+plain fp32 graph, its dynamic int8 (the served recipe), the fused fp32 graph (ONNX Runtime's
+transformer fusions), fused + dynamic int8 (`--int8-graph fused`), every fusion but attention + dynamic int8,
 fused int8 with the FFN down-projections
 left in fp32, fused with only the attention's QKV projection in int8, and the plain graph with static
 per-channel QDQ (activation ranges calibrated on 512 train texts, MinMax). The int8 file shipped at
@@ -100,10 +100,10 @@ def build_variants(checkpoint: Path | None, tmp: Path, baseline_rev: str, tokeni
     fused_ops = fuse_for(model, plain, fused)
     print(f"fused ops: {fused_ops}", flush=True)
     files |= {"plain fp32": plain, "fused fp32": fused}
-    files["plain int8 (recipe before)"] = tmp / "plain.int8.onnx"
-    quantize_int8(plain, files["plain int8 (recipe before)"], op_types=())  # () = every op type, as before
-    files["fused int8 (served)"] = tmp / "fused.int8.onnx"
-    quantize_int8(fused, files["fused int8 (served)"], QUANTIZED_OPS)
+    files["plain int8 (served)"] = tmp / "plain.int8.onnx"
+    quantize_int8(plain, files["plain int8 (served)"], op_types=())  # () = every op type, as before
+    files["fused int8"] = tmp / "fused.int8.onnx"
+    quantize_int8(fused, files["fused int8"], QUANTIZED_OPS)
     files["fused but attention, int8"] = tmp / "fused.noattention.int8.onnx"
     fuse_for(model, plain, tmp / "fused.noattention.fp32.onnx", attention=False)
     quantize_int8(tmp / "fused.noattention.fp32.onnx", files["fused but attention, int8"], QUANTIZED_OPS)
@@ -172,7 +172,7 @@ def main() -> None:
         med = {bs: float(np.median(rates[name][bs])) for bs in BATCHES}
         cap = max(med[bs] for bs in CAPACITY_BATCHES)
         if name not in scores:  # without a checkpoint there is no fp32 to compare with: the card's figures
-            quality = baseline_quality if name == "baseline" else _card_metrics("HEAD")
+            quality = baseline_quality if name == "baseline" else _card_metrics(None)
             f1, agree = quality["test_macro_f1"], quality["top_label_agreement"]
         else:
             f1 = classification_report(scores[name], test.targets, np.asarray(card.thresholds), card.labels)["macro_f1"]
@@ -191,9 +191,16 @@ def main() -> None:
     args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
 
 
-def _card_metrics(rev: str) -> dict[str, Any]:
-    text = subprocess.run(["git", "show", f"{rev}:samo_serve/models/goemotions-minilm/card.json"], cwd=ROOT,
-                          check=True, capture_output=True, text=True).stdout  # fmt: skip
+def _card_metrics(rev: str | None) -> dict[str, Any]:
+    """The test metrics of the shipped card at git ``rev`` (None: the working tree's)."""
+    path = SHIPPED.replace("model.int8.onnx", "card.json")
+    text = (
+        (ROOT / path).read_text(encoding="utf-8")
+        if rev is None
+        else subprocess.run(
+            ["git", "show", f"{rev}:{path}"], cwd=ROOT, check=True, capture_output=True, text=True
+        ).stdout
+    )
     test = ModelCard.model_validate_json(text).metrics.get("test", {})
     return {
         "test_macro_f1": test.get("macro_f1"),

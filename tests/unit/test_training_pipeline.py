@@ -92,12 +92,15 @@ def test_export_parity_quantization_and_card(trained: tuple[Path, Path], tmp_pat
     for variant in card.variants.values():
         assert (out / variant["file"]).exists()
     assert card.metrics["parity_max_abs_logit_diff"] <= 1e-3  # measured on the fused fp32 graph
-    # one fused attention per encoder layer, and it is quantized (QAttention) in the served file
+    # the fp32 variant: one fused attention per encoder layer; the int8 file: the exporter's graph quantized
     assert card.metrics["graph"]["fused_ops"]["Attention"] == 6
     assert card.metrics["graph"]["fused_ops"]["SkipLayerNormalization"] == 12
+    assert card.metrics["graph"]["int8_from"] == "plain"
+    fp32_ops = {node.op_type for node in onnx.load(str(out / "model.fp32.onnx")).graph.node}
+    assert {"Attention", "SkipLayerNormalization", "BiasGelu"} <= fp32_ops
     int8_ops = {node.op_type for node in onnx.load(str(out / "model.int8.onnx")).graph.node}
-    assert {"QAttention", "SkipLayerNormalization", "BiasGelu"} <= int8_ops
-    assert "Transpose" not in int8_ops
+    assert {"DynamicQuantizeLinear", "MatMulInteger"} <= int8_ops
+    assert "QAttention" not in int8_ops
     assert not any(p.name.endswith(".plain.onnx") for p in out.iterdir())
     assert card.onnx_file == "model.int8.onnx"
     assert card.version.startswith("tiny-")
@@ -109,6 +112,17 @@ def test_export_parity_quantization_and_card(trained: tuple[Path, Path], tmp_pat
     scores = score_texts(out, loaded, ["happy thanks", "awful hate"])
     assert scores.shape == (2, 28)
     assert np.all((scores >= 0) & (scores <= 1))
+
+
+def test_export_int8_from_the_fused_graph(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    from samo_serve.modeling.training.export import export
+
+    _, ckpt = trained
+    card = export(ckpt, tmp_path / "model", "tiny", int8_graph="fused")
+    assert card.metrics["graph"]["int8_from"] == "fused"
+    int8_ops = {node.op_type for node in onnx.load(str(tmp_path / "model" / "model.int8.onnx")).graph.node}
+    assert {"QAttention", "SkipLayerNormalization", "BiasGelu"} <= int8_ops  # attention quantized as one op
+    assert "Transpose" not in int8_ops
 
 
 def test_export_bring_your_own_hf_checkpoint(tmp_path: Path) -> None:

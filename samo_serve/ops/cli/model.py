@@ -51,6 +51,10 @@ def register(sub: Subparsers) -> None:
     ex.add_argument("--out", default=model_dir)
     ex.add_argument("--name", default=DEFAULT_MODEL_NAME)
     ex.add_argument("--data", default=None, help="GoEmotions dir: tune thresholds on dev, record metrics")
+    ex.add_argument(
+        "--int8-graph", choices=["plain", "fused"], default="plain",
+        help="quantize the exporter's graph (default) or the transformer-fused one (docs/MODEL.md)",
+    )  # fmt: skip
     ex.set_defaults(func=_export)
 
     mb = msub.add_parser("bench", help="fp32 vs int8 (fp16 on a GPU): texts/s at batch 1/32/64, F1, agreement")
@@ -253,7 +257,7 @@ def _export(args: argparse.Namespace) -> int:
         raise CliError(f"checkpoint {checkpoint} does not exist", remedy)
     data = _split(Path(args.data), "dev") if args.data else None
     with user_file(checkpoint, "checkpoint", remedy):
-        card = export(checkpoint, Path(args.out), args.name, data)
+        card = export(checkpoint, Path(args.out), args.name, data, int8_graph=args.int8_graph)
     print(f"exported {card.version} -> {args.out}")
     return 0
 
