@@ -79,6 +79,15 @@ def test_model_train_without_the_train_extra(
     one_line(capsys, "model train needs torch", "samo-serve[train]")
 
 
+def test_model_train_with_a_teacher_that_is_no_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("torch", reason="needs the train extra")
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "train.tsv").write_text("", encoding="utf-8")
+    assert main(["model", "train", "--data", str(data), "--teacher", "no-such-model", "--layers", "4"]) == 1
+    one_line(capsys, "model folder no-such-model does not exist", "pass --teacher")  # before any data is read
+
+
 # -------------------------------------------------------------------------------------------- run
 
 
@@ -239,6 +248,8 @@ def test_the_installed_command_prints_one_line(tmp_path: Path) -> None:
     assert done.stdout == ""
     assert done.stderr.splitlines() == [
         f"samo-serve: model folder {missing} does not exist; pass --model-dir with a folder holding card.json "
-        "and its ONNX file (samo-serve model export writes one)"
+        "and its ONNX file (samo-serve model export writes one) or a shipped model's name"
     ]
     assert json.loads(subprocess.check_output([sys.executable, "-m", "samo_serve.ops.cli", "model", "info"]))
+    by_name = [sys.executable, "-m", "samo_serve.ops.cli", "model", "info", "--model-dir", "goemotions-minilm-l6"]
+    assert json.loads(subprocess.check_output(by_name, cwd=tmp_path))["name"] == "goemotions-minilm-l6"

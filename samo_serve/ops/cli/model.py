@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 __all__ = ["register"]
 
 _DATA = "../shared/data/goemotions"
+_MODEL_DIR_HELP = "a model folder, or a shipped model's name (goemotions-minilm, goemotions-minilm-l6)"
 _DATA_REMEDY = "pass --data with the GoEmotions folder (train.tsv, dev.tsv, test.tsv)"
 _TRAIN_MODULES = {"torch", "transformers", "onnx"}
 
@@ -29,11 +30,11 @@ def register(sub: Subparsers) -> None:
     model_dir = str(default_model_dir())
 
     info = msub.add_parser("info", help="print the model card")
-    info.add_argument("--model-dir", default=model_dir)
+    info.add_argument("--model-dir", default=model_dir, help=_MODEL_DIR_HELP)
     info.set_defaults(func=_info)
 
     ev = msub.add_parser("eval", help="macro/micro F1, per-label P/R/F1, int8 vs fp32 (ORT only)")
-    ev.add_argument("--model-dir", default=model_dir)
+    ev.add_argument("--model-dir", default=model_dir, help=_MODEL_DIR_HELP)
     ev.add_argument("--data", default=_DATA)
     ev.add_argument("--split", default="test", choices=["train", "dev", "test"])
     ev.add_argument("--json", action="store_true")
@@ -58,7 +59,7 @@ def register(sub: Subparsers) -> None:
     ex.set_defaults(func=_export)
 
     mb = msub.add_parser("bench", help="fp32 vs int8 (fp16 on a GPU): texts/s at batch 1/32/64, F1, agreement")
-    mb.add_argument("--model-dir", default=model_dir)
+    mb.add_argument("--model-dir", default=model_dir, help=_MODEL_DIR_HELP)
     mb.add_argument("--data", default=_DATA, help="GoEmotions dir (its test split)")
     mb.add_argument("--texts", type=int, default=1024, help="texts timed per batch size")
     mb.add_argument("--seconds", type=float, default=2.0, help="time per precision and batch size")
@@ -93,11 +94,14 @@ def _register_train(msub: Subparsers) -> None:
     tr.set_defaults(func=_train)
 
 
-def _card(model_dir: Path) -> ModelCard:
+def _card(model_dir: Path, option: str = "--model-dir") -> ModelCard:
     """The card of ``model_dir``, checksum verified; a :class:`CliError` when the folder is no model."""
     from samo_serve.core.model_card import load_card
 
-    remedy = "pass --model-dir with a folder holding card.json and its ONNX file (samo-serve model export writes one)"
+    remedy = (
+        f"pass {option} with a folder holding card.json and its ONNX file (samo-serve model export writes one)"
+        " or a shipped model's name"
+    )
     if not model_dir.is_dir():
         raise CliError(f"model folder {model_dir} does not exist", remedy)
     with user_file(model_dir, "model folder", remedy, invalid=(ValueError,)):
@@ -122,14 +126,14 @@ def _needs_train_extra(command: str, exc: ModuleNotFoundError) -> CliError | Mod
 
 
 def _info(args: argparse.Namespace) -> int:
-    print(json.dumps(_card(Path(args.model_dir)).model_dump(), indent=2))
+    print(json.dumps(_card(model_dir_named(args.model_dir)).model_dump(), indent=2))
     return 0
 
 
 def _eval(args: argparse.Namespace) -> int:
     from samo_serve.modeling.model_eval import evaluate_split
 
-    model_dir = Path(args.model_dir)
+    model_dir = model_dir_named(args.model_dir)
     _card(model_dir)
     data = _split(Path(args.data), args.split)
     if args.documents:
@@ -222,7 +226,7 @@ def _train(args: argparse.Namespace) -> int:
     data = _split(Path(args.data), "train")
     teacher = model_dir_named(args.teacher) if args.teacher else None
     if teacher is not None:
-        _card(teacher)  # a clear error now, not after the data is read
+        _card(teacher, "--teacher")  # a clear error now, not after the data is read
     config = TrainConfig(
         data_dir=data,
         out_dir=Path(args.out),
@@ -266,7 +270,7 @@ def _bench(args: argparse.Namespace) -> int:
     from samo_serve.loadtest.corpus import load_corpus
     from samo_serve.modeling.model_bench import bench_model
 
-    model_dir = Path(args.model_dir)
+    model_dir = model_dir_named(args.model_dir)
     _card(model_dir)
     data = Path(args.data) if args.data and (Path(args.data) / "test.tsv").exists() else None
     texts = load_corpus(data / "test.tsv" if data else None)[: args.texts]
