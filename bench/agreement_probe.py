@@ -33,6 +33,7 @@ from loadgen import DATA  # noqa: E402
 from samo_serve.core.batching import pad_rows  # noqa: E402
 from samo_serve.core.model_runner import OrtModelRunner  # noqa: E402
 from samo_serve.core.tokenizer import TextTokenizer  # noqa: E402
+from samo_serve.modeling.evaluation import top_label_agreement  # noqa: E402
 from samo_serve.modeling.goemotions import read_split  # noqa: E402
 from samo_serve.modeling.graph_optimize import quantize_int8  # noqa: E402
 from samo_serve.modeling.model_bench import capacity_batches, full_pass_rate  # noqa: E402
@@ -124,12 +125,11 @@ def main() -> None:
 
     fp32, _ = scores(plain)
 
-    def report(name: str, path: Path, batch: int = 64) -> np.ndarray:
+    def report(name: str, path: Path, batch: int = 64) -> None:
         q, runner = scores(path, batch)
         rate = max(full_pass_rate(runner, sorted32) for _ in range(2))
-        agree = float((q.argmax(1) == fp32.argmax(1)).mean())
+        agree = top_label_agreement(q, fp32)
         print(f"{name:<44} agreement {agree:.2%}  batch-32 {rate:5.0f} texts/s", flush=True)
-        return q
 
     quantize_int8(plain, tmp / "int8.onnx", op_types=())
     report("int8 (served recipe), batches of 64", tmp / "int8.onnx")

@@ -126,15 +126,22 @@ def alternate(
     duration_s: float,
     concurrency: int = 32,
     offset: int = 0,
+    warm_up_s: float = 0.0,
 ) -> dict[str, list[Result]]:
     """Closed-loop rounds on servers that are all up: each round loads one after the other, the order
     reversed every round, so drift on a noisy machine falls on all of them. Every request the next body
-    (of the server's own file where ``bodies`` maps names to files)."""
+    (of the server's own file where ``bodies`` maps names to files). ``warm_up_s``: each server first gets
+    that long at the same concurrency, not counted (connections, first batches, ORT's arenas, caches)."""
+
+    def own(name: str) -> Path:
+        return bodies[name] if isinstance(bodies, dict) else bodies
+
+    for name, url in urls.items() if warm_up_s else ():
+        offset += closed_loop(url, own(name), concurrency, warm_up_s, "warm-up", offset=offset).requests + 100
     results: dict[str, list[Result]] = {name: [] for name in urls}
     for r in range(rounds):
         for name in list(urls) if r % 2 == 0 else list(reversed(urls)):
-            own = bodies[name] if isinstance(bodies, dict) else bodies
-            res = closed_loop(urls[name], own, concurrency, duration_s, name, offset=offset)
+            res = closed_loop(urls[name], own(name), concurrency, duration_s, name, offset=offset)
             offset += res.requests + 100
             results[name].append(res)
             print(f"round {r + 1} {name:<16} c={concurrency} {res.rps:7.1f} rps  p50 {res.p50_ms:6.1f}  "

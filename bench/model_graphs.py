@@ -5,16 +5,15 @@
 
 Needs the train extra and a checkpoint (`samo-serve model train`, see docs/MODEL.md) and the GoEmotions
 data in ../shared/data/goemotions. From the checkpoint it builds, in a temporary folder: the exporter's
-plain fp32 graph, its dynamic int8 (the served recipe), the fused fp32 graph (ONNX Runtime's
-transformer fusions), fused + dynamic int8 (`--int8-graph fused`), every fusion but attention + dynamic int8,
-fused int8 with the FFN down-projections
-left in fp32, fused with only the attention's QKV projection in int8, and the plain graph with static
-per-channel QDQ (activation ranges calibrated on 512 train texts, MinMax). The int8 file shipped at
-``--baseline-rev`` is loaded from git history for the same-run comparison. Without ``--checkpoint`` only
-the two int8 files are timed (the capacity target needs no checkpoint). The baseline and shipped rows
-always take their quality from their own cards; with a student's checkpoint (``--layers`` in
-``samo-serve model train``) pass ``--model-dir`` with its exported folder, whose thresholds score the
-variants.
+plain fp32 graph, its dynamic int8 (the served recipe), the fused fp32 graph (ONNX Runtime's transformer
+fusions), fused + dynamic int8 (`--int8-graph fused`), every fusion but attention + dynamic int8, fused
+int8 with the FFN down-projections left in fp32, fused with only the attention's QKV projection in int8,
+and the plain graph with static per-channel QDQ (activation ranges calibrated on 512 train texts,
+MinMax). The int8 file shipped at ``--baseline-rev`` is loaded from git history for the same-run
+comparison. Without ``--checkpoint`` only the two int8 files are timed (the capacity target needs no
+checkpoint). The baseline and shipped rows always take their quality from their own cards; with a
+student's checkpoint (``--layers`` in ``samo-serve model train``) pass ``--model-dir`` with its exported
+folder, whose thresholds score the variants.
 
 Speed: the model's raw capacity (samo_serve.modeling.model_bench): texts/s over full passes of the
 first ``--texts`` test texts at batch 1 in arrival order and length-sorted batches of 8, 32 and 64, 2 ORT

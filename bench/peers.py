@@ -144,10 +144,7 @@ def alternate_with_litserve(args: argparse.Namespace) -> None:
             procs[name] = Proc(cmd, f"http://127.0.0.1:{port}", env, tmp / f"{name}.log")
         for name, proc in procs.items():
             proc.wait_ready(path=commands[name][1])
-        offset = 0
-        for proc in procs.values():
-            offset += closed_loop(proc.url, bodies, 32, 3, "warm-up", offset=offset).requests + 100
-        results = alternate({n: p.url for n, p in procs.items()}, bodies, args.rounds, args.duration, 32, offset)
+        results = alternate({n: p.url for n, p in procs.items()}, bodies, args.rounds, args.duration, 32, warm_up_s=3)
     finally:
         for proc in procs.values():
             proc.stop()

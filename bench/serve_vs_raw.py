@@ -33,7 +33,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path[:0] = [str(HERE), str(ROOT)]  # bench/ helpers, and testkit/ (harnesses the wheel leaves out)
 
-from loadgen import Proc, alternate, bench_texts, closed_loop, generator, save_report, write_bodies  # noqa: E402
+from loadgen import Proc, alternate, bench_texts, generator, save_report, write_bodies  # noqa: E402
 
 from samo_serve.core.model_card import load_card  # noqa: E402
 from samo_serve.core.model_runner import OrtModelRunner  # noqa: E402
@@ -103,11 +103,8 @@ def main() -> None:
             procs[name] = Proc(cmd, f"http://127.0.0.1:{port}", env_i, tmp / f"server-{len(procs)}.log")
         for proc in procs.values():
             proc.wait_ready()
-        offset = 0
-        for name, proc in procs.items():  # warm-up: connections, first batches, ORT's arenas (and the L1)
-            offset += closed_loop(proc.url, own_bodies[name], 32, 3, "warm-up", offset=offset).requests + 100
         urls = {n: p.url for n, p in procs.items()}
-        results = alternate(urls, own_bodies, args.rounds, args.duration, 32, offset)
+        results = alternate(urls, own_bodies, args.rounds, args.duration, 32, warm_up_s=3)  # warm-up fills the L1
     finally:
         for proc in procs.values():
             proc.stop()

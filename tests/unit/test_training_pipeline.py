@@ -196,6 +196,8 @@ def test_student_keeps_the_first_layers_learns_from_a_teacher_and_exports(tmp_pa
     assert soft.shape == (2, 28)
     assert soft.dtype == np.float32
     assert np.all((soft > 0) & (soft < 1))  # probabilities, the soft targets BCE takes
+    by_name = teacher_scores(Path("goemotions-minilm-l6"), ["happy thanks", "awful hate"])  # a shipped model's name
+    assert by_name.shape == (2, 28)
     config = TrainConfig(
         data_dir=data, out_dir=tmp_path / "student", max_steps=3, batch_size=16, warmup_steps=1, evals_per_epoch=1,
         threads=1, layers=2, teacher_dir=teacher, distill_weight=0.7,

@@ -174,18 +174,16 @@ def export(
     plain_path = out_dir / "model.fp32.plain.onnx"  # the exporter's graph, before fusions (not kept)
     export_plain(model, tokenizer, plain_path, opset)
     fused_ops = fuse_for(model, plain_path, fp32_path)
-    quantized = list(QUANTIZED_OPS) if int8_graph == "fused" else ["all"]
-    graph = {"int8_from": int8_graph, "fused_ops": fused_ops, "quantized_ops": quantized}
+    # () = every op type ONNX Runtime quantizes
+    int8_src, op_types = (fp32_path, QUANTIZED_OPS) if int8_graph == "fused" else (plain_path, ())
+    graph = {"int8_from": int8_graph, "fused_ops": fused_ops, "quantized_ops": list(op_types) or ["all"]}
     diff = _parity(model, fp32_path, tokenizer)
     print(f"parity torch vs ONNX fp32: max abs logit diff {diff:.2e} (tolerance {PARITY_TOLERANCE:.0e})")
     if not diff <= PARITY_TOLERANCE:
         raise RuntimeError(f"ONNX export disagrees with torch: max abs diff {diff:.2e} > {PARITY_TOLERANCE:.0e}")
 
     int8_path = out_dir / "model.int8.onnx"
-    if int8_graph == "fused":
-        quantize_int8(fp32_path, int8_path)
-    else:
-        quantize_int8(plain_path, int8_path, op_types=())  # () = every op type ONNX Runtime quantizes
+    quantize_int8(int8_src, int8_path, op_types)
     # fp16 from the plain graph: the GPU path measured before the fusions (bench/gpu_check.py).
     fp16_path = out_dir / "model.fp16.onnx"
     fp16 = convert_float_to_float16(onnx.load(str(plain_path)), keep_io_types=True)

@@ -47,7 +47,8 @@ class TrainConfig:
     stop_after_step: int | None = None
     #: keep only the base encoder's first ``layers`` layers (a faster student; None: all of them)
     layers: int | None = None
-    #: a served model folder (card + ONNX) whose scores on the train texts are soft targets: distillation
+    #: a served model folder (card + ONNX) or shipped model's name whose scores on the train texts are soft
+    #: targets: distillation
     teacher_dir: Path | None = None
     #: the soft targets' share of the loss when there is a teacher (the rest: the data's labels)
     distill_weight: float = 0.5
@@ -111,12 +112,17 @@ def predict_scores(model: torch.nn.Module, encoded: list[list[int]], batch_size:
 
 
 def teacher_scores(teacher_dir: Path, texts: list[str]) -> np.ndarray:
-    """The teacher's probabilities for ``texts``, as it serves them (its card's tokenizer and ONNX file)."""
+    """The teacher's probabilities for ``texts``, as it serves them (its card's tokenizer and ONNX file).
+
+    ``teacher_dir``: a folder or a shipped model's name (the recipe records it as given).
+    """
     from samo_serve.core.model_card import load_card
     from samo_serve.modeling.model_eval import score_texts
+    from samo_serve.settings import model_dir_named
 
+    folder = model_dir_named(teacher_dir)
     started = time.time()
-    scores = score_texts(teacher_dir, load_card(teacher_dir), texts)
+    scores = score_texts(folder, load_card(folder), texts)
     log.info("teacher %s scored %d train texts in %.0f s", teacher_dir, len(texts), time.time() - started)
     return scores.astype(np.float32)
 

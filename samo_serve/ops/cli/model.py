@@ -224,9 +224,9 @@ def _train(args: argparse.Namespace) -> int:
     except ModuleNotFoundError as exc:
         raise _needs_train_extra("train", exc) from exc
     data = _split(Path(args.data), "train")
-    teacher = model_dir_named(args.teacher) if args.teacher else None
+    teacher = Path(args.teacher) if args.teacher else None  # as typed: the recipe records it
     if teacher is not None:
-        _card(teacher, "--teacher")  # a clear error now, not after the data is read
+        _card(model_dir_named(teacher), "--teacher")  # a clear error now, not after the data is read
     config = TrainConfig(
         data_dir=data,
         out_dir=Path(args.out),
