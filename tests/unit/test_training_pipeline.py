@@ -218,3 +218,60 @@ def test_student_depth_is_checked() -> None:
 
     with pytest.raises(ValueError, match="layers must be 1..6"):
         from_base(base_model_path(), 28, layers=7)
+
+
+def test_int8_emulation_computes_what_the_int8_file_serves(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    import onnxruntime as ort
+
+    from samo_serve.core.tokenizer import TextTokenizer
+    from samo_serve.modeling.training.classifier import load_checkpoint
+    from samo_serve.modeling.training.export import export
+    from samo_serve.modeling.training.quant_aware import Int8Emulation
+
+    data, ckpt = trained
+    out = tmp_path / "model"
+    export(ckpt, out, "tiny")
+    texts = [line.split("\t")[0] for line in (data / "test.tsv").read_text().splitlines()[:16]]
+    session = ort.InferenceSession(str(out / "model.int8.onnx"))
+    model, _ = load_checkpoint(ckpt)
+    emulation = Int8Emulation(model)
+    served, fp32, emulated, again = [], [], [], []
+    # One text at a time: in a padded batch the padding rows' values set the shared activation scales, and
+    # 1e-6 differences there (torch vs ORT kernels) flip roundings that spread through the layers.
+    batch = TextTokenizer(out / "tokenizer.json", 64).encode_batch(texts)
+    for start, end in zip(batch.offsets[:-1], batch.offsets[1:], strict=True):
+        ids = batch.ids[None, start:end].astype(np.int64)
+        mask = np.ones_like(ids)
+        served.append(session.run(None, {"input_ids": ids, "attention_mask": mask})[0])
+        with torch.no_grad():
+            fp32.append(model(torch.from_numpy(ids), torch.from_numpy(mask)).numpy())
+            emulation.active = True
+            emulated.append(model(torch.from_numpy(ids), torch.from_numpy(mask)).numpy())
+            emulation.active = False
+            again.append(model(torch.from_numpy(ids), torch.from_numpy(mask)).numpy())
+    assert np.array_equal(np.concatenate(again), np.concatenate(fp32))  # inactive: the model's own forward
+    rounding = np.abs(np.concatenate(fp32) - np.concatenate(served)).mean()
+    assert rounding > 1e-3  # int8 does move the logits...
+    assert np.abs(np.concatenate(emulated) - np.concatenate(served)).mean() < rounding / 4  # ...the emulation alike
+    assert set(model.state_dict()) == set(load_checkpoint(ckpt)[0].state_dict())  # saved weights' names unchanged
+
+
+def test_quant_aware_fine_tune_starts_from_a_checkpoint(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    from samo_serve.modeling.training.train import TrainConfig, train
+
+    data, ckpt = trained
+    config = TrainConfig(
+        data_dir=data, out_dir=tmp_path / "qat", max_steps=2, batch_size=16, warmup_steps=1, evals_per_epoch=1,
+        threads=1, init_checkpoint=ckpt, quant_aware=True, consistency_weight=2.0,
+    )  # fmt: skip
+    best = train(config)
+    assert best["recipe"]["quant_aware"] is True
+    assert best["recipe"]["init"]["step"] == 4  # the starting point's own run, so the card tells the whole way
+    assert best["recipe"]["init"]["recipe"]["max_steps"] == 4
+    assert best["base_model"].startswith("sentence-transformers/all-MiniLM-L6-v2")
+    before = torch.load(ckpt / "classifier.pt")
+    after = torch.load(tmp_path / "qat" / "classifier.pt")
+    assert set(before) == set(after)
+    assert not torch.equal(before["head.weight"], after["head.weight"])  # trained on from the checkpoint
+    with pytest.raises(ValueError, match="keeps its own depth"):
+        train(TrainConfig(data_dir=data, out_dir=tmp_path / "x", init_checkpoint=ckpt, layers=2))

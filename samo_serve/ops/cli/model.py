@@ -91,6 +91,15 @@ def _register_train(msub: Subparsers) -> None:
         help="a model folder (or shipped model's name) whose scores are soft targets (distillation)",
     )
     tr.add_argument("--distill-weight", type=float, default=0.5, help="soft targets' share of the loss")
+    tr.add_argument("--init-checkpoint", default=None, help="start from this checkpoint (a further fine-tune)")
+    tr.add_argument(
+        "--quant-aware",
+        action="store_true",
+        help="train through an emulation of the served int8 graph too (int8 <-> fp32 agreement)",
+    )
+    tr.add_argument(
+        "--consistency-weight", type=float, default=1.0, help="with --quant-aware: weight of the int8-vs-fp32 term"
+    )
     tr.set_defaults(func=_train)
 
 
@@ -243,6 +252,9 @@ def _train(args: argparse.Namespace) -> int:
         layers=args.layers,
         teacher_dir=teacher,
         distill_weight=args.distill_weight,
+        init_checkpoint=Path(args.init_checkpoint) if args.init_checkpoint else None,
+        quant_aware=args.quant_aware,
+        consistency_weight=args.consistency_weight,
     )
     with user_file(data, "GoEmotions data", _DATA_REMEDY):
         best = train(config)
