@@ -88,6 +88,15 @@ def test_model_train_with_a_teacher_that_is_no_model(tmp_path: Path, capsys: pyt
     one_line(capsys, "model folder no-such-model does not exist", "pass --teacher")  # before any data is read
 
 
+def test_model_train_from_a_checkpoint_that_is_none(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("torch", reason="needs the train extra")
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "train.tsv").write_text("", encoding="utf-8")
+    assert main(["model", "train", "--data", str(data), "--init-checkpoint", str(tmp_path), "--quant-aware"]) == 1
+    one_line(capsys, f"checkpoint {tmp_path} does not exist or is not one", "pass --init-checkpoint")
+
+
 # -------------------------------------------------------------------------------------------- run
 
 

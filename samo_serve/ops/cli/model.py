@@ -229,6 +229,7 @@ def _eval_documents(model_dir: Path, data: Path, split: str, as_json: bool) -> i
 
 def _train(args: argparse.Namespace) -> int:
     try:
+        from samo_serve.modeling.training.classifier import is_own_checkpoint
         from samo_serve.modeling.training.train import TrainConfig, train
     except ModuleNotFoundError as exc:
         raise _needs_train_extra("train", exc) from exc
@@ -236,6 +237,12 @@ def _train(args: argparse.Namespace) -> int:
     teacher = Path(args.teacher) if args.teacher else None  # as typed: the recipe records it
     if teacher is not None:
         _card(model_dir_named(teacher), "--teacher")  # a clear error now, not after the data is read
+    init = Path(args.init_checkpoint) if args.init_checkpoint else None
+    if init is not None and not is_own_checkpoint(init):
+        raise CliError(
+            f"checkpoint {init} does not exist or is not one samo-serve model train wrote",
+            "pass --init-checkpoint with the --out folder of an earlier samo-serve model train",
+        )
     config = TrainConfig(
         data_dir=data,
         out_dir=Path(args.out),
@@ -252,7 +259,7 @@ def _train(args: argparse.Namespace) -> int:
         layers=args.layers,
         teacher_dir=teacher,
         distill_weight=args.distill_weight,
-        init_checkpoint=Path(args.init_checkpoint) if args.init_checkpoint else None,
+        init_checkpoint=init,
         quant_aware=args.quant_aware,
         consistency_weight=args.consistency_weight,
     )
