@@ -98,7 +98,7 @@ def _register_train(msub: Subparsers) -> None:
         help="train through an emulation of the served int8 graph too (int8 <-> fp32 agreement)",
     )
     tr.add_argument(
-        "--consistency-weight", type=float, default=1.0, help="with --quant-aware: weight of the int8-vs-fp32 term"
+        "--consistency-weight", type=float, default=20.0, help="with --quant-aware: weight of the int8-vs-fp32 term"
     )
     tr.set_defaults(func=_train)
 
