@@ -95,6 +95,11 @@ def test_model_train_from_a_checkpoint_that_is_none(tmp_path: Path, capsys: pyte
     (data / "train.tsv").write_text("", encoding="utf-8")
     assert main(["model", "train", "--data", str(data), "--init-checkpoint", str(tmp_path), "--quant-aware"]) == 1
     one_line(capsys, f"checkpoint {tmp_path} does not exist or is not one", "pass --init-checkpoint")
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    (ckpt / "classifier.json").write_text("{}", encoding="utf-8")
+    assert main(["model", "train", "--data", str(data), "--init-checkpoint", str(ckpt), "--layers", "2"]) == 1
+    one_line(capsys, "a checkpoint (init_checkpoint) keeps its own depth", "samo-serve model train --help")
 
 
 # -------------------------------------------------------------------------------------------- run

