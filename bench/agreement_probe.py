@@ -15,89 +15,31 @@ texts/s (length-sorted) per variant. Results: docs/MODEL.md ("Agreement: where t
 from __future__ import annotations
 
 import argparse
-import collections
 import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
-from onnx import helper, numpy_helper
 
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]
 
 from loadgen import DATA  # noqa: E402
 
-from samo_serve.core.batching import pad_rows  # noqa: E402
 from samo_serve.core.model_runner import OrtModelRunner  # noqa: E402
 from samo_serve.core.tokenizer import TextTokenizer  # noqa: E402
 from samo_serve.modeling.evaluation import top_label_agreement  # noqa: E402
 from samo_serve.modeling.goemotions import read_split  # noqa: E402
 from samo_serve.modeling.graph_optimize import quantize_int8  # noqa: E402
 from samo_serve.modeling.model_bench import capacity_batches, full_pass_rate  # noqa: E402
+from samo_serve.modeling.smoothing import (  # noqa: E402
+    CALIBRATION_TEXTS,
+    activation_maxima,
+    layernorm_matmuls,
+    smooth_layernorm_outputs,
+)
 from samo_serve.settings import RunnerSettings  # noqa: E402
-
-
-def layernorm_inputs(graph: onnx.GraphProto) -> dict[str, list[onnx.NodeProto]]:
-    """LayerNorm outputs that feed MatMuls with weights, and those MatMuls."""
-    weights = {i.name for i in graph.initializer}
-    consumers = collections.defaultdict(list)
-    for node in graph.node:
-        for name in node.input:
-            consumers[name].append(node)
-    found = {}
-    for node in graph.node:
-        if node.op_type == "LayerNormalization":
-            mms = [c for c in consumers[node.output[0]] if c.op_type == "MatMul" and c.input[1] in weights]
-            if mms:
-                found[node.output[0]] = mms
-    return found
-
-
-def activation_maxima(
-    path: Path, tensors: list[str], tokenizer: TextTokenizer, texts: list[str]
-) -> dict[str, np.ndarray]:
-    """Per-channel max |x| of ``tensors`` over ``texts`` in padded batches of 16 (padding included, as served)."""
-    model = onnx.load(str(path))
-    for name in tensors:
-        model.graph.output.append(helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    enc = tokenizer.encode_batch(texts)
-    maxima: dict[str, np.ndarray] = {}
-    for i in range(0, len(texts), 16):
-        ids, mask = pad_rows(enc, np.arange(i, min(i + 16, len(texts))))
-        for name, out in zip(tensors, session.run(tensors, {"input_ids": ids, "attention_mask": mask}), strict=True):
-            a = np.abs(out).reshape(-1, out.shape[-1]).max(0)
-            maxima[name] = np.maximum(maxima.get(name, a), a)
-    return maxima
-
-
-def smooth(src: Path, dst: Path, maxima: dict[str, np.ndarray], alpha: float) -> None:
-    model = onnx.load(str(src))
-    graph = model.graph
-    weights = {i.name: i for i in graph.initializer}
-    inserted = {}
-    for tensor, mms in layernorm_inputs(graph).items():
-        w_max = np.max([np.abs(numpy_helper.to_array(weights[m.input[1]])).max(1) for m in mms], axis=0)
-        s = (np.clip(maxima[tensor], 1e-5, None) ** alpha / np.clip(w_max, 1e-5, None) ** (1 - alpha)).astype(
-            np.float32
-        )
-        key = tensor.replace("/", "_")
-        graph.initializer.append(numpy_helper.from_array(1 / s, f"{key}_smooth"))
-        inserted[tensor] = helper.make_node("Mul", [tensor, f"{key}_smooth"], [f"{tensor}_smooth"], name=f"{key}_mul")
-        for m in mms:
-            m.input[0] = f"{tensor}_smooth"
-            w = numpy_helper.to_array(weights[m.input[1]]) * s[:, None]
-            weights[m.input[1]].CopyFrom(numpy_helper.from_array(w.astype(np.float32), m.input[1]))
-    ordered = []
-    for node in graph.node:  # each Mul right after the LayerNorm it reads: the graph stays topologically sorted
-        ordered.append(node)
-        ordered.extend(inserted[o] for o in node.output if o in inserted)
-    del graph.node[:]
-    graph.node.extend(ordered)
-    onnx.save(model, str(dst))
 
 
 def main() -> None:
@@ -134,11 +76,13 @@ def main() -> None:
     quantize_int8(plain, tmp / "int8.onnx", op_types=())
     report("int8 (served recipe), batches of 64", tmp / "int8.onnx")
     report("int8 (served recipe), each text alone", tmp / "int8.onnx", batch=1)
-    tensors = list(layernorm_inputs(onnx.load(str(plain)).graph))
-    maxima = activation_maxima(plain, tensors, tokenizer, read_split(DATA, "train", len(meta["labels"])).texts[:512])
+    tensors = list(layernorm_matmuls(onnx.load(str(plain)).graph))
+    maxima = activation_maxima(
+        plain, tensors, tokenizer, read_split(DATA, "train", len(meta["labels"]), limit=CALIBRATION_TEXTS).texts
+    )
     for alpha in args.alphas:
         smoothed = tmp / f"smooth{alpha}.fp32.onnx"
-        smooth(plain, smoothed, maxima, alpha)
+        smooth_layernorm_outputs(plain, smoothed, maxima, alpha)
         print(
             f"smoothed fp32 (alpha {alpha}) vs fp32: max |diff| {float(np.abs(scores(smoothed)[0] - fp32).max()):.1e}"
         )
