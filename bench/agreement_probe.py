@@ -1,9 +1,9 @@
 """Where the int8 model's top-1 disagreement with fp32 comes from: batch neighbours, and smoothing.
 
-    python bench/agreement_probe.py --checkpoint artifacts/student4 [--alphas 0.5 0.7] [--texts 2000]
+    python bench/agreement_probe.py --checkpoint artifacts/student4 [--alphas 0.5 0.7] [--texts 2000] [--split dev]
 
 Needs the train extra, a checkpoint and ../shared/data/goemotions. Builds the exporter's plain fp32
-graph from the checkpoint and compares with it, on the first ``--texts`` test texts, the served recipe's
+graph from the checkpoint and compares with it, on the first ``--texts`` test (or dev) texts, the served recipe's
 dynamic int8 (every op type, per-channel weights) scored alone (batch 1) and in batches of 64, and the
 same int8 after SmoothQuant-style smoothing (Xiao et al., 2023) of every MatMul fed by a LayerNorm: an
 explicit ``Mul`` by 1/s on the LayerNorm's output and the weights' rows times s, with
@@ -49,6 +49,7 @@ def main() -> None:
     parser.add_argument("--checkpoint", type=Path, required=True)
     parser.add_argument("--alphas", type=float, nargs="+", default=[0.5, 0.7])
     parser.add_argument("--texts", type=int, default=2000)
+    parser.add_argument("--split", choices=["dev", "test"], default="test", help="dev: to choose alpha without test")
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="samo-agree-"))
@@ -56,7 +57,7 @@ def main() -> None:
     tokenizer = TextTokenizer(args.checkpoint / "tokenizer.json", int(meta["max_length"]))
     plain = tmp / "plain.fp32.onnx"
     export_plain(model, tokenizer, plain)
-    texts = read_split(DATA, "test", len(meta["labels"])).texts[: args.texts]
+    texts = read_split(DATA, args.split, len(meta["labels"])).texts[: args.texts]
     sorted32 = capacity_batches(tokenizer, texts[:1024], 32)
 
     def scores(path: Path, batch: int = 64) -> tuple[np.ndarray, OrtModelRunner]:
@@ -73,9 +74,11 @@ def main() -> None:
         agree = top_label_agreement(q, fp32)
         print(f"{name:<44} agreement {agree:.2%}  batch-32 {rate:5.0f} texts/s", flush=True)
 
-    quantize_int8(plain, tmp / "int8.onnx", op_types=())
-    report("int8 (served recipe), batches of 64", tmp / "int8.onnx")
-    report("int8 (served recipe), each text alone", tmp / "int8.onnx", batch=1)
+    quantize_int8(plain, tmp / "int8.onnx", op_types=(), head_fp32=False)
+    report("int8 (recipe before), batches of 64", tmp / "int8.onnx")
+    report("int8 (recipe before), each text alone", tmp / "int8.onnx", batch=1)
+    quantize_int8(plain, tmp / "int8.head.onnx", op_types=())
+    report("int8, head fp32", tmp / "int8.head.onnx")
     tensors = list(layernorm_matmuls(onnx.load(str(plain)).graph))
     maxima = activation_maxima(
         plain, tensors, tokenizer, read_split(DATA, "train", len(meta["labels"]), limit=CALIBRATION_TEXTS).texts
@@ -86,8 +89,10 @@ def main() -> None:
         print(
             f"smoothed fp32 (alpha {alpha}) vs fp32: max |diff| {float(np.abs(scores(smoothed)[0] - fp32).max()):.1e}"
         )
-        quantize_int8(smoothed, tmp / f"smooth{alpha}.int8.onnx", op_types=())
+        quantize_int8(smoothed, tmp / f"smooth{alpha}.int8.onnx", op_types=(), head_fp32=False)
         report(f"LayerNorm-smoothed int8, alpha {alpha}", tmp / f"smooth{alpha}.int8.onnx")
+        quantize_int8(smoothed, tmp / f"smooth{alpha}.head.int8.onnx", op_types=())
+        report(f"LayerNorm-smoothed int8, alpha {alpha}, head fp32", tmp / f"smooth{alpha}.head.int8.onnx")
 
 
 if __name__ == "__main__":

@@ -104,8 +104,9 @@ def build_variants(checkpoint: Path | None, tmp: Path, baseline_rev: str, tokeni
     files["plain int8, LayerNorm-smoothed (served)"] = tmp / "plain.smoothed.int8.onnx"
     smooth_for_int8(plain, tmp / "plain.smoothed.fp32.onnx", tokenizer, train_texts)
     quantize_int8(tmp / "plain.smoothed.fp32.onnx", files["plain int8, LayerNorm-smoothed (served)"], op_types=())
-    files["plain int8, not smoothed"] = tmp / "plain.int8.onnx"
-    quantize_int8(plain, files["plain int8, not smoothed"], op_types=())  # () = every op type, as before
+    files["plain int8, not smoothed, head int8 (before)"] = tmp / "plain.int8.onnx"
+    # () = every op type, as before
+    quantize_int8(plain, files["plain int8, not smoothed, head int8 (before)"], op_types=(), head_fp32=False)
     files["fused int8"] = tmp / "fused.int8.onnx"
     quantize_int8(fused, files["fused int8"], QUANTIZED_OPS)
     files["fused but attention, int8"] = tmp / "fused.noattention.int8.onnx"

@@ -111,6 +111,9 @@ def test_export_parity_quantization_and_card(trained: tuple[Path, Path], tmp_pat
     assert smoothing["calibration_texts"] == 120  # the synthetic train split; 512 rows of a real one
     assert smoothing["layernorms"] == 12 == sum(n.name.endswith("_smooth_mul") for n in int8_nodes)
     assert smoothing["max_abs_logit_diff"] <= 1e-3
+    # the classifier head stays fp32: its rounding would go straight into the logits
+    assert card.metrics["graph"]["kept_fp32"] == ["/head/Gemm"]
+    assert [n.op_type for n in int8_nodes if n.name.startswith("/head/")] == ["MatMul", "Add"]
     assert sorted(p.name for p in out.glob("*.onnx")) == ["model.fp16.onnx", "model.fp32.onnx", "model.int8.onnx"]
     assert card.onnx_file == "model.int8.onnx"
     assert card.version.startswith("tiny-")

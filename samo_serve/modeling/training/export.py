@@ -203,7 +203,7 @@ def export(
         int8_src = smoothed_path
 
     int8_path = out_dir / "model.int8.onnx"
-    quantize_int8(int8_src, int8_path, op_types)
+    graph["kept_fp32"] = quantize_int8(int8_src, int8_path, op_types)
     smoothed_path.unlink(missing_ok=True)
     # fp16 from the plain graph: the GPU path measured before the fusions (bench/gpu_check.py).
     fp16_path = out_dir / "model.fp16.onnx"
