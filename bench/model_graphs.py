@@ -5,9 +5,9 @@
 
 Needs the train extra and a checkpoint (`samo-serve model train`, see docs/MODEL.md) and the GoEmotions
 data in ../shared/data/goemotions. From the checkpoint it builds, in a temporary folder: the exporter's
-plain fp32 graph, its dynamic int8 after LayerNorm smoothing (the served recipe) and without it, the fused
-fp32 graph (ONNX Runtime's transformer fusions), fused + dynamic int8 (`--int8-graph fused`), every fusion
-but attention + dynamic int8, fused int8 with the FFN down-projections left in fp32, fused with only the
+plain fp32 graph, its dynamic int8 (the served recipe), the fused fp32 graph (ONNX Runtime's transformer
+fusions), fused + dynamic int8 (`--int8-graph fused`), every fusion but attention + dynamic int8, fused
+int8 with every layer's two output projections (FFN down, attention out) left in fp32, fused with only the
 attention's QKV projection in int8, and the plain graph with static per-channel QDQ (activation ranges
 calibrated on 512 train texts, MinMax). The int8 file shipped at ``--baseline-rev`` is loaded from git
 history for the same-run comparison. Without ``--checkpoint`` only the two int8 files are timed (the
@@ -50,7 +50,6 @@ from samo_serve.modeling.goemotions import read_split  # noqa: E402
 from samo_serve.modeling.graph_optimize import QUANTIZED_OPS, quantize_int8  # noqa: E402
 from samo_serve.modeling.model_bench import CAPACITY_BATCHES, capacity_batches, full_pass_rate  # noqa: E402
 from samo_serve.modeling.model_eval import score_texts  # noqa: E402
-from samo_serve.modeling.smoothing import CALIBRATION_TEXTS, smooth_for_int8  # noqa: E402
 from samo_serve.settings import RunnerSettings, default_model_dir  # noqa: E402
 
 SHIPPED = "samo_serve/models/goemotions-minilm/model.int8.onnx"
@@ -100,25 +99,21 @@ def build_variants(checkpoint: Path | None, tmp: Path, baseline_rev: str, tokeni
     fused_ops = fuse_for(model, plain, fused)
     print(f"fused ops: {fused_ops}", flush=True)
     files |= {"plain fp32": plain, "fused fp32": fused}
-    train_texts = read_split(DATA, "train", 28, limit=CALIBRATION_TEXTS).texts
-    files["plain int8, LayerNorm-smoothed (served)"] = tmp / "plain.smoothed.int8.onnx"
-    smooth_for_int8(plain, tmp / "plain.smoothed.fp32.onnx", tokenizer, train_texts)
-    quantize_int8(tmp / "plain.smoothed.fp32.onnx", files["plain int8, LayerNorm-smoothed (served)"], op_types=())
-    files["plain int8, not smoothed, head int8 (before)"] = tmp / "plain.int8.onnx"
-    # () = every op type, as before
-    quantize_int8(plain, files["plain int8, not smoothed, head int8 (before)"], op_types=(), head_fp32=False)
+    files["plain int8 (served)"] = tmp / "plain.int8.onnx"
+    quantize_int8(plain, files["plain int8 (served)"], op_types=())  # () = every op type, as before
     files["fused int8"] = tmp / "fused.int8.onnx"
     quantize_int8(fused, files["fused int8"], QUANTIZED_OPS)
     files["fused but attention, int8"] = tmp / "fused.noattention.int8.onnx"
     fuse_for(model, plain, tmp / "fused.noattention.fp32.onnx", attention=False)
     quantize_int8(tmp / "fused.noattention.fp32.onnx", files["fused but attention, int8"], QUANTIZED_OPS)
-    files["fused int8, FFN out fp32"] = tmp / "fused.int8.ffnout.onnx"
-    quantize_int8(fused, files["fused int8, FFN out fp32"], QUANTIZED_OPS, exclude_suffix="/output/dense/MatMul")
+    files["fused int8, output projections fp32"] = tmp / "fused.int8.outputs.onnx"
+    quantize_int8(fused, files["fused int8, output projections fp32"], QUANTIZED_OPS, "/output/dense/MatMul")
     files["fused int8, attention only"] = tmp / "fused.int8.attention.onnx"
     quantize_int8(fused, files["fused int8, attention only"], ("Attention",))
     # static needs the plain graph: on the fused one, shape inference cannot type the com.microsoft ops'
     # outputs and only the weights get quantized (fp32 compute)
     files["plain static QDQ (calibrated)"] = tmp / "plain.qdq.onnx"
+    train_texts = read_split(DATA, "train", 28).texts[:512]
     static_qdq(plain, files["plain static QDQ (calibrated)"], tokenizer, train_texts)
     return files
 

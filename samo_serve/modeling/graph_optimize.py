@@ -17,7 +17,7 @@ from pathlib import Path
 import onnx
 from onnxruntime.quantization import QuantType, quantize_dynamic
 
-__all__ = ["FUSABLE_MODEL_TYPES", "QUANTIZED_OPS", "fuse_transformer", "output_layer", "quantize_int8"]
+__all__ = ["FUSABLE_MODEL_TYPES", "QUANTIZED_OPS", "fuse_transformer", "quantize_int8"]
 
 #: Hugging Face ``model_type`` values whose encoder ONNX Runtime's "bert" fusions understand
 FUSABLE_MODEL_TYPES = frozenset({"bert", "roberta", "xlm-roberta", "camembert", "electra", "mpnet"})
@@ -50,33 +50,14 @@ def fuse_transformer(src: Path, dst: Path, num_heads: int, hidden_size: int, att
     return {op: n for op, n in model.get_fused_operator_statistics().items() if n}
 
 
-def output_layer(graph: onnx.GraphProto) -> list[str]:
-    """Names of the MatMul/Gemm nodes that compute the graph's outputs (the classifier head), through a bias Add."""
-    producers = {out: node for node in graph.node for out in node.output}
-    names = []
-    for output in graph.output:
-        node = producers.get(output.name)
-        if node is not None and node.op_type == "Add":  # a Linear on 3-D input: MatMul, then the bias
-            node = next((producers[i] for i in node.input if i in producers and producers[i].op_type == "MatMul"), None)
-        if node is not None and node.op_type in ("MatMul", "Gemm"):
-            names.append(node.name)
-    return names
-
-
-def quantize_int8(
-    src: Path, dst: Path, op_types: tuple[str, ...] = QUANTIZED_OPS, exclude_suffix: str = "", head_fp32: bool = True
-) -> list[str]:
+def quantize_int8(src: Path, dst: Path, op_types: tuple[str, ...] = QUANTIZED_OPS, exclude_suffix: str = "") -> None:
     """Dynamic int8 quantization: per-channel int8 weights, activations quantized per call.
 
     ``op_types`` empty: every op type ONNX Runtime can quantize (the recipe before issue 16). Nodes whose
-    name ends with ``exclude_suffix`` stay fp32, and so does the classifier head with ``head_fp32``: its
-    input is one pooled vector per text, whose rounding goes straight into the logits, for ~0.2% of the
-    compute (docs/MODEL.md, "Agreement"). Returns the names of the nodes kept fp32 on purpose.
+    name ends with ``exclude_suffix`` stay fp32.
     """
-    graph = onnx.load(str(src)).graph if exclude_suffix or head_fp32 else None  # read only to find the nodes
-    excluded = [n.name for n in graph.node if n.name.endswith(exclude_suffix)] if graph and exclude_suffix else []
-    if graph is not None and head_fp32:
-        excluded += output_layer(graph)
+    nodes = onnx.load(str(src)).graph.node if exclude_suffix else []  # the graph is read only to find them
+    excluded = [n.name for n in nodes if n.name.endswith(exclude_suffix)]
     quantize_dynamic(
         str(src),
         str(dst),
@@ -88,4 +69,3 @@ def quantize_int8(
         # The fused ops are in the com.microsoft domain, which ONNX shape inference cannot type.
         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
     )
-    return excluded

@@ -102,19 +102,6 @@ def test_model_train_from_a_checkpoint_that_is_none(tmp_path: Path, capsys: pyte
     one_line(capsys, "a checkpoint (init_checkpoint) keeps its own depth", "samo-serve model train --help")
 
 
-def test_model_export_smoothing_options(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    pytest.importorskip("torch", reason="export needs the train extra")
-    ckpt = tmp_path / "ckpt"
-    ckpt.mkdir()
-    assert main(["model", "export", "--checkpoint", str(ckpt), "--smooth-alpha", "1.5"]) == 1
-    one_line(capsys, "--smooth-alpha 1.5 is outside [0, 1]", "0 turns smoothing off")
-    data = tmp_path / "data"
-    data.mkdir()
-    (data / "dev.tsv").write_text("", encoding="utf-8")  # dev to tune on, but no train texts to calibrate on
-    assert main(["model", "export", "--checkpoint", str(ckpt), "--data", str(data)]) == 1
-    one_line(capsys, f"GoEmotions train split {data / 'train.tsv'} does not exist")
-
-
 # -------------------------------------------------------------------------------------------- run
 
 

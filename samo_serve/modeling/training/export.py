@@ -28,7 +28,6 @@ from samo_serve.modeling.evaluation import tune_thresholds
 from samo_serve.modeling.goemotions import read_labels, read_split
 from samo_serve.modeling.graph_optimize import FUSABLE_MODEL_TYPES, QUANTIZED_OPS, fuse_transformer, quantize_int8
 from samo_serve.modeling.model_eval import evaluate_split, score_texts
-from samo_serve.modeling.smoothing import CALIBRATION_TEXTS, SMOOTH_ALPHA, smooth_for_int8
 from samo_serve.modeling.training import classifier
 
 log = logging.getLogger(__name__)
@@ -153,7 +152,6 @@ def export(
     data_dir: Path | None = None,
     opset: int = 17,
     int8_graph: Int8Graph = "plain",
-    smooth_alpha: float = SMOOTH_ALPHA,
 ) -> ModelCard:
     """Write ``model.{fp32,int8,fp16}.onnx``, ``tokenizer.json`` and ``card.json`` into ``out_dir``.
 
@@ -162,9 +160,7 @@ def export(
     exporter's own (``plain``: every quantizable op; ONNX Runtime fuses what it can when it loads it) or
     the transformer-fused one (``fused``: ``QAttention``). docs/MODEL.md has the measurements: plain is
     5-10% faster at length-sorted batches of 32, fused 4% faster at batch 1, the two equal on the
-    micro-batches a server forms. With ``data_dir`` the plain graph's LayerNorm outputs are smoothed at
-    ``smooth_alpha`` before quantizing (samo_serve.modeling.smoothing; calibrated on the first train
-    texts; 0 turns it off): int8's top label agrees with fp32's more often, at the same speed.
+    micro-batches a server forms.
 
     Raises:
         RuntimeError: the ONNX graph disagrees with torch beyond ``PARITY_TOLERANCE``.
@@ -180,31 +176,14 @@ def export(
     fused_ops = fuse_for(model, plain_path, fp32_path)
     # () = every op type ONNX Runtime quantizes
     int8_src, op_types = (fp32_path, QUANTIZED_OPS) if int8_graph == "fused" else (plain_path, ())
-    graph: dict[str, Any] = {
-        "int8_from": int8_graph,
-        "fused_ops": fused_ops,
-        "quantized_ops": list(op_types) or ["all"],
-    }
+    graph = {"int8_from": int8_graph, "fused_ops": fused_ops, "quantized_ops": list(op_types) or ["all"]}
     diff = _parity(model, fp32_path, tokenizer)
     print(f"parity torch vs ONNX fp32: max abs logit diff {diff:.2e} (tolerance {PARITY_TOLERANCE:.0e})")
     if not diff <= PARITY_TOLERANCE:
         raise RuntimeError(f"ONNX export disagrees with torch: max abs diff {diff:.2e} > {PARITY_TOLERANCE:.0e}")
-    smoothed_path = out_dir / "model.fp32.smoothed.onnx"  # the int8 file's source when smoothed (not kept)
-    graph["smoothing"] = None
-    if data_dir is not None and int8_graph == "plain" and smooth_alpha > 0:
-        n_labels = len(read_labels(data_dir))
-        texts = read_split(data_dir, "train", n_labels, limit=CALIBRATION_TEXTS).texts
-        graph["smoothing"] = smooth_for_int8(plain_path, smoothed_path, tokenizer, texts, smooth_alpha)
-        smoothed_diff = _parity(model, smoothed_path, tokenizer)
-        graph["smoothing"]["max_abs_logit_diff"] = smoothed_diff
-        print(f"smoothed fp32 vs torch: max abs logit diff {smoothed_diff:.2e}")
-        if not smoothed_diff <= PARITY_TOLERANCE:  # the smoothing must not change the fp32 function
-            raise RuntimeError(f"smoothing changed the fp32 model: max abs diff {smoothed_diff:.2e}")
-        int8_src = smoothed_path
 
     int8_path = out_dir / "model.int8.onnx"
-    graph["kept_fp32"] = quantize_int8(int8_src, int8_path, op_types)
-    smoothed_path.unlink(missing_ok=True)
+    quantize_int8(int8_src, int8_path, op_types)
     # fp16 from the plain graph: the GPU path measured before the fusions (bench/gpu_check.py).
     fp16_path = out_dir / "model.fp16.onnx"
     fp16 = convert_float_to_float16(onnx.load(str(plain_path)), keep_io_types=True)

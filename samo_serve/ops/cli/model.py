@@ -56,11 +56,6 @@ def register(sub: Subparsers) -> None:
         "--int8-graph", choices=["plain", "fused"], default="plain",
         help="quantize the exporter's graph (default) or the transformer-fused one (docs/MODEL.md)",
     )  # fmt: skip
-    ex.add_argument(
-        "--smooth-alpha", type=float, default=0.6,
-        help="with --data and the plain graph: smooth the LayerNorm outputs before int8, calibrated on the "
-        "first 512 train texts (docs/MODEL.md); 0 turns it off",
-    )  # fmt: skip
     ex.set_defaults(func=_export)
 
     mb = msub.add_parser("bench", help="fp32 vs int8 (fp16 on a GPU): texts/s at batch 1/32/64, F1, agreement")
@@ -286,17 +281,9 @@ def _export(args: argparse.Namespace) -> int:
     remedy = "pass --checkpoint with the folder samo-serve model train wrote (or a local HF sequence classifier)"
     if not checkpoint.is_dir():
         raise CliError(f"checkpoint {checkpoint} does not exist", remedy)
-    if not 0 <= args.smooth_alpha <= 1:
-        raise CliError(
-            f"--smooth-alpha {args.smooth_alpha} is outside [0, 1]", "0 turns smoothing off; 0.6 is the default"
-        )
     data = _split(Path(args.data), "dev") if args.data else None
-    if data is not None and args.smooth_alpha > 0 and args.int8_graph == "plain":
-        _split(data, "train")  # the smoothing's calibration texts
     with user_file(checkpoint, "checkpoint", remedy):
-        card = export(
-            checkpoint, Path(args.out), args.name, data, int8_graph=args.int8_graph, smooth_alpha=args.smooth_alpha
-        )
+        card = export(checkpoint, Path(args.out), args.name, data, int8_graph=args.int8_graph)
     print(f"exported {card.version} -> {args.out}")
     return 0
 
