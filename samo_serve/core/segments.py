@@ -48,6 +48,9 @@ _ALNUM = re.compile(r"[^\W_]")
 # punctuation, separators, controls, format characters: what a text made only of says nothing (a lone
 # surrogate or a private-use character is read as [UNK], as before)
 _NOT_CONTENT = ("P", "Z", "Cc", "Cf")
+# ASCII emoticons made only of punctuation (":(", ":((", "(:", ";-)", ":/", ">:("): punctuation to Unicode,
+# a feeling to the writer (GoEmotions has labelled ones); ":D", "<3" or "T_T" have a letter or digit already
+_EMOTICON = re.compile(r"[:;=][-'^]?[()\[\]{}/\\|*@$<>]|[()\[\]{}/\\|<>][-'^]?[:;=]")
 
 #: a text longer than this many characters per window token is not tried whole: ~4 is usual, and
 #: tokenizing a 50,000-character entry whole before its sentences would double its cost
@@ -58,8 +61,9 @@ _OVERLAP = 0.25
 
 
 def has_content(text: str) -> bool:
-    """True when ``text`` has a character that is not whitespace, punctuation or a control (emoji count)."""
-    if _ALNUM.search(text):
+    """True when ``text`` has a character that is not whitespace, punctuation or a control (emoji count), or
+    an emoticon."""
+    if _ALNUM.search(text) or _EMOTICON.search(text):
         return True
     return any(not unicodedata.category(c).startswith(_NOT_CONTENT) for c in text)
 

@@ -120,8 +120,8 @@ async def test_truncated_flag_names_the_window_when_documents_are_off(
 
 @pytest.mark.parametrize(
     "text",
-    ["😀🎉🔥", "مرحبا بالعالم", "e\u0301cole", "\u202ertl override", "日本語", "line\nbreaks\tand tabs"],
-    ids=["emoji", "arabic", "combining", "rtl-override", "cjk", "whitespace"],
+    ["😀🎉🔥", "مرحبا بالعالم", "e\u0301cole", "\u202ertl override", "日本語", "line\nbreaks\tand tabs", ":(("],
+    ids=["emoji", "arabic", "combining", "rtl-override", "cjk", "whitespace", "emoticon"],
 )
 async def test_predict_unusual_text(client: httpx.AsyncClient, text: str) -> None:
     r = await client.post("/predict", json={"text": text})

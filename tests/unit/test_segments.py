@@ -95,8 +95,26 @@ def test_max_segments_stops_the_split(tokenizer: TextTokenizer) -> None:
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("", False), (" \t\n", False), ("?!...", False), ("\u200b\u00a0", False), ("a", True), ("😡", True)],
-    ids=["empty", "whitespace", "punctuation", "format-and-nbsp", "letter", "emoji"],
+    [
+        ("", False),
+        (" \t\n", False),
+        ("?!...", False),
+        ("\u200b\u00a0", False),
+        ("a", True),
+        ("😡", True),
+        (":((", True),
+        ("(:)", True),
+        (";-)", True),
+        ("... :/", True),
+        (": (", False),
+        ("(...)", False),
+        ("::", False),
+    ],
+    ids=[
+        "empty", "whitespace", "punctuation", "format-and-nbsp", "letter", "emoji", "sad-emoticon",
+        "smile-backwards", "wink-with-nose", "emoticon-after-dots", "spaced-colon-paren", "parenthesised-dots",
+        "colons",
+    ],  # fmt: skip
 )
 def test_has_content(text: str, expected: bool) -> None:
     assert has_content(text) is expected
