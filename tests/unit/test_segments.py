@@ -111,8 +111,18 @@ def test_max_segments_stops_the_split(tokenizer: TextTokenizer) -> None:
         ("::", False),
     ],
     ids=[
-        "empty", "whitespace", "punctuation", "format-and-nbsp", "letter", "emoji", "sad-emoticon",
-        "smile-backwards", "wink-with-nose", "emoticon-after-dots", "spaced-colon-paren", "parenthesised-dots",
+        "empty",
+        "whitespace",
+        "punctuation",
+        "format-and-nbsp",
+        "letter",
+        "emoji",
+        "sad-emoticon",
+        "smile-backwards",
+        "wink-with-nose",
+        "emoticon-after-dots",
+        "spaced-colon-paren",
+        "parenthesised-dots",
         "colons",
     ],  # fmt: skip
 )
