@@ -124,7 +124,7 @@ def test_max_segments_stops_the_split(tokenizer: TextTokenizer) -> None:
         "spaced-colon-paren",
         "parenthesised-dots",
         "colons",
-    ],  # fmt: skip
+    ],
 )
 def test_has_content(text: str, expected: bool) -> None:
     assert has_content(text) is expected
