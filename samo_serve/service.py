@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-import uuid
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
@@ -18,16 +18,20 @@ from samo_serve.core.postprocess import Postprocessor, PredictOptions
 from samo_serve.core.results import CachedResult
 from samo_serve.core.segments import Plan, Segment, aggregate, has_content, plan_text
 from samo_serve.core.tokenizer import TextTokenizer
-from samo_serve.errors import EmptyText, TextTooLong
+from samo_serve.errors import BatchTooLarge, EmptyText, TextTooLong
 from samo_serve.observability.telemetry import Telemetry
 from samo_serve.settings import Settings
 from samo_serve.storage.cache import L1Cache, TextKeys, text_keys
 from samo_serve.storage.cache_router import CacheRouter
 from samo_serve.storage.redis_cache import RedisCache
 from samo_serve.storage.request_log import LogRow, RequestLog
+from samo_serve.storage.request_log.rows import new_row_id
 from samo_serve.storage.request_log.store import storable_text
 
-__all__ = ["EmotionService", "RequestContext", "check_text"]
+__all__ = ["Charge", "EmotionService", "PredictCall", "RequestContext", "check_text"]
+
+#: takes ``cost`` tokens (segments) from the caller's rate-limit bucket; raises RateLimited when it is empty
+Charge = Callable[[int], Awaitable[None]]
 
 
 #: a request whose texts add up to more characters is segmented off the event loop (a 50,000-character
@@ -56,6 +60,21 @@ class _Row(NamedTuple):
     level: str
     truncated: bool
     segments: int
+
+
+@dataclass(frozen=True, slots=True)
+class PredictCall:
+    """One prediction request as every wire format hands it over: the texts, the caller's options, and how
+    errors name each text (``text``, ``texts[3]``, ``INPUT[3]``; default: ``text`` or ``texts[i]``)."""
+
+    texts: list[str]
+    options: PredictOptions
+    fields: Sequence[str] | None = None
+
+    def field(self, i: int) -> str:
+        if self.fields is not None:
+            return self.fields[i]
+        return "text" if len(self.texts) == 1 else f"texts[{i}]"
 
 
 @dataclass(frozen=True)
@@ -99,6 +118,7 @@ class EmotionService:
         self.telemetry = telemetry
         self.log_text = settings.log_text
         self.documents = settings.documents
+        self.limits = settings.limits
         self.max_segments = settings.limits.max_segments
         self.tokenizer = None
         if settings.documents.enabled:
@@ -143,21 +163,54 @@ class EmotionService:
         if self.cache.l2 is not None:
             await self.cache.l2.close()
 
-    async def plan(self, texts: list[str], fields: list[str] | None = None) -> list[Plan]:
-        """Each text's segments (:func:`samo_serve.core.segments.plan_text`); ``fields`` name them in errors.
+    async def run(
+        self, call: PredictCall, context: RequestContext, charge: Charge | None = None
+    ) -> list[dict[str, Any]]:
+        """The one request function of every prediction route: validate, plan, charge, predict, render.
+
+        The routes (``/predict``, ``/predict/batch``, V2 infer) only parse their wire format into a
+        :class:`PredictCall` and encode what this returns, so each rule holds the same way on all three:
+        a text costs its segments (a document its sentences and windows), charged before any model work,
+        and a short text found longer than the model's window once it was read is charged its extra
+        segments before they are classified.
+
+        Raises:
+            BatchTooLarge: more than ``limits.max_batch_texts`` texts.
+            EmptyText, TextTooLong: a text the model cannot classify, or too long (characters, segments).
+            RateLimited: from ``charge``, before anything is classified.
+        """
+        texts = call.texts
+        if len(texts) > self.limits.max_batch_texts:
+            raise BatchTooLarge(f"{len(texts)} texts; the limit is {self.limits.max_batch_texts} per request")
+        for i, text in enumerate(texts):
+            check_text(text, self.limits.max_text_chars, call.field(i))
+        plans = await self._plan(call)
+        if charge is not None:
+            await charge(sum(p.cost for p in plans))
+        return await self._predict(call, context, plans, charge)
+
+    async def predict(
+        self, texts: list[str], options: PredictOptions, context: RequestContext | None = None
+    ) -> list[dict[str, Any]]:
+        """One result per text, unmetered (:meth:`run` is the request path; this is for callers in-process)."""
+        return await self.run(PredictCall(texts, options), context or RequestContext())
+
+    async def _plan(self, call: PredictCall) -> list[Plan]:
+        """Each text's segments (:func:`samo_serve.core.segments.plan_text`).
 
         A text of at most ``4 x window`` characters is sent whole without tokenizing it here: nearly all
-        fit, and the pipeline's own tokenization flags those that do not (:meth:`predict` re-plans them).
+        fit, and the pipeline's own tokenization flags those that do not (:meth:`_predict` re-plans them).
 
         Raises:
             TextTooLong: a text has more than ``limits.max_segments`` segments (unless set to truncate).
         """
+        texts = call.texts
         if sum(len(t) for t in texts) <= _PLAN_INLINE_CHARS:
             plans = [self._plan_one(t, self._assume_fits) for t in texts]
         else:
             plans = await asyncio.to_thread(lambda: [self._plan_one(t, self._assume_fits) for t in texts])
         for i, p in enumerate(plans):
-            self._check_segments(p, fields[i] if fields else ("text" if len(texts) == 1 else f"texts[{i}]"))
+            self._check_segments(p, call.field(i))
         return plans
 
     def _plan_one(self, text: str, assume_fits_chars: int = 0) -> Plan:
@@ -171,17 +224,11 @@ class EmotionService:
                 {"limit": "max_segments", "value": self.max_segments},
             )
 
-    async def predict(
-        self,
-        texts: list[str],
-        options: PredictOptions,
-        context: RequestContext | None = None,
-        plans: list[Plan] | None = None,
+    async def _predict(
+        self, call: PredictCall, context: RequestContext, plans: list[Plan], charge: Charge | None
     ) -> list[dict[str, Any]]:
-        """One result per text; ``plans`` from :meth:`plan` (planned here when not given)."""
         started = time.perf_counter()
-        context = context or RequestContext()
-        plans = list(plans if plans is not None else await self.plan(texts))
+        texts, options = call.texts, call.options
         # Each tenant has caches of its own (unless shared): another tenant's text is never a hit.
         tenant = "" if self.shared_cache else context.tenant_id
         # Every segment of every text is a text of its own to the caches and the model: one call for all.
@@ -191,8 +238,10 @@ class EmotionService:
         if cut:  # sent whole on their length, but past the window: read as documents after all
             for i in cut:
                 plans[i] = await asyncio.to_thread(self._plan_one, texts[i])
-                self._check_segments(plans[i], "text" if len(texts) == 1 else f"texts[{i}]")
+                self._check_segments(plans[i], call.field(i))
                 keys[i] = [self._keys(t, tenant) for t in plans[i].texts]
+            if charge is not None:  # the whole text was charged as one segment: the rest are charged now
+                await charge(sum(plans[i].cost - 1 for i in cut))
             found.update(await self._answer([keys[i] for i in cut], [plans[i] for i in cut], context))
         latency_ms = round((time.perf_counter() - started) * 1000, 3)
         if self.telemetry is not None:
@@ -272,10 +321,10 @@ class EmotionService:
         context: RequestContext,
     ) -> list[LogRow]:
         now = datetime.now(UTC)
-        request_id = context.request_id or uuid.uuid4().hex
+        request_id = context.request_id or new_row_id().hex
         return [
             LogRow(
-                id=uuid.uuid4(),
+                id=new_row_id(),
                 created_at=now,
                 request_id=request_id,
                 api_key_id=context.api_key_id,

@@ -1,8 +1,9 @@
 """The HTTP application (FastAPI), built from settings and a prediction service.
 
 The ingress deployment serves it through ``@serve.ingress``; tests drive it in-process over
-``httpx.ASGITransport``. Routes live in ``routes_*``, middleware in ``middleware`` and ``guard``, and
-every error is rendered by ``samo_serve.http.errors``.
+``httpx.ASGITransport``. Routes live in ``routes_*``; the one middleware, in front of everything, is
+``edge.Edge`` (ids, keys, in-flight bound, headers, metrics), which also calls the prediction routes
+directly; every error is rendered by ``samo_serve.http.errors``.
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ from typing import Any
 from fastapi import Depends, FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
+from starlette.types import ASGIApp
 
-from samo_serve.http.errors import CatchAllMiddleware, install_error_handlers
-from samo_serve.http.guard import Guard, GuardMiddleware
-from samo_serve.http.middleware import MetricsMiddleware, RequestIdMiddleware
+from samo_serve.http.edge import DirectRoute, Edge
+from samo_serve.http.errors import install_error_handlers
+from samo_serve.http.guard import Guard
 from samo_serve.http.rate_limit import RATE_LIMIT_HEADERS
 from samo_serve.http.routes_analytics import add_analytics_routes
 from samo_serve.http.routes_ops import add_ops_routes
@@ -32,6 +34,18 @@ from samo_serve.service import EmotionService
 from samo_serve.settings import LimitSettings, Settings
 
 __all__ = ["create_app"]
+
+
+class _App(FastAPI):
+    """FastAPI with :class:`Edge` as its whole middleware stack's front (built on the first request)."""
+
+    edge: tuple[Guard, Telemetry, list[DirectRoute], bool]
+
+    def build_middleware_stack(self) -> ASGIApp:
+        guard, telemetry, direct, echo_request_id = self.edge
+        routes = self.routes
+        return Edge(super().build_middleware_stack(), guard, telemetry, direct,
+                    lambda: (getattr(r, "path", "") for r in routes), echo_request_id)  # fmt: skip
 
 
 def create_app(
@@ -51,25 +65,34 @@ def create_app(
     """
     guard = guard or Guard.from_settings(settings)
     telemetry = service.telemetry or Telemetry.from_settings(settings, PrometheusFactory())
-    app = FastAPI(
+    app = _App(
         lifespan=_lifespan(service, telemetry, guard),
         title="samo-serve",
         version="1",
         description="Emotion detection (GoEmotions, 28 labels, multi-label). Model: " + service.card.version,
     )
-    _add_middleware(app, settings, guard, telemetry, echo_request_id)
+    if settings.cors_origins:  # off unless origins are configured
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "X-API-Key", "Content-Type", "X-Request-ID"],
+            expose_headers=["X-Request-ID", "Retry-After", *RATE_LIMIT_HEADERS],
+        )
     install_error_handlers(app)
 
     async def charge_one(request: Request) -> None:
         await guard.charge(request, 1)
 
     limited = [Depends(charge_one)]
-    # Routes straight on the app (no APIRouter): MetricsMiddleware labels requests by the app's route paths.
-    add_predict_routes(app, service, guard, settings.limits, limited)
+    # Routes straight on the app (no APIRouter): the edge labels requests by the app's route paths.
+    direct = add_predict_routes(app, service, guard, settings.limits, limited)
     add_ops_routes(app, service, guard, telemetry, limited)
     add_analytics_routes(app, service, limited)
     add_user_routes(app, service, limited)
-    add_v2_routes(app, service, guard, settings.limits, limited)
+    direct += add_v2_routes(app, service, guard, settings.limits, limited)
+    # With CORS on, the prediction routes go through FastAPI's stack too, where the CORS middleware is.
+    app.edge = (guard, telemetry, [] if settings.cors_origins else direct, echo_request_id)
     _install_openapi(app, settings.limits)
     return app
 
@@ -88,24 +111,6 @@ def _lifespan(service: EmotionService, telemetry: Telemetry, guard: Guard) -> An
             await guard.close()
 
     return lifespan
-
-
-def _add_middleware(
-    app: FastAPI, settings: Settings, guard: Guard, telemetry: Telemetry, echo_request_id: bool
-) -> None:
-    # Added innermost first: a request passes RequestId, Metrics, Guard, CORS, CatchAll, then the routes.
-    app.add_middleware(CatchAllMiddleware)
-    if settings.cors_origins:  # off unless origins are configured
-        app.add_middleware(
-            CORSMiddleware,
-            allow_origins=settings.cors_origins,
-            allow_methods=["GET", "POST", "DELETE"],
-            allow_headers=["Authorization", "X-API-Key", "Content-Type", "X-Request-ID"],
-            expose_headers=["X-Request-ID", "Retry-After", *RATE_LIMIT_HEADERS],
-        )
-    app.add_middleware(GuardMiddleware, guard=guard)
-    app.add_middleware(MetricsMiddleware, telemetry=telemetry, fastapi_app=app)
-    app.add_middleware(RequestIdMiddleware, echo_header=echo_request_id)  # outermost: every response has an id
 
 
 def _install_openapi(app: FastAPI, limits: LimitSettings) -> None:

@@ -28,7 +28,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope, Send
 
 from samo_serve.errors import ClientClosed, MethodNotAllowed, NotFound, SamoError, ValidationFailed
 from samo_serve.http.responses import dumps, request_id
@@ -36,7 +36,6 @@ from samo_serve.http.schemas import ErrorResponse
 
 __all__ = [
     "ERROR_RESPONSES",
-    "CatchAllMiddleware",
     "as_samo_error",
     "error_response",
     "install_error_handlers",
@@ -108,32 +107,6 @@ def install_error_handlers(app: FastAPI) -> None:
 
     for kind in (SamoError, RequestValidationError, StarletteHTTPException, ClientDisconnect):
         app.add_exception_handler(kind, handle)
-    # Starlette's outermost ServerErrorMiddleware: only for a failure in a middleware outside
-    # CatchAllMiddleware (which answers everything raised inside it).
+    # Starlette's outermost ServerErrorMiddleware (any other error in a FastAPI route): it answers through
+    # the edge, which sees the answer complete and swallows the re-raised error (samo_serve.http.edge)
     app.add_exception_handler(Exception, handle)
-
-
-class CatchAllMiddleware:
-    """Turns an exception no handler took into the generic 500 *inside* the middleware stack.
-
-    Starlette answers those from its outermost middleware, past the request id, the security headers
-    and the metrics; here the 500 goes out through all of them.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        started = False
-
-        async def send_and_see(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_and_see)
-        except Exception as exc:
-            if started or scope["type"] != "http":
-                raise  # half an answer is out: nothing sane to add to it
-            await send_error(exc, scope, send)

@@ -1,6 +1,6 @@
 """Who may call, how much, and how many at once: API keys, rate limits, the in-flight bound, headers.
 
-One ASGI middleware, so every route gets the same treatment without repeating it:
+The edge (samo_serve.http.edge) applies it to every route, so none repeats it:
 
 - public paths (liveness, readiness, the docs) pass; everything else needs an active API key once any
   key is configured (``Authorization: ApiKey <key>`` or ``X-API-Key: <key>``), else 401;
@@ -19,17 +19,16 @@ from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple
 
 from starlette.requests import Request
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
-from samo_serve.errors import Forbidden, Overloaded, RateLimited, SamoError, Unauthorized
+from samo_serve.errors import Forbidden, RateLimited, Unauthorized
 from samo_serve.http.api_keys import SCOPES, KeyStore
-from samo_serve.http.errors import send_error
 from samo_serve.http.rate_limit import RateLimiter
 from samo_serve.settings import Settings
 from samo_serve.storage.circuit import CircuitBreaker
 from samo_serve.storage.redis_cache import redis_client
 
-__all__ = ["PUBLIC_PATHS", "Caller", "Guard", "GuardMiddleware", "caller", "needs", "require"]
+__all__ = ["HTML_CSP", "PUBLIC_PATHS", "SECURITY_HEADERS", "Caller", "Guard", "caller", "needs", "require"]
 
 log = logging.getLogger(__name__)
 
@@ -182,50 +181,3 @@ class Guard:
     async def close(self) -> None:
         if self.limiter is not None:
             await self.limiter.close()
-
-
-class GuardMiddleware:
-    def __init__(self, app: ASGIApp, guard: Guard) -> None:
-        self.app = app
-        self.guard = guard
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        guard = self.guard
-        public = scope["path"] in PUBLIC_PATHS
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                headers.extend(SECURITY_HEADERS)
-                if any(n == b"content-type" and v.startswith(b"text/html") for n, v in headers):
-                    headers.append((b"content-security-policy", HTML_CSP))
-                extra = scope.get("state", {}).get("rate_limit_headers") or {}
-                present = {n for n, _ in headers}  # a 429 carries them already
-                headers.extend(
-                    (k.lower().encode(), v.encode()) for k, v in extra.items() if k.lower().encode() not in present
-                )
-                message["headers"] = headers
-            await send(message)
-
-        if public:
-            await self.app(scope, receive, send_with_headers)
-            return
-        try:
-            guard.authenticate(scope)
-            if guard.in_flight >= guard.max_in_flight:
-                guard.refused_overload += 1
-                raise Overloaded(
-                    f"more than {guard.max_in_flight} requests in progress on this replica; retry shortly",
-                    headers={"Retry-After": "1"},
-                )
-        except SamoError as exc:
-            await send_error(exc, scope, send_with_headers)
-            return
-        guard.in_flight += 1
-        try:
-            await self.app(scope, receive, send_with_headers)
-        finally:
-            guard.in_flight -= 1

@@ -1,11 +1,12 @@
 """The Open Inference Protocol (KServe V2) over REST, beside the native API and through the same service.
 
 Health, server and model metadata, readiness and ``POST /v2/models/{name}/infer``, where ``name`` is the
-model card's name. An infer call goes the way of ``/predict/batch``: the same checks and limits, the
-caller's rate-limit bucket charged per text, the cache router, micro-batches and request log, the same
-timeout. Its scores are ``/predict``'s ``all_scores`` in the card's label order. Errors are the
-protocol's ``{"error": "<message>"}`` (rendered by ``samo_serve.http.errors`` for every ``/v2`` path),
-with the native API's statuses, but 400 for any request that is not valid.
+model card's name. An infer call goes the way of ``/predict/batch``, through the same request function
+(:meth:`samo_serve.service.EmotionService.run`): the same checks and limits, the caller's rate-limit bucket
+charged per segment, the cache router, micro-batches and request log, the same timeout. Its scores are
+``/predict``'s ``all_scores`` in the card's label order. Errors are the protocol's ``{"error": "<message>"}``
+(rendered by ``samo_serve.http.errors`` for every ``/v2`` path), with the native API's statuses, but 400
+for any request that is not valid.
 """
 
 from __future__ import annotations
@@ -19,10 +20,12 @@ from fastapi import FastAPI, Path, Request
 from fastapi.params import Depends
 from starlette.responses import Response
 
-from samo_serve.errors import ModelUnavailable, NotFound, UnsupportedMediaType
-from samo_serve.http.guard import Guard, require
+from samo_serve.core.model_card import ModelCard
+from samo_serve.errors import EmptyText, InvalidTensor, ModelUnavailable, NotFound, UnsupportedMediaType
+from samo_serve.http.edge import DirectRoute
+from samo_serve.http.guard import Guard
 from samo_serve.http.responses import json_response
-from samo_serve.http.routes_predict import bounded, read_body, request_context
+from samo_serve.http.routes_predict import read_body, serve_call
 from samo_serve.http.v2_schemas import (
     V2Error,
     V2InferResponse,
@@ -41,7 +44,7 @@ from samo_serve.http.v2_tensors import (
     encode_response,
     parse_request,
 )
-from samo_serve.service import EmotionService
+from samo_serve.service import EmotionService, PredictCall
 from samo_serve.settings import LimitSettings
 
 __all__ = ["V2_EXTENSIONS", "add_v2_routes"]
@@ -82,9 +85,28 @@ def _server_version() -> str:
         return "0+unknown"
 
 
+def _model_metadata(card: ModelCard, limits: LimitSettings) -> dict[str, Any]:
+    return {
+        "name": card.name,
+        "platform": "onnxruntime_onnx",
+        "inputs": [{"name": INPUT, "datatype": "BYTES", "shape": [-1]}],
+        "outputs": [
+            {"name": SCORES, "datatype": "FP32", "shape": [-1, len(card.labels)]},
+            {"name": LABELS, "datatype": "BYTES", "shape": [-1]},
+        ],
+        "parameters": {
+            "labels": card.labels,
+            "label_separator": LABEL_SEPARATOR,
+            "model_version": card.version,
+            "max_batch_texts": limits.max_batch_texts,
+            "max_text_chars": limits.max_text_chars,
+        },
+    }
+
+
 def add_v2_routes(
     app: FastAPI, service: EmotionService, guard: Guard, limits: LimitSettings, limited: Sequence[Depends]
-) -> None:
+) -> list[DirectRoute]:
     card = service.card
     # Documented as the one name served (so a client, or schemathesis, finds it); any other is a 404.
     model_name: Any = Path(description="the model card's name", json_schema_extra={"enum": [card.name]})
@@ -117,24 +139,7 @@ def add_v2_routes(
     @app.get("/v2/models/{name}", response_model=V2ModelMetadata, responses=_ERRORS, tags=_TAG, dependencies=limited)
     async def model_metadata(name: str = model_name) -> Response:
         model(name)
-        return json_response(
-            {
-                "name": card.name,
-                "platform": "onnxruntime_onnx",
-                "inputs": [{"name": INPUT, "datatype": "BYTES", "shape": [-1]}],
-                "outputs": [
-                    {"name": SCORES, "datatype": "FP32", "shape": [-1, len(card.labels)]},
-                    {"name": LABELS, "datatype": "BYTES", "shape": [-1]},
-                ],
-                "parameters": {
-                    "labels": card.labels,
-                    "label_separator": LABEL_SEPARATOR,
-                    "model_version": card.version,
-                    "max_batch_texts": limits.max_batch_texts,
-                    "max_text_chars": limits.max_text_chars,
-                },
-            }
-        )
+        return json_response(_model_metadata(card, limits))
 
     @app.get("/v2/models/{name}/ready", response_model=V2ModelReady, responses=_ERRORS, tags=_TAG)
     async def model_ready_route(name: str = model_name) -> Response:
@@ -152,13 +157,18 @@ def add_v2_routes(
     )
     async def infer(request: Request, name: str = model_name) -> Response:
         model(name)
-        require(request, "predict")
         header_length = request.headers.get(HEADER_LENGTH)
         content_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
         if not (content_type == "application/json" or content_type.endswith("+json") or header_length is not None):
             raise UnsupportedMediaType(f"send JSON (or {HEADER_LENGTH} and binary data), not {content_type!r}")
-        call = parse_request(await read_body(request, limits), header_length, limits)
-        await guard.charge(request, len(call.texts))  # as /predict/batch: a call counts its texts
-        results = await bounded(request, service.predict(call.texts, call.options, request_context(request)), limits)
-        body, headers, media_type = encode_response(call, results, card.labels, card.name, card.version)
+        infer_call = parse_request(await read_body(request, limits), header_length)
+        fields = [f"{INPUT}[{i}]" for i in range(len(infer_call.texts))]
+        try:
+            call = PredictCall(infer_call.texts, infer_call.options, fields)
+            results = await serve_call(request, call, service, guard, limits)
+        except EmptyText as exc:  # the protocol's 400 for any invalid input (TextTooLong stays 413, as in v1)
+            raise InvalidTensor(exc.message) from None
+        body, headers, media_type = encode_response(infer_call, results, card.labels, card.name, card.version)
         return Response(body, 200, headers, media_type=media_type)
+
+    return [DirectRoute("/v2/models/{name}/infer", infer)]

@@ -15,11 +15,9 @@ from typing import Any
 from pydantic import ValidationError
 
 from samo_serve.core.postprocess import PredictOptions
-from samo_serve.errors import BatchTooLarge, EmptyText, InvalidJSON, InvalidTensor
+from samo_serve.errors import InvalidJSON, InvalidTensor
 from samo_serve.http.responses import dumps
 from samo_serve.http.v2_schemas import V2InferRequest, V2InputTensor, V2Parameter
-from samo_serve.service import check_text
-from samo_serve.settings import LimitSettings
 
 __all__ = [
     "HEADER_LENGTH",
@@ -48,8 +46,9 @@ class InferCall:
     id: str | None
 
 
-def parse_request(body: bytes, header_length: str | None, limits: LimitSettings) -> InferCall:
-    """The infer call in ``body``; raises InvalidJSON / InvalidTensor (400), BatchTooLarge / TextTooLong (413)."""
+def parse_request(body: bytes, header_length: str | None) -> InferCall:
+    """The infer call in ``body``; raises InvalidJSON / InvalidTensor (400). The texts themselves are checked
+    by the request function (samo_serve.service), as for every route."""
     header, binary = _split(body, header_length)
     try:
         request = V2InferRequest.model_validate_json(header)
@@ -61,7 +60,7 @@ def parse_request(body: bytes, header_length: str | None, limits: LimitSettings)
         raise InvalidTensor(f"not an inference request: {where}") from None
     if len(request.inputs) != 1:
         raise InvalidTensor(f"this model takes one input, `{INPUT}`; got {len(request.inputs)}")
-    texts = _texts(request.inputs[0], binary, limits)
+    texts = _texts(request.inputs[0], binary)
     params = request.parameters or {}
     try:
         chosen = {k: params[k] for k in ("threshold", "top_k") if k in params}
@@ -81,14 +80,12 @@ def _split(body: bytes, header_length: str | None) -> tuple[bytes, memoryview]:
     return body[:n], memoryview(body)[n:]
 
 
-def _texts(tensor: V2InputTensor, binary: memoryview, limits: LimitSettings) -> list[str]:
+def _texts(tensor: V2InputTensor, binary: memoryview) -> list[str]:
     if tensor.name != INPUT or tensor.datatype != "BYTES":
         raise InvalidTensor(f"this model takes `{INPUT}` (BYTES); got `{tensor.name}` ({tensor.datatype})")
     shape = tensor.shape
     if not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)) or shape[0] < 1:
         raise InvalidTensor(f"`{INPUT}` must have shape [N] or [N, 1] with N >= 1; got {shape}")
-    if shape[0] > limits.max_batch_texts:
-        raise BatchTooLarge(f"{shape[0]} texts; the limit is {limits.max_batch_texts} per request")
     size = (tensor.parameters or {}).get("binary_data_size")
     if size is not None:
         if tensor.data is not None or size != len(binary) or isinstance(size, bool):
@@ -102,11 +99,6 @@ def _texts(tensor: V2InputTensor, binary: memoryview, limits: LimitSettings) -> 
         texts = [t for item in tensor.data for t in ([item] if isinstance(item, str) else item)]
     if len(texts) != shape[0]:
         raise InvalidTensor(f"shape {shape} is {shape[0]} texts; the data has {len(texts)}")
-    for i, text in enumerate(texts):
-        try:
-            check_text(text, limits.max_text_chars, field=f"{INPUT}[{i}]")
-        except EmptyText as exc:  # TextTooLong stays 413, as in the rest of the API
-            raise InvalidTensor(exc.message) from None
     return texts
 
 

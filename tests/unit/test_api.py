@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from samo_serve.core.model_card import ModelCard
 from samo_serve.errors import ModelUnavailable
 from samo_serve.http.app import create_app
-from samo_serve.http.middleware import RequestIdMiddleware
+from samo_serve.http.edge import request_id_from
 from samo_serve.service import EmotionService
 from samo_serve.settings import Settings
 
@@ -285,33 +285,11 @@ async def test_request_id_not_echoed_when_disabled(settings: Settings, service: 
         assert HEX32.match(anonymous.json()["error"]["request_id"])
 
 
-async def _raw_request_id(header_value: bytes) -> list[tuple[bytes, bytes]]:
-    async def inner(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        await send({"type": "http.response.start", "status": 200, "headers": []})
-        await send({"type": "http.response.body", "body": b""})
-
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    scope = {"type": "http", "headers": [(b"x-request-id", header_value)]}
-    await RequestIdMiddleware(inner)(scope, receive, send)  # type: ignore[arg-type]
-    return [h for h in sent[0]["headers"] if h[0] == b"x-request-id"]
-
-
-async def test_request_id_middleware_raw() -> None:
-    assert await _raw_request_id(b"abc") == [(b"x-request-id", b"abc")]
-    ((_, value),) = await _raw_request_id(b"a b")
-    assert HEX32.match(value.decode())
-
-
-async def test_request_id_with_trailing_newline_is_replaced() -> None:
-    ((_, value),) = await _raw_request_id(b"abc\n")
-    assert b"\n" not in value
+def test_request_id_from_headers() -> None:
+    assert request_id_from([(b"x-request-id", b"abc")]) == "abc"
+    assert HEX32.match(request_id_from([(b"x-request-id", b"a b")]))
+    assert HEX32.match(request_id_from([]))
+    assert request_id_from([(b"x-request-id", b"abc\n")]) != "abc\n"  # a trailing newline is not sane
 
 
 # ---------------------------------------------------------------------------------------- bad input

@@ -108,7 +108,7 @@ async def test_max_segments_refuses_or_truncates(make_service: Callable[..., Emo
     entry = " ".join(f"This is sentence number {i} of my long day." for i in range(12))
     strict = make_service(fake_runner, Settings(limits={"max_segments": 5}))
     with pytest.raises(TextTooLong, match=r"`text` has more than 5 segments.*limits.max_segments") as refused:
-        await strict.plan([entry], ["text"])
+        await strict.predict([entry], PredictOptions())
     assert refused.value.details == {"limit": "max_segments", "value": 5}
     lenient = make_service(
         fake_runner, Settings(limits={"max_segments": 5}, documents={"over_max_segments": "truncate"})

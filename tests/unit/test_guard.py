@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from samo_serve.core.model_card import ModelCard
 from samo_serve.http.api_keys import KeyStore, generate_key, parse_key
 from samo_serve.http.app import create_app
 from samo_serve.http.guard import Guard
@@ -216,13 +217,13 @@ async def test_the_key_id_reaches_the_request_log(
     settings, key = keyed_settings
     service = make_service(fake_runner, settings)
     seen: list[Any] = []
-    original = service.predict
+    original = service.run
 
-    async def spy(texts: list[str], options: Any, context: Any = None, plans: Any = None) -> Any:
+    async def spy(call: Any, context: Any, charge: Any = None) -> Any:
         seen.append(context)
-        return await original(texts, options, context, plans)
+        return await original(call, context, charge)
 
-    service.predict = spy  # type: ignore[method-assign]
+    service.run = spy  # type: ignore[method-assign]
     app = create_app(settings, service)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
         assert (await client.post("/predict", json={"text": "x"}, headers={"X-API-Key": key})).status_code == 200
@@ -410,3 +411,34 @@ async def test_a_client_that_disconnects_frees_its_slot(
     await asyncio.wait_for(request, 5)
     assert guard.in_flight == 0  # the slot is free although the model is still busy
     runner.release.set()
+
+
+async def test_the_same_work_costs_the_same_through_every_route(
+    make_service: Callable[..., EmotionService], fake_runner: Any, card: ModelCard
+) -> None:
+    """One cost rule, one request function: a text costs its segments on /predict, /predict/batch and V2 infer.
+
+    The short one fits the length that is sent whole unplanned but holds 43 sentences: once the model
+    has read it past its window it is read as a document, and its other segments are charged too.
+    """
+    settings = Settings(rate_limits={"enabled": True, "anonymous": {"per_second": 0.001, "burst": 10_000}})
+    document = " ".join(f"Today I wrote sentence number {i} of a long and winding entry." for i in range(12))
+    short_but_many = " ".join(f"Ok{i}." for i in range(43))
+    texts = [document, short_but_many, "just one text"]
+    assert len(short_but_many) < 4 * 64  # sent whole on its length
+    v2 = {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [len(texts)], "data": texts}]}
+    spent: dict[str, int] = {}
+    counts: list[int] = []
+    for route in ("/predict", "/predict/batch", f"/v2/models/{card.name}/infer"):
+        async with app_client(make_service, fake_runner, settings) as client:
+            if route == "/predict":
+                answers = [await client.post(route, json={"text": t}) for t in texts]
+                counts = [a.json().get("segment_count", 1) for a in answers]
+            elif route == "/predict/batch":
+                answers = [await client.post(route, json={"texts": texts})]
+            else:
+                answers = [await client.post(route, json=v2)]
+            assert all(a.status_code == 200 for a in answers), [a.text for a in answers]
+            spent[route] = 10_000 - int(answers[-1].headers["x-ratelimit-remaining"])
+    assert counts[0] > 1 and counts[1] == 43  # both read as documents
+    assert set(spent.values()) == {sum(counts)}, spent

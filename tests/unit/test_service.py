@@ -127,7 +127,7 @@ async def test_options_change_rendering_not_the_cache(make_service: Callable[...
 
 
 async def test_batch_equals_single(make_service: Callable[..., EmotionService], fake_runner_cls) -> None:
-    texts = ["I am happy", "so sad today", "😀🎉", "שלום", "word " * 20_000]
+    texts = ["I am happy", "so sad today", "😀🎉", "שלום", "word " * 9_000]
     batched = await make_service(fake_runner_cls()).predict(texts, PredictOptions(all_scores=True))
     singles = make_service(fake_runner_cls())
     for text, b in zip(texts, batched, strict=True):

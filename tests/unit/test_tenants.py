@@ -195,13 +195,13 @@ async def test_user_and_time_reach_the_request_context(
     settings = Settings(api_keys_file=tmp_path / "keys.json")
     service = make_service(fake_runner, settings)
     seen: list[RequestContext] = []
-    original = service.predict
+    original = service.run
 
-    async def spy(texts: list[str], options: Any, context: Any = None, plans: Any = None) -> Any:
+    async def spy(call: Any, context: Any, charge: Any = None) -> Any:
         seen.append(context)
-        return await original(texts, options, context, plans)
+        return await original(call, context, charge)
 
-    service.predict = spy  # type: ignore[method-assign]
+    service.run = spy  # type: ignore[method-assign]
     soon = datetime.now(UTC) + timedelta(hours=23)
     async with app_client(service, settings) as client:
         headers = {"X-API-Key": keys["default"]}
