@@ -60,6 +60,8 @@ class _Row(NamedTuple):
     level: str
     truncated: bool
     segments: int
+    #: the text's one result (None for a document, whose scores are aggregated): its JSON is kept there
+    result: CachedResult | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,11 +285,14 @@ class EmotionService:
         """The response of one text and its log row's content."""
         if plan.spans is None and not options.segments:  # a single text, as it always was
             result, level = parts[0]
-            rendered = self.postprocessor.render(result.scores, options.threshold, options.top_k, options.all_scores)
-            rendered.update(cache=level, truncated=result.truncated)
+            choice = (options.threshold, options.top_k, options.all_scores)
+            shown = result.derived.get(choice)
+            if shown is None:
+                shown = result.derived[choice] = self.postprocessor.render(result.scores, *choice)
+            rendered = {**shown, "cache": level, "truncated": result.truncated}
             if result.truncated:
                 rendered["truncated_by"] = "model_window"
-            return rendered, _Row(first.text_hash, result.scores, level, result.truncated, 1)
+            return rendered, _Row(first.text_hash, result.scores, level, result.truncated, 1, result)
         scores = np.stack([result.scores for result, _ in parts])
         lengths = np.fromiter((len(t) for t in plan.texts), dtype=np.int64, count=len(plan.texts))
         doc = aggregate(scores, lengths, self.documents.aggregation)
@@ -332,7 +337,7 @@ class EmotionService:
                 text=storable_text(text) if self.log_text else None,
                 primary_emotion=out["primary"]["label"],
                 confidence=out["primary"]["score"],
-                emotions=self._emotions_json % tuple(row.scores.tolist()),
+                emotions=self._scores_json(row),
                 model_version=self.card.version,
                 cache_level=row.level,
                 processing_time_ms=latency_ms,
@@ -344,6 +349,14 @@ class EmotionService:
             )
             for text, row, out in zip(texts, rows, rendered, strict=True)
         ]
+
+    def _scores_json(self, row: _Row) -> str:
+        if row.result is None:
+            return self._emotions_json % tuple(row.scores.tolist())
+        text: str | None = row.result.derived.get("json")
+        if text is None:
+            text = row.result.derived["json"] = self._emotions_json % tuple(row.scores.tolist())
+        return text
 
     async def dependencies(self) -> dict[str, Any]:
         """State of Redis and the request-log database, for /readyz (both optional: down = degraded)."""

@@ -15,7 +15,7 @@ from typing import Any
 from fastapi import Depends, FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
-from starlette.types import ASGIApp
+from starlette.types import Receive, Scope, Send
 
 from samo_serve.http.edge import DirectRoute, Edge
 from samo_serve.http.errors import install_error_handlers
@@ -37,15 +37,20 @@ __all__ = ["create_app"]
 
 
 class _App(FastAPI):
-    """FastAPI with :class:`Edge` as its whole middleware stack's front (built on the first request)."""
+    """FastAPI behind :class:`Edge`: every request meets the edge first, which calls the prediction routes
+    itself and hands the rest to FastAPI (whose per-request checks, an environment lookup among them,
+    cost ~20 us an L1 hit did not need)."""
 
     edge: tuple[Guard, Telemetry, list[DirectRoute], bool]
+    _front: Edge | None = None
 
-    def build_middleware_stack(self) -> ASGIApp:
-        guard, telemetry, direct, echo_request_id = self.edge
-        routes = self.routes
-        return Edge(super().build_middleware_stack(), guard, telemetry, direct,
-                    lambda: (getattr(r, "path", "") for r in routes), echo_request_id)  # fmt: skip
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._front is None:
+            guard, telemetry, direct, echo_request_id = self.edge
+            routes = self.routes
+            self._front = Edge(super().__call__, guard, telemetry, direct,
+                               lambda: (getattr(r, "path", "") for r in routes), echo_request_id)  # fmt: skip
+        await self._front(scope, receive, send)
 
 
 def create_app(

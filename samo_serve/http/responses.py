@@ -1,29 +1,47 @@
-"""JSON responses and the request id, shared by the routes, the error renderer and the middleware.
+"""JSON responses and the request id, shared by the routes, the error renderer and the edge.
 
-The hot routes write JSON with ``json.dumps`` rather than FastAPI's response machinery: it measured as
-the largest per-request cost after Ray's own.
+The routes write JSON with orjson rather than FastAPI's response machinery (which measured as the largest
+per-request cost after Ray's own) or ``json.dumps`` (~7x slower on a prediction's answer).
 """
 
 from __future__ import annotations
 
-import json
-import uuid
+import random
 from typing import Any
 
+import orjson
 from starlette.responses import Response
 from starlette.types import Scope
 
-__all__ = ["dumps", "json_response", "request_id"]
+__all__ = ["JSONBytes", "dumps", "json_response", "request_id"]
+
+_OPTIONS = orjson.OPT_NON_STR_KEYS
 
 
 def dumps(payload: Any) -> bytes:
-    return json.dumps(payload, separators=(",", ":")).encode()
+    """Compact UTF-8 JSON (NaN and infinities become null)."""
+    return orjson.dumps(payload, option=_OPTIONS)
+
+
+class JSONBytes(Response):
+    """A JSON body already encoded: Starlette's Response without its header building (two headers, known)."""
+
+    media_type = "application/json"
+
+    def __init__(self, body: bytes, status_code: int = 200, headers: dict[str, str] | None = None) -> None:
+        if headers:
+            super().__init__(body, status_code, headers, media_type=self.media_type)
+            return
+        self.status_code = status_code
+        self.body = body
+        self.background = None
+        self.raw_headers = [(b"content-length", str(len(body)).encode()), (b"content-type", b"application/json")]
 
 
 def json_response(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(dumps(payload), status, headers, media_type="application/json")
+    return JSONBytes(dumps(payload), status, headers)
 
 
 def request_id(scope: Scope) -> str:
-    """The id :class:`samo_serve.http.middleware.RequestIdMiddleware` gave the request (a fresh one without it)."""
-    return str(scope.get("state", {}).get("request_id", "") or uuid.uuid4().hex)
+    """The id the edge gave the request (samo_serve.http.edge; a fresh one without it)."""
+    return str(scope.get("state", {}).get("request_id", "") or f"{random.getrandbits(128):032x}")

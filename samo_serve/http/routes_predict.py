@@ -156,7 +156,8 @@ async def serve_call(
 
 
 async def _parse_body(request: Request, model: type[M], limits: LimitSettings) -> M:
-    content_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+    content_type = _header(request, b"content-type") or "application/json"
+    content_type = content_type.split(";")[0].strip().lower()
     if content_type != "application/json" and not content_type.endswith("+json"):
         raise UnsupportedMediaType(f"send JSON with `Content-Type: application/json`, not {content_type!r}")
     body = await read_body(request, limits)
@@ -171,15 +172,32 @@ async def _parse_body(request: Request, model: type[M], limits: LimitSettings) -
         raise ValidationFailed(message, validation_details(errors)) from None
 
 
+def _header(request: Request, name: bytes) -> str | None:
+    """A request header by its lower-case name, read from the raw list (no Headers object per request)."""
+    for key, value in request.scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
 async def read_body(request: Request, limits: LimitSettings) -> bytes:
     """The body; 413 BODY_TOO_LARGE past ``limits.max_body_bytes`` (before reading it when the size is declared)."""
-    declared = request.headers.get("content-length")
+    declared = _header(request, b"content-length")
     if declared is not None and declared.isdigit() and int(declared) > limits.max_body_bytes:
         raise BodyTooLarge(f"request body over {limits.max_body_bytes} bytes")
-    body = await request.body()
-    if len(body) > limits.max_body_bytes:
-        raise BodyTooLarge(f"request body over {limits.max_body_bytes} bytes")
-    return body
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limits.max_body_bytes:  # a chunked body is refused as soon as it passes the limit
+            raise BodyTooLarge(f"request body over {limits.max_body_bytes} bytes")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def add_predict_routes(

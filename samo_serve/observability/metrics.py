@@ -79,9 +79,16 @@ class _Prom:
     def __init__(self, metric: Any, tag_names: Sequence[str]) -> None:
         self._metric = metric
         self._tagged = bool(tag_names)
+        self._children: dict[tuple[str, ...], Any] = {}  # labels() checks and locks on every call
 
     def _child(self, tags: dict[str, str] | None) -> Any:
-        return self._metric.labels(**(tags or {})) if self._tagged else self._metric
+        if not self._tagged:
+            return self._metric
+        key = tuple((tags or {}).values())
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = self._metric.labels(**(tags or {}))
+        return child
 
     def inc(self, value: float = 1.0, tags: dict[str, str] | None = None) -> None:
         self._child(tags).inc(value)

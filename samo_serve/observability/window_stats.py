@@ -10,6 +10,7 @@ within a bucket.
 from __future__ import annotations
 
 import time
+from bisect import bisect_left
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -28,7 +29,6 @@ _BASE = ("requests", "texts", "status_4xx", "status_429", "status_5xx", "status_
 FIELDS = (*_BASE, *(f"cache_{lv}" for lv in LEVELS), *(f"le_{b:g}" for b in LATENCY_BUCKETS_S), "le_inf")
 COL = {name: i for i, name in enumerate(FIELDS)}
 _LAT0 = COL[f"le_{LATENCY_BUCKETS_S[0]:g}"]
-_BOUNDS = np.asarray(LATENCY_BUCKETS_S)
 
 
 class WindowStats:
@@ -57,7 +57,7 @@ class WindowStats:
             row[COL["status_5xx"]] += 1
             row[COL["status_503"]] += status == 503
         row[COL["latency_sum_s"]] += latency_s
-        row[_LAT0 + int(np.searchsorted(_BOUNDS, latency_s, side="left"))] += 1
+        row[_LAT0 + bisect_left(LATENCY_BUCKETS_S, latency_s)] += 1  # np.searchsorted: ~10x the cost per call
 
     def record_levels(self, levels: Iterable[str]) -> None:
         """The cache level that answered each text of a prediction (``miss``: the model)."""
