@@ -122,7 +122,7 @@ def main() -> None:
     sorted32 = capacity_batches(tokenizer, texts[:1024], 32)
 
     def scores(path: Path, batch: int = 64) -> tuple[np.ndarray, OrtModelRunner]:
-        settings = RunnerSettings(device="cpu", intra_op_threads=2, max_sub_batch=64)
+        settings = RunnerSettings(device="cpu", policy="batched", sessions=1, intra_op_threads=2, max_sub_batch=64)
         runner = OrtModelRunner(path, meta["activation"], settings)
         out = [runner.predict(tokenizer.encode_batch(texts[i : i + batch])) for i in range(0, len(texts), batch)]
         return np.concatenate(out), runner

@@ -139,7 +139,14 @@ def main() -> None:
 
     texts = read_split(DATA, "test", len(card.labels)).texts
     batches = {bs: capacity_batches(tokenizer, texts[: args.texts], bs) for bs in BATCHES}
-    settings = RunnerSettings(device="cpu", intra_op_threads=args.threads, length_bucketing=False, max_sub_batch=64)
+    settings = RunnerSettings(
+        device="cpu",
+        policy="batched",
+        sessions=1,
+        intra_op_threads=args.threads,
+        length_bucketing=False,
+        max_sub_batch=64,
+    )
     runners = {name: OrtModelRunner(path, card.activation, settings) for name, path in files.items()}
     rates: dict[str, dict[int, list[float]]] = {name: {bs: [] for bs in BATCHES} for name in files}
     names = list(files)

@@ -41,7 +41,9 @@ def raw_ort(texts: list[str], threads: int) -> dict[str, float]:
     model_dir = default_model_dir()
     card = load_card(model_dir)
     tok = TextTokenizer.for_card(card, model_dir)
-    runner = OrtModelRunner.for_card(card, model_dir, RunnerSettings(device="cpu", intra_op_threads=threads))
+    runner = OrtModelRunner.for_card(
+        card, model_dir, RunnerSettings(device="cpu", policy="batched", sessions=1, intra_op_threads=threads)
+    )
     for t in texts[:50]:
         runner.predict(tok.encode_batch([t]))
     singles = []

@@ -51,7 +51,9 @@ def raw_capacity(texts: list[str], threads: int, passes: int = 2) -> dict[str, f
     model_dir = default_model_dir()
     card = load_card(model_dir)
     tokenizer = TextTokenizer.for_card(card, model_dir)
-    settings = RunnerSettings(device="cpu", intra_op_threads=threads, length_bucketing=False, max_sub_batch=64)
+    settings = RunnerSettings(
+        device="cpu", policy="batched", sessions=1, intra_op_threads=threads, length_bucketing=False, max_sub_batch=64
+    )
     runner = OrtModelRunner.for_card(card, model_dir, settings)
     rates: dict[str, float] = {}
     for bs in CAPACITY_BATCHES:

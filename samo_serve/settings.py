@@ -14,9 +14,20 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from samo_serve.observability.recommendations import RecommendationSettings
-
 __all__ = [
+    "DEFAULT_METRICS_PORT",
+    "INGRESS_MIN_ONGOING_REQUESTS",
+    "INGRESS_NUM_CPUS",
+    "INGRESS_ONGOING_BATCH_FACTOR",
+    "INGRESS_TARGET_ONGOING_REQUESTS",
+    "MODEL_MIN_ONGOING_REQUESTS",
+    "MODEL_NUM_CPUS",
+    "P95_TARGET_MS",
+    "PLAN_HEADROOM",
+    "READY_TIMEOUT_S",
+    "STATS_HUB_NUM_CPUS",
+    "TOKENIZER_MAX_ONGOING_REQUESTS",
+    "TOKENIZER_NUM_CPUS",
     "BatchingSettings",
     "CacheSettings",
     "DocumentSettings",
@@ -24,6 +35,7 @@ __all__ = [
     "ObservabilitySettings",
     "RateLimitSettings",
     "RateTier",
+    "RecommendationSettings",
     "RequestLogSettings",
     "RunnerSettings",
     "Settings",
@@ -36,6 +48,47 @@ __all__ = [
 ]
 
 DEFAULT_MODEL_NAME = "goemotions-minilm"
+
+#: the p95 latency target in ms (the docs' "p95 < 500 ms"): /stats recommends more replicas above it
+#: (``observability.recommendations.p95_target_ms``)
+P95_TARGET_MS = 500.0
+
+# Options of the commands around the service (not read from SAMO_* or args:; their flags override them).
+
+#: Ray's Prometheus endpoint of a local run (``samo-serve run --metrics-port``), on 127.0.0.1
+DEFAULT_METRICS_PORT = 8080
+#: seconds ``samo-serve run`` waits for /readyz to answer before it gives up (``--ready-timeout``)
+READY_TIMEOUT_S = 600.0
+#: ``samo-serve plan --headroom``: the share of one replica's measured capacity a plan counts on
+PLAN_HEADROOM = 0.8
+
+# Ray Serve options of the deployments ``deployments.app:build_app`` creates, where the Serve config's
+# ``deployments:`` section does not set them (it overrides each one). Fractional CPUs: the deployments,
+# the StatsHub and Ray's own actors fit a 2-core machine.
+
+#: ``ray_actor_options.num_cpus`` of each Ingress replica
+INGRESS_NUM_CPUS = 0.25
+#: ``ray_actor_options.num_cpus`` of each EmotionModel replica
+MODEL_NUM_CPUS = 0.5
+#: ``ray_actor_options.num_cpus`` of each Tokenizer replica (``tokenize_in: deployment``)
+TOKENIZER_NUM_CPUS = 0.25
+#: ``ray_actor_options.num_cpus`` of the one StatsHub replica (it merges the ingress replicas' windows
+#: for /stats: it adds arrays)
+STATS_HUB_NUM_CPUS = 0.05
+#: an EmotionModel replica's ``max_ongoing_requests``: this, or ``batching.model_max_batch_size`` when
+#: larger. One call is one ingress micro-batch; several must queue there for batches to merge
+MODEL_MIN_ONGOING_REQUESTS = 64
+#: an Ingress replica's ``max_ongoing_requests``: this, or ``INGRESS_ONGOING_BATCH_FACTOR`` x
+#: ``batching.ingress_max_batch_size`` when larger. Below the micro-batch size it would cap the batch
+#: (Serve's default is 5)
+INGRESS_MIN_ONGOING_REQUESTS = 256
+#: an Ingress replica's ``max_ongoing_requests`` is at least this many times ``batching.ingress_max_batch_size``
+INGRESS_ONGOING_BATCH_FACTOR = 2
+#: a Tokenizer replica's ``max_ongoing_requests``
+TOKENIZER_MAX_ONGOING_REQUESTS = 64
+#: ``autoscaling_config.target_ongoing_requests`` of an Ingress that ``samo-serve plan`` scales where the
+#: config gives none: requests in flight per replica (what configs/serve-gpu.yaml asks for)
+INGRESS_TARGET_ONGOING_REQUESTS = 64
 
 
 def default_data_dir() -> Path:
@@ -86,9 +139,18 @@ class RunnerSettings(_Section):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     #: which exported variant of the card to serve: ``default`` is the card's (int8 on the shipped model)
     precision: Literal["default", "int8", "fp32", "fp16"] = "default"
-    #: 2 on the 2-core class; 1 measured +10% rps at c=32 in one process but cost the c=1 latency and the
-    #: open loop at 80% of peak (docs/PERFORMANCE.md, issue 16). 0 = ORT decides (all physical cores).
-    intra_op_threads: int = Field(default=2, ge=0)
+    #: how a model call is run. ``per_text``: each text alone (batch 1, no padding), spread over
+    #: ``sessions`` single-threaded ORT sessions: a text's scores never depend on its neighbours (dynamic
+    #: int8 quantizes each padded batch with one activation scale) and, on arrival-order traffic, it
+    #: measured fastest on CPUs (docs/PERFORMANCE.md, "The model's execution policy"). ``batched``:
+    #: length-bucketed sub-batches of ``max_sub_batch`` (what a GPU needs). ``auto``: batched on CUDA,
+    #: per_text on CPU
+    policy: Literal["auto", "per_text", "batched"] = "auto"
+    #: ORT sessions of this replica, each used by one thread at a time; 0: one per core this process may
+    #: run on (one on CUDA)
+    sessions: int = Field(default=0, ge=0)
+    #: threads of each session; 0 = ORT decides (all physical cores)
+    intra_op_threads: int = Field(default=1, ge=0)
     inter_op_threads: int = Field(default=1, ge=0)
     allow_spinning: bool = False
     #: this replica's share of a GPU (its num_gpus); gpu_mem_limit = fraction x device memory
@@ -209,6 +271,25 @@ class DocumentSettings(_Section):
     #: model was not trained on names and reads them literally ("face with tears of joy" adds joy): on the
     #: GoEmotions test texts with emoji, micro-F1 0.587 as they are, 0.542 named (docs/MODEL.md, "Emoji")
     name_emoji: bool = False
+
+
+class RecommendationSettings(_Section):
+    """Thresholds of the /stats recommendations (samo_serve.observability.recommendations, docs/METRICS.md)."""
+
+    #: p95 latency over the last 5 minutes above this many ms: advise more EmotionModel replicas
+    p95_target_ms: float = Field(default=P95_TARGET_MS, gt=0)
+    #: below this share of texts answered by any cache level (with enough traffic to judge)
+    low_hit_rate: float = Field(default=0.1, ge=0, le=1)
+    #: below this mean fill of the ingress micro-batches while traffic is high enough to batch
+    low_batch_fill: float = Field(default=0.05, ge=0, le=1)
+    #: throughput (requests/s) from which micro-batches below ``low_batch_fill`` are advised on
+    busy_rps: float = Field(default=20.0, ge=0)
+    #: above this share of failed requests: the errors advice, with what failed
+    error_rate: float = Field(default=0.01, ge=0, le=1)
+    #: a replica's resident memory above this share of ``limits.max_rss_mb``: the memory advice
+    memory_share: float = Field(default=0.85, gt=0, le=1)
+    #: requests in the window before the hit-rate, latency and error advice judge anything
+    min_requests: int = Field(default=100, ge=1)
 
 
 class ObservabilitySettings(_Section):

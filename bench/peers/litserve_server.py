@@ -22,7 +22,9 @@ class EmotionLitAPI(ls.LitAPI):  # type: ignore[misc]
         model_dir = default_model_dir()
         self.card = load_card(model_dir)
         self.tokenizer = TextTokenizer.for_card(self.card, model_dir)
-        self.runner = OrtModelRunner.for_card(self.card, model_dir, RunnerSettings(device="cpu", intra_op_threads=2))
+        self.runner = OrtModelRunner.for_card(
+            self.card, model_dir, RunnerSettings(device="cpu", policy="batched", sessions=1, intra_op_threads=2)
+        )
         self.thresholds = np.asarray(self.card.thresholds)
 
     def decode_request(self, request):  # type: ignore[no-untyped-def]  # LitServe reads the JSON body when unannotated

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
+import queue
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Literal, Protocol
 
@@ -81,31 +85,62 @@ def _providers(settings: RunnerSettings) -> list[str | tuple[str, dict[str, obje
     return [("CUDAExecutionProvider", cuda_options), "CPUExecutionProvider"]
 
 
+def _usable_cores() -> int:
+    try:
+        return max(len(os.sched_getaffinity(0)), 1)
+    except AttributeError:  # not Linux
+        return max(os.cpu_count() or 1, 1)
+
+
+def _session(
+    model_path: Path, settings: RunnerSettings, providers: list[str | tuple[str, dict[str, object]]]
+) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = settings.intra_op_threads
+    options.inter_op_num_threads = settings.inter_op_threads
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    # Spinning worker threads burn the CPU that the ingress and tokenizer need on small machines.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if settings.allow_spinning else "0")
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(model_path), options, providers=providers)
+
+
 class OrtModelRunner:
-    """ONNX Runtime session over a classifier graph with inputs ``input_ids`` and ``attention_mask``.
+    """ONNX Runtime sessions over a classifier graph with inputs ``input_ids`` and ``attention_mask``.
+
+    A call's texts are shared out among ``settings.sessions`` sessions, each used by one thread at a time
+    (the caller's and a pool's): with ``per_text`` each text runs alone, unpadded; with ``batched`` in
+    length buckets (see :class:`samo_serve.settings.RunnerSettings`). Concurrent calls share the sessions:
+    at most that many texts or buckets run at once, whatever the number of callers.
 
     Args:
         model_path: the ONNX file.
         activation: ``sigmoid`` (multi-label) or ``softmax`` (single-label), from the model card.
-        settings: threads, device, GPU memory cap, sub-batch size and length bucketing.
+        settings: policy, sessions, threads, device, GPU memory cap, sub-batch size and length bucketing.
     """
 
     def __init__(self, model_path: Path, activation: Literal["sigmoid", "softmax"], settings: RunnerSettings) -> None:
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = settings.intra_op_threads
-        options.inter_op_num_threads = settings.inter_op_threads
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        # Spinning worker threads burn the CPU that the ingress and tokenizer need on small machines.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if settings.allow_spinning else "0")
-        options.log_severity_level = 3
-        self._session = ort.InferenceSession(str(model_path), options, providers=_providers(settings))
-        self.provider: str = self._session.get_providers()[0]
-        self._inputs = {i.name for i in self._session.get_inputs()}
-        self.n_labels: int = int(self._session.get_outputs()[0].shape[-1])
+        providers = _providers(settings)
+        on_cuda = providers[0] != "CPUExecutionProvider"
+        count = settings.sessions or (1 if on_cuda else _usable_cores())
+        sessions = [_session(model_path, settings, providers) for _ in range(count)]
+        self.provider: str = sessions[0].get_providers()[0]
+        self.policy: Literal["per_text", "batched"] = (
+            settings.policy
+            if settings.policy != "auto"
+            else ("batched" if self.provider == "CUDAExecutionProvider" else "per_text")
+        )
+        self._free: queue.SimpleQueue[ort.InferenceSession] = queue.SimpleQueue()
+        for session in sessions:
+            self._free.put(session)
+        self.sessions = count
+        self._pool = ThreadPoolExecutor(max_workers=max(count - 1, 1), thread_name_prefix="ort")
+        self._inputs = {i.name for i in sessions[0].get_inputs()}
+        self.n_labels: int = int(sessions[0].get_outputs()[0].shape[-1])
         self._activation: Literal["sigmoid", "softmax"] = activation
         self._settings = settings
-        log.info("ONNX model %s on %s", model_path.name, self.provider)
+        log.info("ONNX model %s on %s: %d session(s), %s", model_path.name, self.provider, count, self.policy)
 
     @classmethod
     def for_card(cls, card: ModelCard, model_dir: Path, settings: RunnerSettings) -> OrtModelRunner:
@@ -116,21 +151,43 @@ class OrtModelRunner:
         out = np.empty((len(batch), self.n_labels), dtype=np.float32)
         if len(batch) == 0:
             return out
-        lengths = batch.lengths
-        if self._settings.length_bucketing:
-            buckets = plan_buckets(lengths, self._settings.max_sub_batch, self._settings.max_pad_ratio)
+        if self.policy == "per_text":
+            groups = [np.array([i]) for i in range(len(batch))]
+        elif self._settings.length_bucketing:
+            groups = plan_buckets(batch.lengths, self._settings.max_sub_batch, self._settings.max_pad_ratio)
         else:
-            order = np.arange(len(batch))
             step = self._settings.max_sub_batch
-            buckets = [order[i : i + step] for i in range(0, len(batch), step)]
-        for rows in buckets:
-            ids, mask = pad_rows(batch, rows)
-            feed = {"input_ids": ids, "attention_mask": mask}
-            if "token_type_ids" in self._inputs:
-                feed["token_type_ids"] = np.zeros_like(ids)
-            logits = self._session.run(None, feed)[0]
-            out[rows] = activate(logits, self._activation)
+            order = np.arange(len(batch))
+            groups = [order[i : i + step] for i in range(0, len(batch), step)]
+        taken = itertools.count()  # each worker takes the next group: long texts do not stall one session
+
+        def work() -> None:
+            session = self._free.get()  # blocks while every session is busy (other calls' work)
+            try:
+                while (g := next(taken)) < len(groups):
+                    rows = groups[g]
+                    out[rows] = activate(self._run(session, batch, rows), self._activation)
+            finally:
+                self._free.put(session)
+
+        helpers = [self._pool.submit(work) for _ in range(min(self.sessions, len(groups)) - 1)]
+        work()
+        for helper in helpers:
+            helper.result()
         return out
+
+    def _run(self, session: ort.InferenceSession, batch: TokenBatch, rows: np.ndarray) -> np.ndarray:
+        if len(rows) == 1:  # one text: its own ids, unpadded
+            start, end = int(batch.offsets[rows[0]]), int(batch.offsets[rows[0] + 1])
+            ids = batch.ids[start:end].astype(np.int64, copy=False)[None, :]
+            mask = np.ones_like(ids)
+        else:
+            ids, mask = pad_rows(batch, rows)
+        feed = {"input_ids": ids, "attention_mask": mask}
+        if "token_type_ids" in self._inputs:
+            feed["token_type_ids"] = np.zeros_like(ids)
+        logits: np.ndarray = session.run(None, feed)[0]
+        return logits
 
     def health(self) -> None:
         # Ids 1..3 exist in any vocabulary, so the probe works for bring-your-own models too.

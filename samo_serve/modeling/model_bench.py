@@ -83,7 +83,9 @@ def bench_model(
             report["missing"][precision] = "not exported: `samo-serve model export --checkpoint CKPT` writes it"
             continue
         variant = with_variant(card, precision, model_dir)
-        settings = RunnerSettings(device=device, intra_op_threads=threads, length_bucketing=False)
+        settings = RunnerSettings(
+            device=device, policy="batched", sessions=1, intra_op_threads=threads, length_bucketing=False
+        )
         runner = OrtModelRunner.for_card(variant, model_dir, settings)
         row: dict[str, Any] = {"file": info["file"], "provider": runner.provider, "batch": {}}
         for bs in BATCH_SIZES:

@@ -50,7 +50,9 @@ def _scorer(
     """The card's tokenizer, and a function from texts to their probabilities under its ONNX file, on CPU."""
     tokenizer = TextTokenizer.for_card(card, model_dir)
     runner = OrtModelRunner.for_card(
-        card, model_dir, RunnerSettings(device="cpu", intra_op_threads=threads, max_sub_batch=batch_size)
+        card,
+        model_dir,
+        RunnerSettings(device="cpu", policy="batched", sessions=1, intra_op_threads=threads, max_sub_batch=batch_size),
     )
 
     def score(texts: list[str]) -> np.ndarray:

@@ -6,7 +6,9 @@ Scores and labels depend on the (replaceable) weights, so only invariants are as
 from __future__ import annotations
 
 import logging
+import os
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -205,7 +207,9 @@ def test_served_model_bucketing_does_not_change_results(
 ) -> None:
     batch = tokenizer.encode_batch(TEXTS)
     results = [
-        OrtModelRunner(model_dir / card.onnx_file, card.activation, RunnerSettings(device="cpu", **kw)).predict(batch)
+        OrtModelRunner(
+            model_dir / card.onnx_file, card.activation, RunnerSettings(device="cpu", policy="batched", **kw)
+        ).predict(batch)
         for kw in ({"length_bucketing": True}, {"length_bucketing": False}, {"max_sub_batch": 2})
     ]
     for other in results[1:]:
@@ -224,12 +228,13 @@ def fp32_card(model_dir: Path, card: ModelCard) -> ModelCard:
 @pytest.mark.parametrize(
     "settings",
     [
-        RunnerSettings(device="cpu"),
-        RunnerSettings(device="cpu", length_bucketing=False),
-        RunnerSettings(device="cpu", max_sub_batch=2),
-        RunnerSettings(device="cpu", max_sub_batch=3, max_pad_ratio=1.0),
+        RunnerSettings(device="cpu", policy="batched"),
+        RunnerSettings(device="cpu", policy="batched", length_bucketing=False),
+        RunnerSettings(device="cpu", policy="batched", max_sub_batch=2),
+        RunnerSettings(device="cpu", policy="batched", max_sub_batch=3, max_pad_ratio=1.0),
+        RunnerSettings(device="cpu", policy="per_text", sessions=2),
     ],
-    ids=["bucketed", "not-bucketed", "sub-batch-2", "tight-buckets"],
+    ids=["bucketed", "not-bucketed", "sub-batch-2", "tight-buckets", "per-text"],
 )
 def test_fp32_padded_batches_equal_per_text(
     model_dir: Path, fp32_card: ModelCard, tokenizer: TextTokenizer, settings: RunnerSettings
@@ -255,3 +260,36 @@ def test_gpu_share_sets_the_ort_cap(monkeypatch: pytest.MonkeyPatch) -> None:
     _fake_gpu(monkeypatch, 80 * 2**30)
     _, options = model_runner._providers(model_runner.with_gpu_share(RunnerSettings(), 0.25))[0]
     assert options["gpu_mem_limit"] == 20 * 2**30
+
+
+def test_per_text_scores_do_not_depend_on_neighbours(
+    model_dir: Path, card: ModelCard, tokenizer: TextTokenizer
+) -> None:
+    """The default policy on a CPU: each text alone on one of the sessions, so the same text scores the same
+    bits whatever shares its call, in any order, from any number of concurrent callers."""
+    runner = OrtModelRunner(model_dir / card.onnx_file, card.activation, RunnerSettings(device="cpu", sessions=2))
+    assert (runner.policy, runner.sessions) == ("per_text", 2)
+    alone = np.stack([runner.predict(tokenizer.encode_batch([t]))[0] for t in TEXTS])
+    together = runner.predict(tokenizer.encode_batch(TEXTS))
+    reversed_ = runner.predict(tokenizer.encode_batch(TEXTS[::-1]))[::-1]
+    with ThreadPoolExecutor(4) as pool:
+        concurrent = list(pool.map(lambda _: runner.predict(tokenizer.encode_batch(TEXTS)), range(8)))
+    assert np.array_equal(alone, together)
+    assert np.array_equal(alone, reversed_)
+    assert all(np.array_equal(alone, c) for c in concurrent)
+
+
+def test_the_batched_policy_moves_scores_with_neighbours(
+    model_dir: Path, card: ModelCard, tokenizer: TextTokenizer
+) -> None:
+    """Why per_text is the CPU default: one padded int8 batch shares an activation scale (issue 25)."""
+    runner = OrtModelRunner(model_dir / card.onnx_file, card.activation, RunnerSettings(device="cpu", policy="batched"))
+    alone = np.stack([runner.predict(tokenizer.encode_batch([t]))[0] for t in TEXTS])
+    together = runner.predict(tokenizer.encode_batch(TEXTS))
+    assert not np.array_equal(alone, together)
+    np.testing.assert_allclose(alone, together, atol=INT8_ATOL, rtol=0)
+
+
+def test_sessions_default_to_the_cores_this_process_may_use(model_dir: Path, card: ModelCard) -> None:
+    runner = OrtModelRunner(model_dir / card.onnx_file, card.activation, RunnerSettings(device="cpu"))
+    assert runner.sessions == len(os.sched_getaffinity(0))

@@ -92,9 +92,14 @@ class RequestLog:
 
     def record(self, rows: list[LogRow]) -> None:
         """Queue rows (usually one request's): never waits, never touches the database."""
-        per_request = Counter(row.request_id for row in rows)
-        for row in rows:
-            row.request_texts = per_request[row.request_id]
+        first = rows[0].request_id if rows else ""
+        if all(row.request_id == first for row in rows):  # one request's rows (the service's): no Counter
+            for row in rows:
+                row.request_texts = len(rows)
+        else:
+            per_request = Counter(row.request_id for row in rows)
+            for row in rows:
+                row.request_texts = per_request[row.request_id]
         self.writer.enqueue(rows)
 
     async def lookup(
