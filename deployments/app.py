@@ -1,8 +1,9 @@
 """The application builder: ``import_path: deployments.app:build_app`` in configs/serve.yaml.
 
 Args from the config's ``args:`` block are validated by :class:`samo_serve.settings.Settings` here, at
-build time, so a bad config fails before any replica starts. Deployment options below are defaults;
-the ``deployments:`` section of configs/serve.yaml overrides them (replicas, autoscaling, resources).
+build time, so a bad config fails before any replica starts. The deployment options below are defaults
+(their values live in samo_serve/settings.py with the rest); the ``deployments:`` section of
+configs/serve.yaml overrides them (replicas, autoscaling, resources).
 """
 
 from __future__ import annotations
@@ -16,7 +17,17 @@ from deployments.ingress import Ingress
 from deployments.model import EmotionModel
 from deployments.stats_hub import StatsHub
 from deployments.tokenizer import Tokenizer
-from samo_serve.settings import Settings
+from samo_serve.settings import (
+    INGRESS_MIN_ONGOING_REQUESTS,
+    INGRESS_NUM_CPUS,
+    INGRESS_ONGOING_BATCH_FACTOR,
+    MODEL_MIN_ONGOING_REQUESTS,
+    MODEL_NUM_CPUS,
+    STATS_HUB_NUM_CPUS,
+    TOKENIZER_MAX_ONGOING_REQUESTS,
+    TOKENIZER_NUM_CPUS,
+    Settings,
+)
 
 __all__ = ["build_app"]
 
@@ -33,25 +44,31 @@ def build_app(args: dict[str, Any] | None = None) -> Application:
     batch = settings.batching
     model = serve.deployment(
         name="EmotionModel",
-        ray_actor_options={"num_cpus": 0.5},
+        ray_actor_options={"num_cpus": MODEL_NUM_CPUS},
         # One call is one ingress micro-batch; several must queue here for batches to merge.
-        max_ongoing_requests=max(64, batch.model_max_batch_size),
+        max_ongoing_requests=max(MODEL_MIN_ONGOING_REQUESTS, batch.model_max_batch_size),
     )(EmotionModel).bind(plain)
     ingress = serve.deployment(
         name="Ingress",
-        ray_actor_options={"num_cpus": 0.25},
+        ray_actor_options={"num_cpus": INGRESS_NUM_CPUS},
         # Must be >= the micro-batch size, or it caps the batch (Serve's default is 5).
-        max_ongoing_requests=max(256, batch.ingress_max_batch_size * 2),
+        max_ongoing_requests=max(
+            INGRESS_MIN_ONGOING_REQUESTS, batch.ingress_max_batch_size * INGRESS_ONGOING_BATCH_FACTOR
+        ),
     )(serve.ingress()(Ingress))
     # Merges every ingress replica's per-second windows for /stats (a twentieth of a CPU: it adds arrays).
-    hub = serve.deployment(name="StatsHub", num_replicas=1, ray_actor_options={"num_cpus": 0.05})(StatsHub).bind(plain)
+    hub = serve.deployment(
+        name="StatsHub",
+        num_replicas=1,
+        ray_actor_options={"num_cpus": STATS_HUB_NUM_CPUS},
+    )(StatsHub).bind(plain)
     if settings.tokenize_in == "ingress":
         app: Application = ingress.bind(model, plain, None, hub)
         return app
     tokenizer = serve.deployment(
         name="Tokenizer",
-        ray_actor_options={"num_cpus": 0.25},
-        max_ongoing_requests=64,
+        ray_actor_options={"num_cpus": TOKENIZER_NUM_CPUS},
+        max_ongoing_requests=TOKENIZER_MAX_ONGOING_REQUESTS,
     )(Tokenizer).bind(plain)
     app = ingress.bind(model, plain, tokenizer, hub)
     return app

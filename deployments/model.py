@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 # A model replica killed or restarting under a call: the batch is sent again (Serve routes it elsewhere).
 REPLICA_GONE = (RayActorError, ReplicaUnavailableError)
 REPLICA_RETRIES = 2
+_BATCHING = BatchingSettings()  # the defaults, for the decorator below (no environment is read)
 
 
 class EmotionModel:
@@ -59,15 +60,19 @@ class EmotionModel:
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         self._apply_batching(updated_batching(self._batching, user_config))
 
-    # max_batch_size counts texts (batch_size_fn), not calls: each call is a micro-batch already.
-    @serve.batch(max_batch_size=128, batch_wait_timeout_s=0.002, batch_size_fn=count_texts)
+    # max_batch_size counts texts (batch_size_fn), not calls: each call is a micro-batch already. The values
+    # are the settings' defaults; __init__ and reconfigure() apply the configured ones.
+    @serve.batch(
+        max_batch_size=_BATCHING.model_max_batch_size,
+        batch_wait_timeout_s=_BATCHING.model_batch_wait_s,
+        batch_size_fn=count_texts,
+    )
     async def predict(self, batches: list[TokenBatch]) -> list[np.ndarray]:
         merged = merge_token_batches(batches)
         started = time.perf_counter()
         # ORT releases the GIL: run it off the event loop so the next batch fills meanwhile.
         scores = await asyncio.to_thread(self._runner.predict, merged)
-        self._metrics.model.observe(time.perf_counter() - started)
-        self._metrics.batch_size.observe(len(merged), {"stage": "model"})
+        self._metrics.on_model_batch(len(merged), time.perf_counter() - started)
         return split_rows(scores, [len(b) for b in batches])
 
     def info(self) -> dict[str, object]:

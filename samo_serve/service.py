@@ -145,14 +145,19 @@ class EmotionService:
 
     @classmethod
     def from_settings(
-        cls, card: ModelCard, pipeline: Pipeline, settings: Settings, telemetry: Telemetry | None = None
+        cls,
+        card: ModelCard,
+        pipeline: Pipeline,
+        settings: Settings,
+        telemetry: Telemetry | None = None,
+        tokenizer: TextTokenizer | None = None,
     ) -> EmotionService:
         """With L2 when ``redis_url`` is set, and the request log in PostgreSQL or SQLite when enabled."""
         l2 = None
         if settings.redis_url and settings.cache.l2_enabled:
             l2 = RedisCache.from_url(settings.redis_url, settings.cache, len(card.labels))
         request_log = RequestLog.from_settings(settings) if settings.request_log.enabled else None
-        return cls(card, pipeline, settings, l2=l2, request_log=request_log, telemetry=telemetry)
+        return cls(card, pipeline, settings, l2, request_log, telemetry, tokenizer)
 
     async def start(self) -> None:
         if self.request_log is not None:

@@ -20,7 +20,7 @@ from samo_serve.core.tokenizer import TokenBatch
 from samo_serve.errors import ModelUnavailable
 from samo_serve.settings import RunnerSettings
 
-__all__ = ["ModelRunner", "OrtModelRunner", "activate", "with_gpu_share"]
+__all__ = ["ModelRunner", "OrtModelRunner", "activate", "session_options", "with_gpu_share"]
 
 log = logging.getLogger(__name__)
 
@@ -92,9 +92,8 @@ def _usable_cores() -> int:
         return max(os.cpu_count() or 1, 1)
 
 
-def _session(
-    model_path: Path, settings: RunnerSettings, providers: list[str | tuple[str, dict[str, object]]]
-) -> ort.InferenceSession:
+def session_options(settings: RunnerSettings) -> ort.SessionOptions:
+    """The options of every session the runner opens (also what tests open the served file with)."""
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.intra_op_num_threads = settings.intra_op_threads
@@ -103,7 +102,19 @@ def _session(
     # Spinning worker threads burn the CPU that the ingress and tokenizer need on small machines.
     options.add_session_config_entry("session.intra_op.allow_spinning", "1" if settings.allow_spinning else "0")
     options.log_severity_level = 3
-    return ort.InferenceSession(str(model_path), options, providers=providers)
+    # Exact int8 products on x86 CPUs without VNNI/AMX: there ORT's uint8 x int8 kernels add pairs of
+    # products in saturating int16 (2 x 255 x 127 > 32,767), which moved a served score by up to 0.13 and
+    # changed 2% of top labels against what VNNI CPUs serve; with this entry ORT stores the weights as
+    # uint8 at load on such CPUs (only there) and computes the exact function, ~3% slower, measured on a
+    # Zen 3 (docs/MODEL.md, "int8 on CPUs without VNNI"). The same text now scores the same on every CPU.
+    options.add_session_config_entry("session.x64quantprecision", "1")
+    return options
+
+
+def _session(
+    model_path: Path, settings: RunnerSettings, providers: list[str | tuple[str, dict[str, object]]]
+) -> ort.InferenceSession:
+    return ort.InferenceSession(str(model_path), session_options(settings), providers=providers)
 
 
 class OrtModelRunner:

@@ -29,6 +29,7 @@ __all__ = [
     "LocalModel",
     "LocalPipeline",
     "ModelClient",
+    "ModelObserver",
     "Pipeline",
 ]
 
@@ -132,17 +133,29 @@ class BatchingPipeline:
         return tokens
 
 
+class ModelObserver(Protocol):
+    """What a model call reports for metrics (``observability.metrics.Metrics`` is one)."""
+
+    def on_model_batch(self, size: int, seconds: float) -> None: ...
+
+
 class LocalModel:
     """A :class:`ModelClient` over a :class:`ModelRunner` in this process.
 
     ORT releases the GIL: the runner works in a thread, so the event loop serves and the next batch fills.
+    ``observer`` gets each call's size and ORT time, as the model deployment records them in Ray mode.
     """
 
-    def __init__(self, runner: ModelRunner) -> None:
+    def __init__(self, runner: ModelRunner, observer: ModelObserver | None = None) -> None:
         self.runner = runner
+        self._observer = observer
 
     async def predict(self, tokens: TokenBatch) -> np.ndarray:
-        return await asyncio.to_thread(self.runner.predict, tokens)
+        started = time.perf_counter()
+        scores = await asyncio.to_thread(self.runner.predict, tokens)
+        if self._observer is not None:
+            self._observer.on_model_batch(len(tokens), time.perf_counter() - started)
+        return scores
 
     async def info(self) -> dict[str, object]:
         await asyncio.to_thread(self.runner.health)

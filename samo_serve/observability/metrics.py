@@ -145,6 +145,11 @@ class Metrics:
         self.cpu = f.counter("samo_process_cpu_seconds", "CPU time (user + system) of this replica's process")
         self.model_info = f.gauge("samo_model_info", "1 for the served model", ("version", "provider"))
 
+    def on_model_batch(self, size: int, seconds: float) -> None:
+        """One model call: its texts and ONNX Runtime time (the model replica in Ray, the runner in one process)."""
+        self.model.observe(seconds)
+        self.batch_size.observe(size, {"stage": "model"})
+
 
 class ProcessSampler:
     """Turns cumulative readings (CPU time, cache and log counters) into counter increments."""

@@ -4,23 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+# The thresholds live with every other default (samo_serve.settings); imported here for callers of recommend.
+from samo_serve.settings import RecommendationSettings
 
 __all__ = ["RecommendationSettings", "recommend"]
-
-
-class RecommendationSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    p95_target_ms: float = Field(default=500.0, gt=0)
-    #: below this share of texts answered by any cache level (with enough traffic to judge)
-    low_hit_rate: float = Field(default=0.1, ge=0, le=1)
-    #: below this mean fill of the ingress micro-batches while traffic is high enough to batch
-    low_batch_fill: float = Field(default=0.05, ge=0, le=1)
-    busy_rps: float = Field(default=20.0, ge=0)
-    error_rate: float = Field(default=0.01, ge=0, le=1)
-    memory_share: float = Field(default=0.85, gt=0, le=1)
-    min_requests: int = Field(default=100, ge=1)
 
 
 def _advice(kind: str, message: str, metric: str, value: float, threshold: float) -> dict[str, Any]:

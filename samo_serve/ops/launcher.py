@@ -23,14 +23,14 @@ import httpx
 
 from samo_serve.ops.ports import PortConflict, check_distinct, check_port_free, free_port, ray_fixed_ports
 from samo_serve.ops.serve_config import DEFAULT_CONFIG, load_serve_config, override_http
+from samo_serve.settings import DEFAULT_METRICS_PORT, READY_TIMEOUT_S
 
 if TYPE_CHECKING:
     from ray.serve._private.client import ServeControllerClient
 
-__all__ = ["DEFAULT_CONFIG", "check_port_free", "load_config", "serve_forever"]
+__all__ = ["DEFAULT_CONFIG", "DEFAULT_METRICS_PORT", "check_port_free", "load_config", "serve_forever"]
 
 log = logging.getLogger(__name__)
-DEFAULT_METRICS_PORT = 8080
 
 # Ray defaults tuned for a loaded 2-core laptop; a caller's own environment wins.
 RAY_ENV_DEFAULTS = {
@@ -91,8 +91,10 @@ def use_direct_ingress(
     mode each ingress replica serves HTTP on its own port from the range
     [RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT, MAX), so a one-port range puts it on the user's port.
     Ray still starts a proxy, which is moved to a free internal port (none of ``avoid``). One port means
-    one ingress replica on this node (the embedded default); scale the model and tokenizer instead, or
-    put a load balancer in front of several ingress ports on a cluster (docs/OPERATIONS.md).
+    one ingress replica on this node (the embedded default): an Ingress that the config scales
+    (``autoscaling_config``, ``num_replicas`` > 1) runs one replica, with a warning saying so. Scale the
+    model and tokenizer instead, or put a load balancer in front of several ingress ports on a cluster
+    (docs/OPERATIONS.md).
     """
     config = copy.deepcopy(config)
     http = config["http_options"]
@@ -104,9 +106,33 @@ def use_direct_ingress(
     for app in config.get("applications", []):
         for deployment in app.get("deployments", []):
             if deployment.get("name") == "Ingress":
+                asked = _ingress_scaling(deployment)
+                if asked:
+                    log.warning(
+                        "the Serve config asks for %s on the Ingress of application %r; it runs num_replicas: 1 "
+                        "instead: direct ingress serves HTTP from the Ingress replica itself on port %d, and one "
+                        "port holds one replica. For several Ingress replicas: --classic-proxy (Ray's HTTP "
+                        "proxy), or --address on a cluster",
+                        asked,
+                        app.get("name"),
+                        port,
+                    )
                 deployment.pop("autoscaling_config", None)
                 deployment["num_replicas"] = 1
     return config
+
+
+def _ingress_scaling(deployment: dict[str, Any]) -> str:
+    """What an Ingress block asks for beyond one replica, as the config spells it; empty when nothing."""
+    asked = []
+    scaling = deployment.get("autoscaling_config")
+    if scaling is not None:
+        fields = ", ".join(f"{k}: {v}" for k, v in scaling.items()) if isinstance(scaling, dict) else scaling
+        asked.append(f"autoscaling_config {{{fields}}}")
+    replicas = deployment.get("num_replicas")
+    if replicas not in (None, 1):
+        asked.append(f"num_replicas: {replicas}")
+    return " and ".join(asked)
 
 
 def probe_ready(url: str) -> dict[str, Any] | None:
@@ -250,7 +276,7 @@ def _serve_until_stopped(
 
 def serve_forever(
     config: dict[str, Any],
-    ready_timeout_s: float = 600,
+    ready_timeout_s: float = READY_TIMEOUT_S,
     num_cpus: int | None = None,
     direct_ingress: bool = True,
     metrics_port: int = DEFAULT_METRICS_PORT,

@@ -16,6 +16,7 @@ from typing import Any
 
 from samo_serve.loadtest.summary import SUCCESS_TARGET
 from samo_serve.ops.serve_config import deployment, override_deployment
+from samo_serve.settings import INGRESS_TARGET_ONGOING_REQUESTS, PLAN_HEADROOM
 
 __all__ = ["INGRESS", "MODEL", "Plan", "PlanError", "apply_plan", "best_level", "gpus_per_replica", "make_plan"]
 
@@ -88,7 +89,7 @@ def make_plan(
     results: dict[str, Any],
     target_rps: float,
     p95_ms: float,
-    headroom: float = 0.8,
+    headroom: float = PLAN_HEADROOM,
     gpus_per_replica: float = 0.0,
     measured_cpus: float | None = None,
     available_cpus: float | None = None,
@@ -165,16 +166,21 @@ def gpus_per_replica(config: dict[str, Any]) -> float:
 
 
 def apply_plan(config: dict[str, Any], plan: Plan, fixed: bool = False) -> dict[str, Any]:
-    """``config`` with the plan's sizes: autoscaling up to them, or ``fixed`` replica counts."""
+    """``config`` with the plan's sizes: autoscaling up to them, or ``fixed`` replica counts.
+
+    Each deployment keeps its own autoscaling fields (targets, delays). An Ingress the config does not
+    autoscale is autoscaled too when the plan wants more than one (target ``INGRESS_TARGET_ONGOING_REQUESTS``).
+    """
     model = deployment(config, MODEL)
     target = float((model.get("autoscaling_config") or {}).get("target_ongoing_requests", 2))
     if fixed:
         config = override_deployment(config, MODEL, num_replicas=plan.model_replicas)
     else:
         config = override_deployment(config, MODEL, autoscaling_config=plan.autoscaling(target))
-    ingress = deployment(config, INGRESS)
-    if "autoscaling_config" in ingress and not fixed:
-        scaling = {**ingress["autoscaling_config"], "max_replicas": plan.ingress_replicas}
-        scaling["min_replicas"] = min(scaling.get("min_replicas", 1), plan.ingress_replicas)
-        return override_deployment(config, INGRESS, autoscaling_config=scaling)
-    return override_deployment(config, INGRESS, num_replicas=plan.ingress_replicas)
+    ingress = deployment(config, INGRESS).get("autoscaling_config")
+    if fixed or (ingress is None and plan.ingress_replicas == 1):
+        return override_deployment(config, INGRESS, num_replicas=plan.ingress_replicas)
+    scaling = {"target_ongoing_requests": INGRESS_TARGET_ONGOING_REQUESTS, **(ingress or {})}
+    scaling["max_replicas"] = plan.ingress_replicas
+    scaling["min_replicas"] = min(scaling.get("min_replicas", 1), plan.ingress_replicas)
+    return override_deployment(config, INGRESS, autoscaling_config=scaling)

@@ -18,14 +18,13 @@ from types import FrameType
 import uvicorn
 from fastapi import FastAPI
 
+from samo_serve.compose import build_service
 from samo_serve.core.model_card import served_card
 from samo_serve.core.model_runner import OrtModelRunner
-from samo_serve.core.pipeline import LocalPipeline
-from samo_serve.core.tokenizer import TextTokenizer
+from samo_serve.core.pipeline import LocalModel
 from samo_serve.http.app import create_app
 from samo_serve.observability.metrics import PrometheusFactory
 from samo_serve.observability.telemetry import Telemetry
-from samo_serve.service import EmotionService
 from samo_serve.settings import Settings
 
 __all__ = ["build_app", "serve_single_process"]
@@ -34,13 +33,9 @@ __all__ = ["build_app", "serve_single_process"]
 def build_app(settings: Settings, factory: PrometheusFactory | None = None) -> FastAPI:
     """The service's app with tokenizer and model in this process; metrics into ``factory``'s registry."""
     card = served_card(settings, verify=settings.verify_model_sha256)
-    tokenizer = TextTokenizer.for_card(card, settings.model_dir)
-    runner = OrtModelRunner.for_card(card, settings.model_dir, settings.runner)
-    pipeline = LocalPipeline(tokenizer, runner, settings.batching)
     telemetry = Telemetry.from_settings(settings, factory or PrometheusFactory())
-    pipeline.observe(telemetry)
-    # Redis, the request log and its writer task come up in the app's lifespan, as in a Serve replica.
-    service = EmotionService.from_settings(card, pipeline, settings, telemetry=telemetry)
+    runner = OrtModelRunner.for_card(card, settings.model_dir, settings.runner)
+    service = build_service(settings, LocalModel(runner, telemetry.metrics), telemetry, card)
     return create_app(settings, service)
 
 

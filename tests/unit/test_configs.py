@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
-from samo_serve.settings import Settings, updated_batching
+from samo_serve.settings import (
+    INGRESS_NUM_CPUS,
+    MODEL_NUM_CPUS,
+    STATS_HUB_NUM_CPUS,
+    TOKENIZER_NUM_CPUS,
+    Settings,
+    updated_batching,
+)
 
 CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"))
 DEPLOYMENTS = {"ingress": {"Ingress", "EmotionModel"}, "deployment": {"Ingress", "Tokenizer", "EmotionModel"}}
@@ -48,3 +56,30 @@ def test_model_autoscaling_can_reach_its_max_replicas(path: Path) -> None:
     scaling = model["autoscaling_config"]
     reachable = math.ceil(in_flight / scaling["target_ongoing_requests"])
     assert reachable >= scaling["max_replicas"], f"EmotionModel can reach {reachable} of {scaling['max_replicas']}"
+
+
+@pytest.mark.parametrize(
+    ("args", "ongoing"),
+    [
+        ({}, {"Ingress": 256, "EmotionModel": 128, "Tokenizer": None}),
+        (
+            {"tokenize_in": "deployment", "batching": {"ingress_max_batch_size": 200, "model_max_batch_size": 300}},
+            {"Ingress": 400, "EmotionModel": 300, "Tokenizer": 64},
+        ),
+    ],
+    ids=["defaults", "larger-batches"],
+)
+def test_build_app_takes_its_deployment_options_from_settings(args: dict[str, Any], ongoing: dict[str, Any]) -> None:
+    """The options a config's ``deployments:`` leaves out come from samo_serve/settings.py (no Ray started)."""
+    from ray.serve._private.build_app import build_app as serve_build_app  # how Serve walks the bound graph
+
+    from deployments.app import build_app
+
+    built = {d.name: d for d in serve_build_app(build_app(args), name="samo").deployments}
+    cpus = {"Ingress": INGRESS_NUM_CPUS, "EmotionModel": MODEL_NUM_CPUS, "StatsHub": STATS_HUB_NUM_CPUS}
+    if "Tokenizer" in built:
+        cpus["Tokenizer"] = TOKENIZER_NUM_CPUS
+    assert {name: d.ray_actor_options["num_cpus"] for name, d in built.items()} == cpus
+    for name, expected in ongoing.items():
+        assert (built[name].max_ongoing_requests if name in built else None) == expected, name
+    assert built["StatsHub"].num_replicas == 1

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import socket
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from samo_serve.ops import launcher
+from samo_serve.ops import cli, launcher
 from samo_serve.ops.launcher import DEFAULT_CONFIG, load_config, serve_forever, use_direct_ingress
 from samo_serve.ops.ports import PortConflict, free_port
+from samo_serve.ops.serve_config import deployment, override_deployment, write_serve_config
 
 
 def test_load_config_overrides_port_and_keeps_loopback() -> None:
@@ -33,6 +37,82 @@ def test_direct_ingress_puts_the_ingress_replica_on_the_user_port() -> None:
     assert ingress["num_replicas"] == 1
     assert "autoscaling_config" not in ingress
     assert config["http_options"]["port"] == 8123  # the caller's config is not modified
+
+
+def test_the_shipped_config_is_launched_as_written(caplog: pytest.LogCaptureFixture) -> None:
+    """What the default launcher would change in configs/serve.yaml's Ingress, nothing: so it warns of nothing."""
+    config = load_config(DEFAULT_CONFIG)
+    with caplog.at_level(logging.WARNING, logger=launcher.__name__):
+        direct = use_direct_ingress(config, {})
+    assert caplog.records == []
+    assert deployment(direct, "Ingress") == deployment(config, "Ingress")
+
+
+SCALED_INGRESS = {"min_replicas": 1, "max_replicas": 3, "target_ongoing_requests": 64}
+
+
+@pytest.mark.parametrize(
+    ("fields", "asked"),
+    [
+        ({"autoscaling_config": SCALED_INGRESS}, "autoscaling_config {min_replicas: 1, max_replicas: 3, "),
+        ({"num_replicas": 3}, "num_replicas: 3"),
+        ({"num_replicas": "auto"}, "num_replicas: auto"),
+    ],
+    ids=["autoscaling", "three-replicas", "auto"],
+)
+def test_direct_ingress_warns_when_it_changes_the_ingress(
+    caplog: pytest.LogCaptureFixture, fields: dict[str, Any], asked: str
+) -> None:
+    config = override_deployment(load_config(DEFAULT_CONFIG, port=8123), "Ingress", **fields)
+    with caplog.at_level(logging.WARNING, logger=launcher.__name__):
+        direct = use_direct_ingress(config, {})
+    ingress = deployment(direct, "Ingress")
+    assert ingress["num_replicas"] == 1
+    assert "autoscaling_config" not in ingress
+    (record,) = caplog.records
+    assert record.levelno == logging.WARNING
+    message = record.getMessage()
+    assert f"asks for {asked}" in message  # what the config asked for
+    assert "on the Ingress of application 'samo'; it runs num_replicas: 1 instead" in message  # what it got
+    assert "from the Ingress replica itself on port 8123, and one port holds one replica" in message  # why
+    assert "--classic-proxy" in message  # and how to have several
+
+
+@pytest.fixture
+def no_ray(monkeypatch: pytest.MonkeyPatch) -> None:
+    """serve_forever up to Ray: nothing started, and the variables it sets for Ray put back afterwards."""
+    names = [*launcher.RAY_ENV_DEFAULTS, *launcher.LOCAL_RAY_ENV_DEFAULTS, "RAY_SERVE_THROUGHPUT_OPTIMIZED"]
+    names += ["RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT", "RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT"]
+    for name in names:
+        value = os.environ.get(name)
+        monkeypatch.setenv(name, value or "")  # recorded, so put back (or removed) after the test
+        if value is None:
+            monkeypatch.delenv(name)
+    monkeypatch.setattr(launcher, "start_ray", lambda *args: None)
+    monkeypatch.setattr(launcher, "_serve_until_stopped", lambda *args: 0)
+
+
+@pytest.mark.usefixtures("no_ray")
+def test_samo_serve_run_prints_the_ingress_warning_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    scaled = override_deployment(load_config(DEFAULT_CONFIG), "Ingress", autoscaling_config=SCALED_INGRESS)
+    path = write_serve_config(scaled, tmp_path / "serve.yaml")
+    port, metrics_port = free_port(), free_port()
+    assert cli.main(["run", "--config", str(path), "--port", str(port), "--metrics-port", str(metrics_port)]) == 0
+    out, err = capsys.readouterr()
+    (line,) = [line for line in out.splitlines() if "warning" in line]
+    assert line.startswith("samo-serve: warning: the Serve config asks for autoscaling_config {min_replicas: 1, ")
+    assert (
+        f"runs num_replicas: 1 instead: direct ingress serves HTTP from the Ingress replica itself on port {port}"
+        in line
+    )
+    assert "warning" not in err.lower()  # printed once, not also by the logging handler
+    assert logging.getLogger(launcher.__name__).propagate  # the CLI's handler is gone again
+
+
+@pytest.mark.usefixtures("no_ray")
+def test_samo_serve_run_of_the_shipped_config_warns_of_nothing(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["run", "--port", str(free_port()), "--metrics-port", str(free_port())]) == 0
+    assert "warning" not in capsys.readouterr().out
 
 
 def test_direct_ingress_keeps_a_callers_explicit_mode() -> None:

@@ -386,3 +386,20 @@ def test_every_samo_metric_the_grafana_dashboard_queries_is_exported() -> None:
     # and every samo metric family has a panel
     families = {re.sub(r"_(total|bucket|sum|count)$", "", n) for n in exported_names()}
     assert families <= {re.sub(r"_(total|bucket|sum|count)$", "", n) for n in queried}
+
+
+async def test_one_process_emits_the_model_metrics_ray_mode_does(tmp_path: Any) -> None:
+    """One composition root for both modes: the model's time and batch sizes are measured in one process too."""
+    from samo_serve.ops.single_process import build_app
+
+    factory = PrometheusFactory()
+    settings = Settings(request_log={"enabled": False}, data_dir=tmp_path)
+    app = build_app(settings, factory)
+    transport = httpx.ASGITransport(app=app)
+    async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        answer = await client.post("/predict/batch", json={"texts": ["so happy today", "what a mess"]})
+        assert answer.status_code == 200
+    text = generate_latest(factory.registry).decode()
+    assert re.search(r"^samo_model_seconds_count [1-9]", text, re.MULTILINE), text
+    assert re.search(r'^samo_batch_size_sum\{stage="model"\} 2\.0', text, re.MULTILINE)
+    assert re.search(r'^samo_batch_size_sum\{stage="ingress"\} 2\.0', text, re.MULTILINE)

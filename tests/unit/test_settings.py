@@ -196,3 +196,35 @@ def test_model_dir_takes_a_shipped_models_name(monkeypatch: pytest.MonkeyPatch, 
     assert Settings().model_dir == Path("goemotions-minilm")
     monkeypatch.setenv("SAMO_MODEL_DIR", "no-such-model")  # neither: kept as given, the launcher says it is missing
     assert Settings().model_dir == Path("no-such-model")
+
+
+def test_the_p95_target_has_one_home(monkeypatch: pytest.MonkeyPatch) -> None:
+    from samo_serve.observability import recommendations
+    from samo_serve.settings import P95_TARGET_MS, RecommendationSettings
+
+    assert recommendations.RecommendationSettings is RecommendationSettings  # one class, kept where recommend is
+    assert (
+        Settings().observability.recommendations.p95_target_ms
+        == P95_TARGET_MS
+        == RecommendationSettings().p95_target_ms
+    )
+    monkeypatch.setenv("SAMO_OBSERVABILITY__RECOMMENDATIONS__P95_TARGET_MS", "300")
+    assert Settings().observability.recommendations.p95_target_ms == 300
+
+
+def test_deployment_cpu_defaults_fit_two_cores() -> None:
+    from samo_serve.settings import INGRESS_NUM_CPUS, MODEL_NUM_CPUS, STATS_HUB_NUM_CPUS, TOKENIZER_NUM_CPUS
+
+    cpus = [INGRESS_NUM_CPUS, MODEL_NUM_CPUS, TOKENIZER_NUM_CPUS, STATS_HUB_NUM_CPUS]
+    assert all(0 < n < 1 for n in cpus)
+    assert sum(cpus) < 2  # every deployment once, with room left for Ray's own actors
+
+
+def test_command_defaults_are_the_flags_defaults() -> None:
+    from samo_serve.ops import cli
+    from samo_serve.settings import DEFAULT_METRICS_PORT, PLAN_HEADROOM, READY_TIMEOUT_S
+
+    run = cli._parser().parse_args(["run"])
+    assert (run.metrics_port, run.ready_timeout) == (DEFAULT_METRICS_PORT, READY_TIMEOUT_S) == (8080, 600.0)
+    plan = cli._parser().parse_args(["plan", "--target-rps", "1", "--p95-ms", "1"])
+    assert plan.headroom == PLAN_HEADROOM == 0.8

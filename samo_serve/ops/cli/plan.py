@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from samo_serve.ops.cli.common import DEFAULT_URL, add_api_key, config_path, get, read_serve_config
 from samo_serve.ops.cli.errors import CliError, user_file
+from samo_serve.settings import PLAN_HEADROOM
 
 if TYPE_CHECKING:
     from samo_serve.ops.cli.common import Subparsers
@@ -30,7 +31,7 @@ def register(sub: Subparsers) -> None:
     pl.add_argument(
         "--config", default=None, help="the Serve config the plan resizes (default: the shipped serve.yaml)"
     )
-    pl.add_argument("--headroom", type=float, default=0.8, help="planned utilization of measured capacity")
+    pl.add_argument("--headroom", type=float, default=PLAN_HEADROOM, help="planned utilization of measured capacity")
     pl.add_argument(
         "--measured-cpus", type=float, default=None,
         help="CPUs the measured service ran on (default: results.json's host_cpus, set for a local service)",

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from samo_serve.ops.cli.common import config_path, load_settings, read_serve_config
 from samo_serve.ops.cli.errors import CliError, user_file
 from samo_serve.ops.serve_config import DEFAULT_CONFIG, override_http
+from samo_serve.settings import DEFAULT_METRICS_PORT, READY_TIMEOUT_S
 
 if TYPE_CHECKING:
     from samo_serve.ops.cli.common import Subparsers
@@ -26,14 +30,17 @@ def register(sub: Subparsers) -> None:
     run.add_argument("--config", default=None, help="a Serve config (default: the shipped serve.yaml)")
     run.add_argument("--port", type=int, default=None, help="HTTP port (default: the config's, 8000)")
     run.add_argument("--host", default=None, help="bind address (default: the config's, 127.0.0.1)")
-    run.add_argument("--ready-timeout", type=float, default=600.0, help="seconds to wait for /readyz")
+    run.add_argument("--ready-timeout", type=float, default=READY_TIMEOUT_S, help="seconds to wait for /readyz")
     run.add_argument(
         "--classic-proxy",
         action="store_true",
         help="serve through Ray's HTTP proxy instead of directly from the ingress replica (slower; see docs)",
     )
     run.add_argument(
-        "--metrics-port", type=int, default=8080, help="Ray's Prometheus endpoint (ray_serve_*, ray_samo_*)"
+        "--metrics-port",
+        type=int,
+        default=DEFAULT_METRICS_PORT,
+        help="Ray's Prometheus endpoint (ray_serve_*, ray_samo_*)",
     )
     run.add_argument("--num-cpus", type=int, default=None, help="logical CPUs of the local Ray (default: cores)")
     run.add_argument(
@@ -93,6 +100,27 @@ def _run_single_process(args: argparse.Namespace, config: dict[str, Any]) -> int
     return serve_single_process(load_settings(**_our_args(config)), http["host"], int(http["port"]), args.metrics_port)
 
 
+class _PrintWarning(logging.Handler):
+    """A warning of the launcher as a line of ``samo-serve run``'s own output, with its banner (stdout)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(f"samo-serve: warning: {record.getMessage()}", flush=True)
+
+
+@contextmanager
+def _launcher_warnings_printed() -> Iterator[None]:
+    """While it lasts, what the launcher logs at WARNING (e.g. a config it had to change) is printed, once."""
+    logger = logging.getLogger("samo_serve.ops.launcher")
+    handler, propagate = _PrintWarning(logging.WARNING), logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False  # not a second time by the root logger's handler (stderr)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+
+
 def _run(args: argparse.Namespace) -> int:
     from samo_serve.ops.launcher import serve_forever
 
@@ -102,12 +130,13 @@ def _run(args: argparse.Namespace) -> int:
         return _run_single_process(args, config)
     if args.address is None:  # a cluster's replicas read the cluster's environment, not ours
         _check_local(config)
-    return serve_forever(
-        override_http(config, port=args.port, host=args.host),
-        ready_timeout_s=args.ready_timeout,
-        direct_ingress=not args.classic_proxy,
-        metrics_port=args.metrics_port,
-        num_cpus=args.num_cpus,
-        num_gpus=args.num_gpus,
-        address=args.address,
-    )
+    with _launcher_warnings_printed():
+        return serve_forever(
+            override_http(config, port=args.port, host=args.host),
+            ready_timeout_s=args.ready_timeout,
+            direct_ingress=not args.classic_proxy,
+            metrics_port=args.metrics_port,
+            num_cpus=args.num_cpus,
+            num_gpus=args.num_gpus,
+            address=args.address,
+        )
