@@ -41,6 +41,7 @@ applications:
   - name: bare
     route_prefix: /
     import_path: bare_servers:serve_app
+    logging_config: {{enable_access_log: false}}  # as configs/serve.yaml serves samo-serve
 """
 
 
