@@ -38,6 +38,7 @@ async def asgi_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     body = ANSWER if scope["path"] == "/predict" else READY
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 def starlette_app() -> Any:
