@@ -199,3 +199,25 @@ async def test_a_version_1_sqlite_log_gains_segment_count(tmp_path: Path) -> Non
         assert await store.insert([dataclasses.replace(make_row(), segment_count=3)]) == 1
     finally:
         await store.close()
+
+
+async def test_a_sqlite_batch_is_a_few_statements_whatever_its_size(tmp_path: Path) -> None:
+    """Per-row statements (executemany) or per-row Python functions hand the GIL back and forth once per row,
+    and a writer thread beside a busy event loop then waits for it each time: a batch must be a fixed
+    handful of statements."""
+    from samo_serve.storage.request_log.sqlite import SqliteStore
+
+    store = SqliteStore(tmp_path / "log.sqlite3", 5.0)
+    await store.migrate()
+    statements: dict[int, list[str]] = {}
+    for size in (10, 3_000):
+        traced: list[str] = []
+        trace = traced.append
+        await store._run(lambda c, trace=trace: c.set_trace_callback(trace))
+        assert await store.insert([make_row(T0 + timedelta(seconds=i), ms=1 + i) for i in range(size)]) == size
+        await store._run(lambda c: c.set_trace_callback(None))
+        statements[size] = traced
+    assert len(statements[3_000]) <= len(statements[10]) + 3, statements[3_000]
+    assert len(statements[3_000]) < 20
+    assert await count_rows(store) == 3_010
+    await store.close()

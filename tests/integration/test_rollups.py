@@ -215,3 +215,21 @@ def test_text_hash_is_keyed_stable_across_restarts_and_not_bare_sha256(tmp_path:
     configured = Settings(data_dir=tmp_path, request_log={"hash_key": "k" * 32})
     assert TextHasher.from_settings(configured).text_hash("ok") != first.text_hash("ok")
     assert "k" * 32 not in repr(TextHasher.from_settings(configured))
+
+
+async def test_latency_buckets_in_sql_equal_the_python_definition(store: LogStore) -> None:
+    """Both dialects bucket processing times in SQL; every bucket matches ``latency_bucket``, at the edges too."""
+    from collections import Counter
+
+    from samo_serve.storage.request_log.rollups import LATENCY_RATIO, latency_bucket
+    from samo_serve.storage.request_log.store import RangeQuery
+
+    rng = random.Random(8)
+    times = [0.0, 0.0001, 0.001, 0.0011, 1.0, 1.05, 3.0, 10_000.0, 3_600_000.0]
+    times += [LATENCY_RATIO**k * f for k in range(-20, 200, 7) for f in (0.999, 1.001)]  # either side of an edge
+    times += [rng.uniform(0.01, 500) for _ in range(300)]
+    await store.insert([make_row(T0 + timedelta(minutes=i % 50), ms=t, tenant="A") for i, t in enumerate(times)])
+    for start, end in ((T0, T0 + timedelta(hours=1)), (T0 + timedelta(minutes=1), T0 + timedelta(minutes=49))):
+        got = {int(key): int(texts) for key, texts, *_ in await store.range(RangeQuery("latency", start, end, "A"))}
+        inside = [t for i, t in enumerate(times) if start <= T0 + timedelta(minutes=i % 50) < end]
+        assert got == dict(Counter(latency_bucket(t) for t in inside))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import random
@@ -99,8 +100,9 @@ def _row() -> LogRow:
     )
 
 
-def test_row_json_round_trip() -> None:
-    row = _row()
+@pytest.mark.parametrize("text", ["héllo \U0001f600", None, "lone \ud800 surrogate", 'quote " and \\ and \n'])
+def test_row_json_round_trip(text: str | None) -> None:
+    row = dataclasses.replace(_row(), text=text, processing_time_ms=0.1 + 0.2, occurred_at=_row().created_at)
     back = row_from_json(row_to_json(row))
     assert back == row
     assert back.created_at.tzinfo is not None

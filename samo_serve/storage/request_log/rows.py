@@ -6,9 +6,11 @@ import json
 import random
 import time
 import uuid
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any
+
+import orjson
 
 __all__ = ["COLUMNS", "LogRow", "format_time", "new_row_id", "row_from_json", "row_to_json"]
 
@@ -70,11 +72,16 @@ def format_time(moment: datetime) -> str:
 
 
 def row_to_json(row: LogRow) -> str:
-    data: dict[str, Any] = asdict(row)
+    """One spill line. orjson (a tenth of ``json.dumps`` of ``asdict``: spilling runs on the request path
+    when the queue is full); the standard library for what orjson refuses (a text with lone surrogates)."""
+    data: dict[str, Any] = {c: getattr(row, c) for c in COLUMNS}
     data["id"] = str(row.id)
     data["created_at"] = format_time(row.created_at)
     data["occurred_at"] = None if row.occurred_at is None else format_time(row.occurred_at)
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    try:
+        return orjson.dumps(data).decode()
+    except orjson.JSONEncodeError:
+        return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
 
 
 def row_from_json(line: str) -> LogRow:

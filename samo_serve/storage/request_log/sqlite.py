@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import functools
+import math
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
@@ -28,7 +30,19 @@ _ROLLUP_VERSION = 3  # the migration that adds the rollups: fill them from the r
 # A batch is staged in a temporary table: the rows not stored yet are inserted and added to the rollups
 # from there, in one transaction (so a retried batch counts nothing twice).
 _BATCH_TABLE = f"CREATE TEMP TABLE IF NOT EXISTS samo_batch (id TEXT PRIMARY KEY, {', '.join(COLUMNS[1:])})"
-_STAGE = f"INSERT OR IGNORE INTO samo_batch ({', '.join(COLUMNS)}) VALUES ({', '.join('?' for _ in COLUMNS)})"
+# Staged by multi-row INSERTs of up to this many rows, not executemany: sqlite3 lets go of the GIL around
+# every statement it steps, and a worker thread waits up to the interpreter's switch interval (5 ms) to get it
+# back from a busy event loop, once per row with executemany (measured: 1,000 rows took 20 ms on an idle
+# process and ~4 s beside one busy Python thread, so a loaded server spilled half its rows to disk)
+_STAGE_ROWS = 1_000
+_ROW_PLACEHOLDERS = f"({', '.join('?' for _ in COLUMNS)})"
+
+
+@functools.cache
+def _stage(rows: int) -> str:
+    return f"INSERT OR IGNORE INTO samo_batch ({', '.join(COLUMNS)}) VALUES {', '.join([_ROW_PLACEHOLDERS] * rows)}"
+
+
 # Correlated, so each staged id is one primary-key probe: `id IN (SELECT id FROM main.emotion_requests)` reads
 # the whole table's key index per batch (SQLite walks the IN list), a cost that grew with the log (measured:
 # the writer thread was a third of the one-process server's samples at ~1,000 rows/s with 15k rows stored)
@@ -44,6 +58,15 @@ def _values(row: LogRow) -> tuple[Any, ...]:
     values["occurred_at"] = format_time(row.occurred_at or row.created_at)
     values["truncated"] = int(row.truncated)
     return tuple(values.values())
+
+
+def _math_functions(conn: sqlite3.Connection) -> None:
+    """``ln`` and ``floor`` for the rollups' latency bucket, in Python where SQLite was built without them."""
+    try:
+        conn.execute("SELECT ln(2.0), floor(2.5)")
+    except sqlite3.OperationalError:
+        conn.create_function("ln", 1, math.log, deterministic=True)
+        conn.create_function("floor", 1, math.floor, deterministic=True)
 
 
 def _transaction(conn: sqlite3.Connection, statements: list[tuple[str, dict[str, Any]]]) -> int:
@@ -82,7 +105,7 @@ class SqliteStore:
                     self.path, timeout=self._timeout_s, isolation_level=None, check_same_thread=False
                 )
                 try:
-                    conn.create_function("samo_latency_bucket", 1, rollups.latency_bucket, deterministic=True)
+                    _math_functions(conn)
                     conn.execute("PRAGMA journal_mode=WAL")
                     conn.execute("PRAGMA synchronous=NORMAL")  # durable at each checkpoint; WAL keeps it consistent
                     self._apply_migrations(conn)
@@ -135,13 +158,15 @@ class SqliteStore:
         values = [_values(r) for r in rows]
 
         def write(conn: sqlite3.Connection) -> int:
+            per = max(1, min(_STAGE_ROWS, conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // len(COLUMNS)))
             conn.execute("BEGIN")
             try:
                 conn.execute("DELETE FROM samo_batch")
-                conn.executemany(_STAGE, values)
+                for i in range(0, len(values), per):
+                    chunk = values[i : i + per]
+                    conn.execute(_stage(len(chunk)), [v for row in chunk for v in row])
                 conn.execute(_DROP_STORED)
-                stored = int(conn.execute("SELECT count(*) FROM samo_batch").fetchone()[0])
-                conn.execute(_INSERT)
+                stored = conn.execute(_INSERT).rowcount
                 for statement in _ROLLUP_UPSERTS:
                     conn.execute(statement)
                 conn.execute("COMMIT")
