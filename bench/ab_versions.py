@@ -9,7 +9,9 @@ A is the checkout at ``--base-root``, run with this venv's packages and its own 
 PYTHONPATH; B is this checkout. Both are up for the whole run (each ``samo-serve run`` with its own local
 Ray), and each round sends the same closed-loop load to one and then the other, the order swapped every
 round, so drift on a noisy machine falls on both. Every request carries a new text and L1 is off: every
-request is classified. Prints each round and the median B/A ratio of requests/s.
+request is classified. With ``--hits``, the request path without the model instead: 256 texts repeated,
+L1 on and a warm-up that answers them all, so every counted request is an L1 hit (HTTP, validation,
+cache, rendering, a log row, metrics). Prints each round and the median B/A ratio of requests/s.
 """
 
 from __future__ import annotations
@@ -37,7 +39,12 @@ def _cli_module(root: Path) -> str:
 
 
 def _server(
-    name: str, root: Path, tmp: Path, extra_env: dict[str, str] | None = None, single_process: bool = False
+    name: str,
+    root: Path,
+    tmp: Path,
+    extra_env: dict[str, str] | None = None,
+    single_process: bool = False,
+    hits: bool = False,
 ) -> Proc:
     port, metrics_port = free_port(), free_port()
     # -P: no current directory on sys.path, so each server imports the samo_serve of its own PYTHONPATH
@@ -54,7 +61,7 @@ def _server(
         *(["--single-process"] if single_process else []),
     ]
     env = {
-        "SAMO_CACHE__L1_ENABLED": "false",
+        "SAMO_CACHE__L1_ENABLED": "true" if hits else "false",
         "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH", "")])),
         "XDG_CONFIG_HOME": str(tmp / f"{name}-config"),  # no API keys of the developer's
         "XDG_DATA_HOME": str(tmp / f"{name}-data"),
@@ -81,6 +88,7 @@ def main() -> None:
     parser.add_argument("--a-env", action="append", default=[], metavar="KEY=VALUE",
                         help="environment of A only (repeatable), e.g. SAMO_MODEL_DIR to A/B two models")  # fmt: skip
     parser.add_argument("--single-process", action="store_true", help="both servers without Ray")
+    parser.add_argument("--hits", action="store_true", help="L1 hits (256 texts repeated), not uncached texts")
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--duration", type=float, default=8.0, help="seconds per round per server")
     parser.add_argument("--concurrency", type=int, default=32)
@@ -93,17 +101,22 @@ def main() -> None:
         raise SystemExit(f"skipped: no samo_serve/ under {base} (make one with `git worktree add`)")
 
     tmp = Path(tempfile.mkdtemp(prefix="samo-ab-"))
-    bodies = write_bodies(tmp / "single.jsonl", bench_texts())
+    texts = bench_texts()[:256] if args.hits else bench_texts()
+    bodies = write_bodies(tmp / "single.jsonl", texts)
     a_env, b_env = (dict(item.split("=", 1) for item in items) for items in (args.a_env, args.b_env))
-    one = args.single_process
-    servers = {"A (base)": _server("a", base, tmp, a_env, one), "B (this)": _server("b", HERE.parent, tmp, b_env, one)}
+    one, hits = args.single_process, args.hits
+    servers = {
+        "A (base)": _server("a", base, tmp, a_env, one, hits),
+        "B (this)": _server("b", HERE.parent, tmp, b_env, one, hits),
+    }
     try:
         for srv in servers.values():
             srv.wait_ready()
         for name, srv in servers.items():
             print(f"{name}: {_served(srv.url)}", flush=True)
         urls = {name: srv.url for name, srv in servers.items()}
-        results = alternate(urls, bodies, args.rounds, args.duration, args.concurrency)
+        warm_up_s = 5.0 if hits else 0.0
+        results = alternate(urls, bodies, args.rounds, args.duration, args.concurrency, warm_up_s=warm_up_s)
     finally:
         for srv in servers.values():
             srv.stop()

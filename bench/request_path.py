@@ -13,7 +13,8 @@ a small JSON body):
   the shipped settings and 256 texts they answered during the warm-up, so every counted request is an
   L1 hit: HTTP, guard, validation, cache lookup, rendering, a log row and metrics, and no model.
 
-Prints each round and, last, the issue's two ratios: one process / bare Starlette (target >= 0.5) and
+Prints each round, the log rows each samo-serve stored and spilled (every hit queues one) and, last,
+the issue's two ratios: one process / bare Starlette (target >= 0.5) and
 Ray / bare Serve (target >= 0.8), with the medians of every server.
 """
 
@@ -43,6 +44,14 @@ applications:
     import_path: bare_servers:serve_app
     logging_config: {{enable_access_log: false}}  # as configs/serve.yaml serves samo-serve
 """
+
+
+def _log_rows(url: str) -> dict[str, object]:
+    import httpx
+
+    stats = httpx.get(f"{url}/stats", timeout=10).json()
+    counters = (stats.get("replica") or {}).get("request_log") or {}
+    return {k: counters.get(k) for k in ("queued", "written", "spilled", "replayed", "dropped", "pending")}
 
 
 def main() -> None:
@@ -85,6 +94,7 @@ def main() -> None:
             proc.wait_ready()
         urls = {n: p.url for n, p in procs.items()}
         results = alternate(urls, bodies, args.rounds, args.duration, args.concurrency, warm_up_s=3)
+        log_rows = {n: _log_rows(u) for n, u in urls.items() if n.startswith("samo")}
     finally:
         for proc in procs.values():
             proc.stop()
@@ -102,6 +112,8 @@ def main() -> None:
         report["bare Serve / bare Starlette (Ray's own share)"] = round(
             medians["bare Serve"] / medians["bare Starlette"], 3
         )
+    # every hit queues a log row: how many the writer stored and how many it had to spill to disk
+    report["log rows (the answering replica's writer)"] = log_rows
     report["rounds"] = {name: [r.row() for r in rows] for name, rows in results.items()}
     save_report(report, args.out)
 
