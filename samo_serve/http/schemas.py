@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, Field, StrictStr, StringConstraints, field_validator
 
 from samo_serve.core.postprocess import PredictOptions
+from samo_serve.core.times import parse_utc
 
 __all__ = [
     "MAX_FUTURE",
@@ -49,11 +50,7 @@ class Entry(PredictOptions):
             return None
         if not isinstance(value, str):
             raise ValueError("give an ISO-8601 time as a string, e.g. 2026-03-01T08:30:00Z")
-        try:
-            moment = datetime.fromisoformat(value.strip())
-        except ValueError:
-            raise ValueError("not an ISO-8601 time, e.g. 2026-03-01T08:30:00Z") from None
-        moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+        moment = parse_utc(value)
         if moment > datetime.now(UTC) + MAX_FUTURE:
             raise ValueError("more than a day in the future")
         return moment

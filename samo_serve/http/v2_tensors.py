@@ -74,8 +74,11 @@ def parse_request(body: bytes, header_length: str | None) -> InferCall:
 def _split(body: bytes, header_length: str | None) -> tuple[bytes, memoryview]:
     if header_length is None:
         return body, memoryview(b"")
-    if not (header_length.isascii() and header_length.isdigit() and 0 < int(header_length) <= len(body)):
-        raise InvalidTensor(f"{HEADER_LENGTH} must be the JSON header's size, 1..{len(body)}; got {header_length!r}")
+    # its digits counted before int(): a 5,000-digit value would raise past int()'s digit limit (a 500)
+    sane = header_length.isascii() and header_length.isdigit() and len(header_length) <= len(str(len(body)))
+    if not (sane and 0 < int(header_length) <= len(body)):
+        shown = header_length if len(header_length) <= 40 else f"{header_length[:40]}... ({len(header_length)} chars)"
+        raise InvalidTensor(f"{HEADER_LENGTH} must be the JSON header's size, 1..{len(body)}; got {shown!r}")
     n = int(header_length)
     return body[:n], memoryview(body)[n:]
 

@@ -491,3 +491,27 @@ async def test_405_keeps_the_allow_header(client: httpx.AsyncClient) -> None:
     r = await client.get("/predict")
     assert r.status_code == 405
     assert r.headers.get("allow") == "POST"
+
+
+# ------------------------------------------------------------------------------------- times out of range
+
+OUT_OF_RANGE_TIMES = [
+    "0001-01-01T00:00:00+01:00",  # before datetime.min in UTC: OverflowError, once a 500
+    "9999-12-31T23:59:59-01:00",  # after datetime.max in UTC
+    "0001-01-01T00:00:00Z",
+    "1899-12-31T23:59:59Z",
+]
+
+
+@pytest.mark.parametrize("moment", OUT_OF_RANGE_TIMES)
+async def test_times_out_of_range_are_422_naming_the_field(
+    client: httpx.AsyncClient, fake_runner: Any, moment: str
+) -> None:
+    for path, body in (("/predict", {"text": "hi"}), ("/predict/batch", {"texts": ["hi"]})):
+        error = _assert_error(await client.post(path, json={**body, "occurred_at": moment}), 422, "VALIDATION_ERROR")
+        assert any("occurred_at" in detail["loc"] for detail in error["details"]), error
+    assert fake_runner.calls == []
+    for field, query in (("start", {"start": moment, "end": "2026-01-01T00:00:00Z"}), ("end", {"end": moment})):
+        for path in ("/analytics/summary", "/analytics/emotions", "/analytics/users/u1/timeline"):
+            error = _assert_error(await client.get(path, params=query), 422, "VALIDATION_ERROR")
+            assert f"`{field}`" in error["message"], (path, error)

@@ -241,8 +241,10 @@ async def test_bad_requests(
         (b'{"inputs": []}', {"Inference-Header-Content-Length": "x1"}, 400),
         (json.dumps(infer_body(["a"])).encode() + b"\x00\x00", {"Inference-Header-Content-Length": "77"}, 400),
         (json.dumps(infer_body(["a"])).encode(), {"Content-Type": "text/plain"}, 415),
+        (b'{"inputs": []}', {"Inference-Header-Content-Length": "9" * 5_000}, 400),  # past int()'s digit limit
+        (b'{"inputs": []}', {"Inference-Header-Content-Length": "0" * 4_999 + "14"}, 400),
     ],
-    ids=["json", "header-too-long", "header-not-a-number", "stray-binary", "media-type"],
+    ids=["json", "header-too-long", "header-not-a-number", "stray-binary", "media-type", "5000-digits", "zeros"],
 )
 async def test_bad_bodies(
     client: httpx.AsyncClient, card: ModelCard, content: bytes, headers: dict[str, str], status: int

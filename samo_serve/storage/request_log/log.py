@@ -15,6 +15,7 @@ import numpy as np
 
 from samo_serve.core.model_card import load_card
 from samo_serve.core.results import CachedResult
+from samo_serve.core.times import parse_utc
 from samo_serve.errors import AnalyticsUnavailable, ValidationFailed
 from samo_serve.settings import Settings
 from samo_serve.storage.cache import LevelStats
@@ -37,12 +38,9 @@ _PING_TIMEOUT_S = 2.0
 
 def _parse_time(value: str, name: str) -> datetime:
     try:
-        moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        raise ValidationFailed(
-            f"`{name}` is not an ISO-8601 time", [{"loc": ["query", name], "msg": "e.g. 2026-11-27T10:00:00Z"}]
-        ) from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)  # naive = UTC
+        return parse_utc(value)  # naive = UTC
+    except ValueError as exc:
+        raise ValidationFailed(f"`{name}`: {exc}", [{"loc": ["query", name], "msg": str(exc)}]) from None
 
 
 def parse_range(start: str | None, end: str | None, now: datetime | None = None) -> tuple[datetime, datetime]:
