@@ -50,7 +50,7 @@ def _log_rows(url: str) -> dict[str, object]:
     import httpx
 
     stats = httpx.get(f"{url}/stats", timeout=10).json()
-    counters = (stats.get("replica") or {}).get("request_log") or {}
+    counters = ((stats.get("replica") or {}).get("request_log") or {}).get("rows") or {}
     return {k: counters.get(k) for k in ("queued", "written", "spilled", "replayed", "dropped", "pending")}
 
 

@@ -32,6 +32,8 @@ from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+from samo_serve.storage.files import private_dir
+
 __all__ = [
     "DEFAULT_SCOPES",
     "SCOPES",
@@ -210,7 +212,7 @@ class KeyStore:
     def _save(self) -> None:
         if self.path is None:
             raise ValueError("no keys file configured (SAMO_API_KEYS_FILE or --file)")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.path.parent)
         payload = json.dumps({"keys": [asdict(k) for k in self._keys.values()]}, indent=2)
         # Atomic replace, owner-only: replicas never read half a file, and hashes stay private.
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".keys-")

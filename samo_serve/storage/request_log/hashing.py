@@ -19,6 +19,7 @@ from pathlib import Path
 
 from samo_serve.settings import Settings
 from samo_serve.storage.cache import normalize_text
+from samo_serve.storage.files import private_dir
 
 __all__ = ["TextHasher", "load_or_create_key"]
 
@@ -31,7 +32,7 @@ def load_or_create_key(path: Path) -> bytes:
         return bytes.fromhex(path.read_text(encoding="ascii").strip())
     except FileNotFoundError:
         pass
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     candidate = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="ascii") as f:

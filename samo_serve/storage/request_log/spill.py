@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
+from samo_serve.storage.files import open_private
 from samo_serve.storage.request_log.rows import LogRow, row_from_json, row_to_json
 
 __all__ = ["Claim", "SpillBusy", "SpillFiles", "erase_user"]
@@ -36,16 +37,13 @@ class SpillFiles:
     def append(self, rows: list[LogRow], rejected: bool = False) -> None:
         """Write rows to this process's current spill file (or to ``rejected/``, never replayed)."""
         if rejected:
-            folder = self.directory / "rejected"
-            folder.mkdir(parents=True, exist_ok=True)
-            with (folder / f"{self._stem}.jsonl").open("a", encoding="utf-8") as f:
+            with open_private(self.directory / "rejected" / f"{self._stem}.jsonl") as f:
                 f.writelines(row_to_json(r) + "\n" for r in rows)
             return
         if self._file is None:
-            self.directory.mkdir(parents=True, exist_ok=True)
             self._seq += 1
             self._path = self.directory / f"{self._stem}-{self._seq}.jsonl"
-            self._file = self._path.open("a", encoding="utf-8")
+            self._file = open_private(self._path)
             fcntl.flock(self._file, fcntl.LOCK_EX)
         self._file.writelines(row_to_json(r) + "\n" for r in rows)
         self._file.flush()  # in the OS's hands: survives this process dying
@@ -134,7 +132,8 @@ def _erase_in(path: Path, matches: Callable[[LogRow], bool], wait_s: float) -> i
             kept.append(line)
         if removed:
             fresh = path.with_name(f".{path.name}.erase")
-            fresh.write_text("".join(kept), encoding="utf-8")
+            with open_private(fresh, "w") as out:
+                out.write("".join(kept))
             os.replace(fresh, path)  # readers see the old file or the new one, never a half
         return removed
 

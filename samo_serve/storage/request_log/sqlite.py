@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
+from samo_serve.storage.files import create_private, open_private, private_dir
 from samo_serve.storage.request_log import rollups
 from samo_serve.storage.request_log.migrations import MIGRATIONS, MIGRATIONS_TABLE
 from samo_serve.storage.request_log.rows import COLUMNS, LogRow, format_time
@@ -94,13 +95,15 @@ class SqliteStore:
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            private_dir(self.path.parent)
             # Replicas opening a new file at once: switching it to WAL can fail with "database is locked"
             # at once, without waiting out the busy timeout (7 % of 4-way starts here). One opener at a
             # time, across processes; a lock file beside the database, because closing any descriptor of
             # the database file itself would drop SQLite's own POSIX locks in this process.
-            with open(self.path.with_name(self.path.name + ".init-lock"), "a") as lock:
+            with open_private(self.path.with_name(self.path.name + ".init-lock")) as lock:
                 fcntl.flock(lock, fcntl.LOCK_EX)
+                # owner-only before SQLite makes it (it gives its -wal and -shm the database's own mode)
+                create_private(self.path, *(self.path.with_name(f"{self.path.name}{end}") for end in ("-wal", "-shm")))
                 conn = sqlite3.connect(
                     self.path, timeout=self._timeout_s, isolation_level=None, check_same_thread=False
                 )
