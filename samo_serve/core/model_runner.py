@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import os
+import platform
 import queue
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -20,7 +22,7 @@ from samo_serve.core.tokenizer import TokenBatch
 from samo_serve.errors import ModelUnavailable
 from samo_serve.settings import RunnerSettings
 
-__all__ = ["ModelRunner", "OrtModelRunner", "activate", "session_options", "with_gpu_share"]
+__all__ = ["ModelRunner", "OrtModelRunner", "activate", "needs_exact_int8", "session_options", "with_gpu_share"]
 
 log = logging.getLogger(__name__)
 
@@ -104,11 +106,31 @@ def session_options(settings: RunnerSettings) -> ort.SessionOptions:
     options.log_severity_level = 3
     # Exact int8 products on x86 CPUs without VNNI/AMX: there ORT's uint8 x int8 kernels add pairs of
     # products in saturating int16 (2 x 255 x 127 > 32,767), which moved a served score by up to 0.13 and
-    # changed 2% of top labels against what VNNI CPUs serve; with this entry ORT stores the weights as
-    # uint8 at load on such CPUs (only there) and computes the exact function, ~3% slower, measured on a
-    # Zen 3 (docs/MODEL.md, "int8 on CPUs without VNNI"). The same text now scores the same on every CPU.
-    options.add_session_config_entry("session.x64quantprecision", "1")
+    # changed 2% of top labels against what VNNI CPUs serve; with this entry ORT computes the exact function
+    # there, ~3% slower on a Zen 3 (docs/MODEL.md, "int8 on CPUs without VNNI"). Only there: on a Zen 4
+    # with AVX-512 VNNI the entry changed no bit of any score and made a batch-1 run 1.87x slower.
+    if needs_exact_int8():
+        options.add_session_config_entry("session.x64quantprecision", "1")
     return options
+
+
+_INT32_DOT_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})  # u8 x s8 summed in int32: already exact
+
+
+@functools.cache
+def needs_exact_int8(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """Whether this is an x86 CPU whose int8 kernels would saturate (no VNNI, no AMX).
+
+    An x86 machine whose flags cannot be read (not Linux) says yes: exact at a small cost, never wrong.
+    """
+    if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686"):
+        return False  # ORT's other kernels (Arm's sdot/i8mm) sum in int32
+    try:
+        text = cpuinfo.read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return True
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    return not _INT32_DOT_FLAGS.intersection(flags)
 
 
 def _session(

@@ -293,3 +293,34 @@ def test_the_batched_policy_moves_scores_with_neighbours(
 def test_sessions_default_to_the_cores_this_process_may_use(model_dir: Path, card: ModelCard) -> None:
     runner = OrtModelRunner(model_dir / card.onnx_file, card.activation, RunnerSettings(device="cpu"))
     assert runner.sessions == len(os.sched_getaffinity(0))
+
+
+@pytest.mark.parametrize(
+    ("machine", "flags", "exact"),
+    [
+        ("x86_64", "fpu sse2 avx2 fma", True),  # Zen 3 / older Xeons: ORT's kernels saturate in int16
+        ("x86_64", "avx2 avx512f avx512bw", True),  # AVX-512 without VNNI (Skylake-SP)
+        ("x86_64", "avx2 avx512f avx512_vnni", False),  # Zen 4, Cascade Lake and later
+        ("x86_64", "avx2 avx_vnni", False),  # Alder Lake's AVX-VNNI
+        ("x86_64", "avx2 amx_int8 amx_tile", False),
+        ("aarch64", "fp asimd asimddp", False),  # Arm sums int8 dot products in int32
+    ],
+)
+def test_exact_int8_products_only_where_the_kernels_would_saturate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, machine: str, flags: str, exact: bool
+) -> None:
+    cpuinfo = tmp_path / f"cpuinfo-{machine}-{flags.replace(' ', '-')}"
+    cpuinfo.write_text(f"processor\t: 0\nvendor_id\t: X\nflags\t\t: {flags}\n\nprocessor\t: 1\nflags\t\t: {flags}\n")
+    monkeypatch.setattr(model_runner.platform, "machine", lambda: machine)
+    assert model_runner.needs_exact_int8(cpuinfo) is exact
+    if machine == "x86_64":  # unreadable flags on x86: exact, the safe side
+        assert model_runner.needs_exact_int8(tmp_path / f"missing-{flags}") is True
+
+
+def test_sessions_ask_for_exact_products_exactly_where_needed() -> None:
+    options = model_runner.session_options(RunnerSettings(device="cpu"))
+    if model_runner.needs_exact_int8():
+        assert options.get_session_config_entry("session.x64quantprecision") == "1"
+    else:
+        with pytest.raises(Exception, match="x64quantprecision"):
+            options.get_session_config_entry("session.x64quantprecision")
