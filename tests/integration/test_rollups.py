@@ -233,3 +233,87 @@ async def test_latency_buckets_in_sql_equal_the_python_definition(store: LogStor
         got = {int(key): int(texts) for key, texts, *_ in await store.range(RangeQuery("latency", start, end, "A"))}
         inside = [t for i, t in enumerate(times) if start <= T0 + timedelta(minutes=i % 50) < end]
         assert got == dict(Counter(latency_bucket(t) for t in inside))
+
+
+def _seed_plain(database_url: str, n: int) -> None:
+    """``n`` rows loaded as an import would load them: plain SQL, no rollups (and the tables emptied first)."""
+    import asyncio
+    import sqlite3
+
+    from samo_serve.storage.request_log.store import store_for_url
+
+    async def migrate_and_seed() -> None:
+        store = store_for_url(database_url, "", statement_timeout_s=600)
+        await store.migrate()
+        if store.dialect == "postgresql":
+            pool = await store._get_pool()  # type: ignore[attr-defined]
+            await pool.execute("TRUNCATE emotion_requests, emotion_rollup_tenant, emotion_rollup_user")
+            await pool.execute(
+                "INSERT INTO emotion_requests (id, created_at, request_id, text_hash, primary_emotion, confidence, "
+                "emotions, model_version, cache_level, processing_time_ms, tenant_id, user_id) "
+                "SELECT gen_random_uuid(), $1::timestamptz + g * interval '1 second', 'plain', md5(g::text), 'joy', "
+                "0.5, '{}', 'm-1', 'miss', 1 + g % 300, 'A', 'u' || (g % 50) FROM generate_series(1, $2) AS g",
+                T0,
+                n,
+            )
+        await store.close()
+
+    asyncio.run(migrate_and_seed())
+    if database_url.startswith("sqlite"):
+        with sqlite3.connect(database_url.removeprefix("sqlite:///")) as conn:
+            conn.executemany(
+                "INSERT INTO emotion_requests (id, created_at, request_id, text_hash, primary_emotion, confidence, "
+                "emotions, model_version, cache_level, processing_time_ms, tenant_id, user_id) "
+                "VALUES (?, ?, 'plain', ?, 'joy', 0.5, '{}', 'm-1', 'miss', ?, 'A', ?)",
+                [
+                    (str(uuid.uuid4()), format_time(T0 + timedelta(seconds=g)), f"{g:064x}", 1 + g % 300, f"u{g % 50}")
+                    for g in range(1, n + 1)
+                ],
+            )
+
+
+def test_log_rebuild_rollups_has_no_request_path_timeout_reports_steps_and_analyzes(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The CLI as an operator runs it, with a request-path statement timeout far below what the rebuild takes
+    (it used the request path's timeout: 5M rows died with asyncpg TimeoutError), and the planner's
+    statistics of the rewritten tables current afterwards."""
+    import asyncio
+    import json
+
+    from samo_serve.ops.cli import main
+    from samo_serve.storage.request_log.store import store_for_url
+
+    n = 40_000
+    _seed_plain(database_url, n)
+    monkeypatch.setenv("SAMO_DATABASE_URL", database_url)
+    monkeypatch.setenv("SAMO_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("SAMO_REQUEST_LOG__STATEMENT_TIMEOUT_S", "0.05")
+    assert main(["log", "rebuild-rollups"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["rebuilt"] is True
+    assert "samo-serve: tenant rollups from the raw rows:" in err
+    assert "samo-serve: ANALYZE emotion_rollup_tenant:" in err
+    assert main(["log", "rebuild-rollups", "--timeout", "0"]) == 2
+
+    async def check() -> tuple[int, int]:
+        store = store_for_url(database_url, "", statement_timeout_s=600)
+        log = RequestLog(store, Settings(data_dir=tmp_path / "data"))
+        texts = (await log.summary(T0, T0 + timedelta(days=2), "A"))["texts"]
+        if store.dialect == "postgresql":
+            pool = await store._get_pool()  # type: ignore[attr-defined]
+            analyzed = await pool.fetchval(
+                "SELECT count(*) FROM pg_stat_user_tables WHERE relname IN "
+                "('emotion_rollup_tenant', 'emotion_rollup_user') AND last_analyze IS NOT NULL"
+            )
+        else:
+            analyzed = await store._run(  # type: ignore[attr-defined]
+                lambda c: c.execute(
+                    "SELECT count(DISTINCT tbl) FROM sqlite_stat1 WHERE tbl IN "
+                    "('emotion_rollup_tenant', 'emotion_rollup_user')"
+                ).fetchone()[0]
+            )
+        await store.close()
+        return texts, int(analyzed)
+
+    assert asyncio.run(check()) == (n, 2)

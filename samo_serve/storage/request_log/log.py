@@ -25,7 +25,7 @@ from samo_serve.storage.request_log.hashing import TextHasher
 from samo_serve.storage.request_log.rows import LogRow
 from samo_serve.storage.request_log.spill import SpillFiles
 from samo_serve.storage.request_log.spill import erase_user as spill_erase
-from samo_serve.storage.request_log.store import LogStore, RangeQuery, store_for_url
+from samo_serve.storage.request_log.store import LogStore, Progress, RangeQuery, store_for_url
 from samo_serve.storage.request_log.writer import LogWriter
 
 __all__ = ["RequestLog", "parse_range"]
@@ -168,8 +168,8 @@ class RequestLog:
         except Exception as exc:
             raise AnalyticsUnavailable(f"erasure could not complete: {type(exc).__name__}; retry") from exc
 
-    async def rebuild_rollups(self) -> None:
-        await self.store.rebuild_rollups()
+    async def rebuild_rollups(self, timeout_s: float | None = None, progress: Progress | None = None) -> None:
+        await self.store.rebuild_rollups(timeout_s, progress)
 
     async def health(self) -> dict[str, Any]:
         try:

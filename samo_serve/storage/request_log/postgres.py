@@ -21,7 +21,7 @@ from samo_serve.storage.request_log import rollups
 from samo_serve.storage.request_log.migrations import MIGRATIONS, MIGRATIONS_TABLE
 from samo_serve.storage.request_log.postgres_partitions import maintain_partitions
 from samo_serve.storage.request_log.rows import COLUMNS, LogRow
-from samo_serve.storage.request_log.store import RangeQuery, RejectedRows
+from samo_serve.storage.request_log.store import Progress, RangeQuery, RejectedRows, reported
 
 __all__ = ["PostgresStore", "numbered"]
 
@@ -152,12 +152,24 @@ class PostgresStore:
         pool = await self._get_pool()
         return [tuple(r) for r in await pool.fetch(sql, *args)]
 
-    async def rebuild_rollups(self) -> None:
-        pool = await self._get_pool()
-        async with pool.acquire() as conn, conn.transaction():
-            await conn.execute("SET LOCAL statement_timeout = 0")  # the whole table: minutes at scale
-            for statement in rollups.rebuild_statements(rollups.POSTGRES):
-                await conn.execute(statement, timeout=None)
+    async def rebuild_rollups(self, timeout_s: float | None = None, progress: Progress | None = None) -> None:
+        await self._get_pool()  # migrated
+        # Its own connection: a pool connection's command_timeout (the request path's statement_timeout_s)
+        # applies to every call that passes none, so a rebuild of 5M rows died at 10 s with TimeoutError.
+        conn = await asyncpg.connect(
+            self._dsn, command_timeout=timeout_s, timeout=_CONNECT_TIMEOUT_S, server_settings={"timezone": "UTC"}
+        )
+        try:
+            async with conn.transaction():
+                await conn.execute(f"SET LOCAL statement_timeout = {0 if timeout_s is None else int(timeout_s * 1000)}")
+                for step, statement in rollups.rebuild_steps(rollups.POSTGRES):
+                    with reported(progress, step):
+                        await conn.execute(statement)
+            for statement in rollups.ANALYZE_AFTER_REBUILD:
+                with reported(progress, statement):
+                    await conn.execute(statement)
+        finally:
+            await conn.close()
 
     async def erase_user(self, tenant_id: str | None, user_id: str) -> int:
         """Delete the user's rows and subtract exactly those rows from the tenant rollups, atomically."""

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 __all__ = [
+    "ANALYZE_AFTER_REBUILD",
     "DIMENSIONS",
     "LATENCY_RATIO",
     "POSTGRES",
@@ -32,6 +33,7 @@ __all__ = [
     "latency_value",
     "range_query",
     "rebuild_statements",
+    "rebuild_steps",
     "upsert_statements",
 ]
 
@@ -127,16 +129,29 @@ def upsert_statements(d: Dialect, source: str, where: str = "true", sign: int = 
     )
 
 
-def rebuild_statements(d: Dialect) -> tuple[str, ...]:
-    """Recompute every hour that still has raw rows; hours whose rows retention dropped keep their rollups."""
+def rebuild_steps(d: Dialect) -> tuple[tuple[str, str], ...]:
+    """(what it does, SQL): recompute every hour that still has raw rows; hours whose rows retention
+    dropped keep their rollups."""
     hours = f"SELECT DISTINCT {d.hour.format(t=TIME)} FROM emotion_requests"
     days = f"SELECT DISTINCT {d.day.format(t=TIME)} FROM emotion_requests"
+    tenant, user = upsert_statements(d, "emotion_requests")
+    clear = "DELETE FROM emotion_rollup_{} WHERE {}bucket IN ({})"
     return (
-        f"DELETE FROM emotion_rollup_tenant WHERE span = 'hour' AND bucket IN ({hours})",
-        f"DELETE FROM emotion_rollup_tenant WHERE span = 'day' AND bucket IN ({days})",
-        f"DELETE FROM emotion_rollup_user WHERE bucket IN ({hours})",
-        *upsert_statements(d, "emotion_requests"),
+        ("clear the hourly tenant rollups of hours with raw rows", clear.format("tenant", "span = 'hour' AND ", hours)),
+        ("clear the daily tenant rollups of days with raw rows", clear.format("tenant", "span = 'day' AND ", days)),
+        ("clear the user rollups of hours with raw rows", clear.format("user", "", hours)),
+        ("tenant rollups from the raw rows", tenant),
+        ("user rollups from the raw rows", user),
     )
+
+
+def rebuild_statements(d: Dialect) -> tuple[str, ...]:
+    return tuple(sql for _, sql in rebuild_steps(d))
+
+
+#: what a rebuild runs after it commits, so the planner's statistics describe the tables it rewrote (after a
+#: rebuild of 5M rows a 30-day summary took 466 ms at p95 until a manual ANALYZE, 40 ms after)
+ANALYZE_AFTER_REBUILD = ("ANALYZE emotion_rollup_tenant", "ANALYZE emotion_rollup_user")
 
 
 def range_query(d: Dialect, dim: Dim, *, tenant: bool, user: bool, by_hour: bool) -> str:

@@ -21,7 +21,7 @@ from samo_serve.storage.files import create_private, open_private, private_dir
 from samo_serve.storage.request_log import rollups
 from samo_serve.storage.request_log.migrations import MIGRATIONS, MIGRATIONS_TABLE
 from samo_serve.storage.request_log.rows import COLUMNS, LogRow, format_time
-from samo_serve.storage.request_log.store import RangeQuery, RejectedRows
+from samo_serve.storage.request_log.store import Progress, RangeQuery, RejectedRows, reported
 
 __all__ = ["SqliteStore"]
 
@@ -204,9 +204,24 @@ class SqliteStore:
         rows = await self._run(lambda c: c.execute(sql, params).fetchall())
         return [tuple(r) for r in rows]
 
-    async def rebuild_rollups(self) -> None:
-        statements: list[tuple[str, dict[str, Any]]] = [(s, {}) for s in rollups.rebuild_statements(rollups.SQLITE)]
-        await self._run(lambda c: _transaction(c, statements))
+    async def rebuild_rollups(self, timeout_s: float | None = None, progress: Progress | None = None) -> None:
+        # SQLite has no statement timeout (its busy timeout is the connection's): timeout_s is the protocol's
+
+        def rebuild(conn: sqlite3.Connection) -> None:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for step, statement in rollups.rebuild_steps(rollups.SQLITE):
+                    with reported(progress, step):
+                        conn.execute(statement)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            for statement in rollups.ANALYZE_AFTER_REBUILD:
+                with reported(progress, statement):
+                    conn.execute(statement)
+
+        await self._run(rebuild)
 
     async def erase_user(self, tenant_id: str | None, user_id: str) -> int:
         where = "user_id = :user" + ("" if tenant_id is None else " AND tenant_id = :tenant")

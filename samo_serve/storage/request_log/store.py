@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -11,7 +13,28 @@ from typing import Any, Protocol
 from samo_serve.storage.request_log.rollups import Dialect, Dim, range_query
 from samo_serve.storage.request_log.rows import LogRow
 
-__all__ = ["LogStore", "RangeQuery", "RejectedRows", "percentile_cont", "store_for_url", "storable_text"]
+__all__ = [
+    "LogStore",
+    "Progress",
+    "RangeQuery",
+    "RejectedRows",
+    "percentile_cont",
+    "reported",
+    "store_for_url",
+    "storable_text",
+]
+
+#: told what a long maintenance statement did and how long it took: (step, seconds)
+Progress = Callable[[str, float], None]
+
+
+@contextmanager
+def reported(progress: Progress | None, step: str) -> Iterator[None]:
+    """Time the block and tell ``progress`` (if any) when it is done."""
+    started = time.perf_counter()
+    yield
+    if progress is not None:
+        progress(step, time.perf_counter() - started)
 
 
 class RejectedRows(Exception):
@@ -45,8 +68,11 @@ class LogStore(Protocol):
         """The query's rows: [hour,] key, texts, requests, confidence_sum, ms_sum."""
         ...
 
-    async def rebuild_rollups(self) -> None:
-        """Recompute the rollups of every hour that has raw rows (rows loaded by plain SQL included)."""
+    async def rebuild_rollups(self, timeout_s: float | None = None, progress: Progress | None = None) -> None:
+        """Recompute the rollups of every hour that has raw rows (rows loaded by plain SQL included), in one
+        transaction, then refresh the planner's statistics of the rollup tables. ``timeout_s``: per
+        statement (None: none, not the request path's ``statement_timeout_s``); ``progress(step, seconds)``
+        after each statement."""
         ...
 
     async def erase_user(self, tenant_id: str | None, user_id: str) -> int:
