@@ -18,13 +18,13 @@ from samo_serve.core.postprocess import Postprocessor, PredictOptions
 from samo_serve.core.results import CachedResult
 from samo_serve.core.segments import Plan, Segment, aggregate, has_content, plan_text
 from samo_serve.core.tokenizer import TextTokenizer
-from samo_serve.errors import BatchTooLarge, EmptyText, TextTooLong
+from samo_serve.errors import AnalyticsUnavailable, BatchTooLarge, EmptyText, TextTooLong
 from samo_serve.observability.telemetry import Telemetry
 from samo_serve.settings import Settings
 from samo_serve.storage.cache import L1Cache, TextKeys, text_keys
 from samo_serve.storage.cache_router import CacheRouter
 from samo_serve.storage.redis_cache import RedisCache
-from samo_serve.storage.request_log import LogRow, RequestLog
+from samo_serve.storage.request_log import LogRow, RequestLog, TextHasher
 from samo_serve.storage.request_log.rows import new_row_id
 from samo_serve.storage.request_log.store import storable_text
 
@@ -133,8 +133,13 @@ class EmotionService:
         self._emotions_json = "{" + ",".join(f"{json.dumps(label)}:%.9g" for label in card.labels) + "}"
         cache = settings.cache
         self.shared_cache = cache.shared_across_tenants
-        # the log's keyed hash, for its rows and L3 lookups alike (no log: nothing is stored, sha256 will do)
-        self._text_hash = request_log.hasher.hash_normalized if request_log is not None else None
+        # One keyed hash (the server's secret) for log rows, L3 lookups and, through them, the L1/L2 keys:
+        # without it, whoever reads Redis or a dump could test whether a tenant sent a sentence. With neither
+        # a log nor Redis nothing leaves the process, and plain sha256 will do for L1.
+        hasher = request_log.hasher if request_log is not None else None
+        if hasher is None and l2 is not None:
+            hasher = TextHasher.from_settings(settings)
+        self._text_hash = hasher.hash_normalized if hasher is not None else None
         self.cache = CacheRouter(
             card.version,
             card.labels,
@@ -239,14 +244,14 @@ class EmotionService:
         # Each tenant has caches of its own (unless shared): another tenant's text is never a hit.
         tenant = "" if self.shared_cache else context.tenant_id
         # Every segment of every text is a text of its own to the caches and the model: one call for all.
-        keys = [[self._keys(t, tenant) for t in p.texts] for p in plans]
+        keys = [[self.keys(t, tenant) for t in p.texts] for p in plans]
         found = await self._answer(keys, plans, context)
         cut = [i for i, p in enumerate(plans) if not p.checked and found[keys[i][0].cache_key][0].truncated]
         if cut:  # sent whole on their length, but past the window: read as documents after all
             for i in cut:
                 plans[i] = await asyncio.to_thread(self._plan_one, texts[i])
                 self._check_segments(plans[i], call.field(i))
-                keys[i] = [self._keys(t, tenant) for t in plans[i].texts]
+                keys[i] = [self.keys(t, tenant) for t in plans[i].texts]
             if charge is not None:  # the whole text was charged as one segment: the rest are charged now
                 await charge(sum(plans[i].cost - 1 for i in cut))
             found.update(await self._answer([keys[i] for i in cut], [plans[i] for i in cut], context))
@@ -264,7 +269,8 @@ class EmotionService:
             self.request_log.record(self._log_rows(texts, rows, out, latency_ms, context))
         return out
 
-    def _keys(self, text: str, tenant: str) -> TextKeys:
+    def keys(self, text: str, tenant: str = "") -> TextKeys:
+        """The cache key and text hash this service gives ``text`` (of what the model reads) for ``tenant``."""
         return text_keys(self.card.version, text, tenant, self._text_hash)
 
     async def _answer(
@@ -319,7 +325,7 @@ class EmotionService:
                 for span, (result, _) in zip(spans, parts, strict=True)
             ]
         # a document's row is keyed by the whole text: L3 answers only single texts (segment_count 1)
-        text_hash = first.text_hash if plan.spans is None else self._keys(text, "").text_hash
+        text_hash = first.text_hash if plan.spans is None else self.keys(text, "").text_hash
         return rendered, _Row(text_hash, doc, level, plan.capped or window_cut, plan.cost)
 
     def _log_rows(
@@ -377,6 +383,14 @@ class EmotionService:
         """Cumulative cache counters per level and request-log row counters (sampled into metrics)."""
         rows = self.request_log.writer.snapshot() if self.request_log is not None else None
         return self.cache.snapshot(), rows
+
+    async def erase_user(self, tenant_id: str | None, user_id: str) -> int:
+        """Erase a person (of one tenant, or of every tenant): their cache entries first (so that an unreachable
+        Redis fails the erasure, 503, before anything is gone), then their rows; rows deleted."""
+        if self.request_log is None:
+            raise AnalyticsUnavailable("the request log is off (request_log.enabled=false): nothing is kept")
+        await self.cache.forget(await self.request_log.user_texts(tenant_id, user_id), self.shared_cache)
+        return await self.request_log.erase_user(tenant_id, user_id)
 
     def stats(self) -> dict[str, Any]:
         return {

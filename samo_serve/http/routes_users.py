@@ -9,7 +9,6 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.params import Depends as DependsParam
 from starlette.responses import Response
 
-from samo_serve.errors import AnalyticsUnavailable
 from samo_serve.http.guard import needs
 from samo_serve.http.responses import json_response
 from samo_serve.http.routes_analytics import TenantQuery, UserPath, tenant_filter
@@ -25,13 +24,11 @@ def add_user_routes(app: FastAPI, service: EmotionService, limited: Sequence[Dep
     @app.delete(
         "/users/{user_id}",
         responses=_RESPONSES,
-        summary="Erase a person's texts in the caller's tenant (log, rollups, spill files): {deleted: n}",
+        summary="Erase a person's texts in the caller's tenant (log, rollups, spill files, cache): {deleted: n}",
         dependencies=[Depends(needs("analytics")), *limited],
     )
     async def erase_user(request: Request, user_id: UserPath, tenant: TenantQuery = None) -> Response:
         # admin: the tenant given, or every tenant's user of this id; any other key: its own tenant only.
         tenant_id = tenant_filter(request, tenant)
-        if service.request_log is None:
-            raise AnalyticsUnavailable("the request log is off (request_log.enabled=false): nothing is kept")
-        deleted = await service.request_log.erase_user(tenant_id, user_id)
+        deleted = await service.erase_user(tenant_id, user_id)
         return json_response({"deleted": deleted})

@@ -43,11 +43,14 @@ def normalize_text(text: str) -> str:
 
 @dataclass(frozen=True)
 class TextKeys:
-    #: sha256(model version, tenant, normalized text): L1/L2 key; a new model never hits an old entry, and
-    #: one tenant never hits another's (unless cache.shared_across_tenants: then the tenant is "")
+    #: sha256(model version, tenant, text_hash): the L1/L2 key. Keyed through ``text_hash``: whoever reads
+    #: Redis (or a dump of it) cannot test whether a tenant sent a sentence without the server's key. A new
+    #: model never hits an old entry, and one tenant never hits another's (unless
+    #: cache.shared_across_tenants: then the tenant is "")
     cache_key: str
-    #: the request log's keyed hash of the normalized text (TextHasher; sha256 where there is no log):
-    #: what the log stores instead of the text, and L3's lookup key
+    #: HMAC-SHA256 of the normalized text under the server's key (TextHasher; plain sha256 only where
+    #: nothing leaves the process: no request log and no Redis): what the log stores instead of the text,
+    #: and L3's lookup key
     text_hash: str
 
 
@@ -56,13 +59,14 @@ def text_keys(
 ) -> TextKeys:
     """The keys of ``text``; ``text_hash`` hashes the normalized text (the request log's TextHasher)."""
     normalized = normalize_text(text).encode("utf-8", "surrogatepass")
-    versioned = hashlib.sha256(model_version.encode())
-    versioned.update(b"\x00")
-    versioned.update(tenant.encode())  # a tenant never holds NUL (api_keys.check_tenant): the parts stay apart
-    versioned.update(b"\x00")
-    versioned.update(normalized)
     hashed = text_hash(normalized) if text_hash is not None else hashlib.sha256(normalized).hexdigest()
-    return TextKeys(versioned.hexdigest(), hashed)
+    return TextKeys(cache_key_of(model_version, tenant, hashed), hashed)
+
+
+def cache_key_of(model_version: str, tenant: str, text_hash: str) -> str:
+    """The L1/L2 key of a text by its hash (also what erasure finds a person's entries by, from log rows)."""
+    # a tenant never holds NUL (api_keys.check_tenant), nor a version: the three parts stay apart
+    return hashlib.sha256(f"{model_version}\x00{tenant}\x00{text_hash}".encode()).hexdigest()
 
 
 def cache_key(model_version: str, text: str, tenant: str = "") -> str:
@@ -122,6 +126,10 @@ class L1Cache:
     def set(self, key: str, value: CachedResult) -> None:
         self._cache[key] = value
         self.stats.sets += 1
+
+    def delete(self, keys: list[str]) -> None:
+        for key in keys:
+            self._cache.pop(key, None)
 
     def __len__(self) -> int:
         return len(self._cache)

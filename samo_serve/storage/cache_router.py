@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from samo_serve.core.results import CachedResult
-from samo_serve.storage.cache import L1Cache, TextKeys
+from samo_serve.errors import AnalyticsUnavailable
+from samo_serve.storage.cache import L1Cache, TextKeys, cache_key_of
 from samo_serve.storage.redis_cache import RedisCache
 from samo_serve.storage.request_log import RequestLog
 
@@ -34,6 +35,22 @@ class CacheRouter:
         self.l1 = l1
         self.l2 = l2
         self.l3 = l3
+
+    async def forget(self, texts: list[tuple[str, str, str]], shared_across_tenants: bool = False) -> None:
+        """Erasure: the entries of these (model_version, tenant_id, text_hash) out of this process's L1 and
+        out of Redis.
+
+        Raises:
+            AnalyticsUnavailable: Redis could not be reached (the erasure is to be retried).
+        """
+        keys = [cache_key_of(v, "" if shared_across_tenants else tenant, h) for v, tenant, h in texts]
+        if self.l1 is not None:
+            self.l1.delete(keys)
+        if self.l2 is not None and keys:
+            try:
+                await self.l2.delete(keys)
+            except Exception as exc:
+                raise AnalyticsUnavailable(f"erasure could not reach the cache: {type(exc).__name__}; retry") from exc
 
     async def lookup(self, keys: list[TextKeys], tenant_id: str | None = None) -> Found:
         """Results found for these keys at any level (each distinct key looked up once per level).

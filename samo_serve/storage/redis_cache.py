@@ -138,6 +138,14 @@ class RedisCache:
             self.breaker.success()
             self.stats.sets += len(batch)
 
+    async def delete(self, keys: list[str]) -> None:
+        """Remove entries now (erasure). Raises what redis-py raises when Redis is unavailable: an erasure
+        must not report done while the entries may still be there."""
+        for key in keys:  # writes of these keys still queued would put them back
+            self._pending.pop(key, None)
+        for start in range(0, len(keys), 1_000):
+            await self._redis.delete(*(self._prefix + k for k in keys[start : start + 1_000]))
+
     def _failed(self, what: str, exc: BaseException) -> None:
         self.stats.errors += 1
         was = self.breaker.state

@@ -10,6 +10,7 @@ import asyncio
 import itertools
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -21,7 +22,6 @@ from samo_serve.core.pipeline import LocalPipeline
 from samo_serve.http.app import create_app
 from samo_serve.service import EmotionService
 from samo_serve.settings import Settings
-from samo_serve.storage.cache import text_keys
 from samo_serve.storage.request_log.store import percentile_cont
 from testkit.local_services import PostgresServer, RedisServer
 
@@ -274,7 +274,7 @@ async def test_redis_killed_under_load_fails_no_request_and_l2_recovers(
         await predict(client, text)  # the circuit's trial call succeeds; the write goes through
         await l2.flush()
         assert l2.breaker.state == "closed"
-        assert (await l2.get_many([text_keys(card.version, text).cache_key]))[0] is not None
+        assert (await l2.get_many([service.keys(text).cache_key]))[0] is not None
 
 
 async def test_postgres_restarted_under_load_loses_no_row(
@@ -302,3 +302,91 @@ async def test_postgres_restarted_under_load_loses_no_row(
     assert counters.replayed == counters.spilled
     assert counters.dropped == 0
     assert await stored_rows(fresh_postgres.url) == 300  # sent == stored
+
+
+@pytest.mark.parametrize("log", [True, False], ids=["with-log", "redis-only"])
+async def test_redis_keys_are_keyed_so_a_dump_cannot_test_a_sentence(
+    make_settings: Callable[..., Settings],
+    card: ModelCard,
+    pipeline: LocalPipeline,
+    redis_server: RedisServer,
+    tmp_path: Path,
+    log: bool,
+) -> None:
+    """Whoever reads Redis (or a dump) and guesses a sentence cannot find its entry without the server's key:
+    the keys of two servers with different keys differ, and none is the plain sha256 of what was sent."""
+    import hashlib
+
+    from redis.asyncio import Redis
+
+    text, prefix = new_text(), f"keyed-{log}:"
+    found: list[set[bytes]] = []
+    for n, secret in enumerate(("first server secret 0123456789", "second server secret 987654321")):
+        settings = make_settings(
+            redis_url=redis_server.url,
+            data_dir=tmp_path / f"data-{n}",
+            cache={"l2_prefix": prefix + f"{n}:"},
+            request_log={"enabled": log, "hash_key": secret},
+        )
+        async with running(settings, card, pipeline) as (client, service):
+            await predict(client, text)
+            await service.cache.l2.flush()  # type: ignore[union-attr]
+        redis = Redis.from_url(redis_server.url)
+        found.append({k.removeprefix(f"{prefix}{n}:".encode()) async for k in redis.scan_iter(f"{prefix}{n}:*")})
+        await redis.aclose()
+    assert len(found[0]) == len(found[1]) == 1
+    assert found[0] != found[1]  # the same text, another key: the key is what makes the entry findable
+    normalized = text.encode()
+    guesses = {
+        hashlib.sha256(normalized).hexdigest(),
+        hashlib.sha256(card.version.encode() + b"\x00\x00" + normalized).hexdigest(),  # the old formula
+        hashlib.sha256(card.version.encode() + b"\x00" + normalized).hexdigest(),
+        hashlib.sha256(f"{card.version}\x00\x00{hashlib.sha256(normalized).hexdigest()}".encode()).hexdigest(),
+    }
+    assert not {g.encode() for g in guesses} & (found[0] | found[1])
+
+
+async def test_erasing_a_person_removes_their_cache_entries_and_only_theirs(
+    make_settings: Callable[..., Settings], card: ModelCard, pipeline: LocalPipeline, fresh_redis: RedisServer
+) -> None:
+    from redis.asyncio import Redis
+
+    settings = make_settings(redis_url=fresh_redis.url, cache={"l2_prefix": "erase:"})
+    mine, theirs, queued = new_text(), new_text(), new_text()
+    async with running(settings, card, pipeline) as (client, service):
+        for text, user in ((mine, "u1"), (theirs, "u2")):
+            r = await client.post("/predict", json={"text": text, "user_id": user})
+            assert r.status_code == 200
+        await service.cache.l2.flush()  # type: ignore[union-attr]
+        assert service.request_log is not None
+        await service.request_log.writer.flush()
+        r = await client.post("/predict", json={"text": queued, "user_id": "u1"})  # its row still queued
+        await service.cache.l2.flush()  # type: ignore[union-attr]
+        redis = Redis.from_url(fresh_redis.url)
+        keys = {text: service.keys(text).cache_key for text in (mine, theirs, queued)}
+        assert all([await redis.exists(f"erase:{k}") for k in keys.values()])
+
+        r = await client.delete("/users/u1")
+        assert r.status_code == 200, r.text
+        assert r.json()["deleted"] >= 1
+        assert not await redis.exists(f"erase:{keys[mine]}")
+        assert not await redis.exists(f"erase:{keys[queued]}")
+        assert await redis.exists(f"erase:{keys[theirs]}")  # another person's entry stays
+        assert service.cache.l1 is not None
+        assert service.cache.l1.get(keys[mine]) is None
+        assert service.cache.l1.get(keys[theirs]) is not None
+        assert (await predict(client, mine))["cache"] == "miss"  # no level answers from what was erased
+        await redis.aclose()
+
+        # Redis unreachable: the erasure fails before anything is gone (503), and a retry completes it
+        r = await client.post("/predict", json={"text": new_text(), "user_id": "u3"})
+        await service.request_log.writer.flush()
+        fresh_redis.stop()
+        r = await client.delete("/users/u3")
+        assert r.status_code == 503, r.text
+        assert "retry" in r.json()["error"]["message"]
+        assert await service.request_log.user_texts(None, "u3")  # nothing of theirs deleted yet
+        fresh_redis.start()
+        await asyncio.sleep(settings.cache.circuit_open_s)
+        r = await client.delete("/users/u3")
+        assert (r.status_code, r.json().get("deleted")) == (200, 1), r.text

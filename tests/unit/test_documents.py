@@ -14,7 +14,6 @@ from samo_serve.errors import TextTooLong
 from samo_serve.http.app import create_app
 from samo_serve.service import EmotionService
 from samo_serve.settings import Settings
-from samo_serve.storage.cache import text_keys
 from samo_serve.storage.request_log import LogRow
 from samo_serve.storage.request_log.hashing import TextHasher
 
@@ -85,7 +84,7 @@ async def test_a_text_that_fits_is_unchanged(make_service: Callable[..., Emotion
     (out,) = await service.predict(["I am happy"], PredictOptions())
     assert set(out) == {"emotions", "primary", "model_version", "cache", "truncated", "latency_ms"}
     assert service.cache.l1 is not None
-    assert service.cache.l1.get(text_keys(card.version, "I am happy").cache_key) is not None
+    assert service.cache.l1.get(service.keys("I am happy").cache_key) is not None
     (asked,) = await service.predict(["I am happy"], WITH_SEGMENTS)  # same shape as a document's, one segment
     assert asked["segment_count"] == 1
     assert asked["segments"][0]["start"] == 0

@@ -155,6 +155,23 @@ class RequestLog:
         rows = await self._range(RangeQuery("emotion", start, end, tenant_id, user_id, by_hour=True))
         return analytics.timeline(rows, start, end, bucket, self.groups)
 
+    async def user_texts(self, tenant_id: str | None, user_id: str) -> list[tuple[str, str, str]]:
+        """(model_version, tenant_id, text_hash) of the user's single-segment rows, queued or stored."""
+
+        def theirs(row: LogRow) -> bool:
+            return row.user_id == user_id and (tenant_id is None or row.tenant_id == tenant_id)
+
+        queued = {
+            (r.model_version, r.tenant_id, r.text_hash)
+            for r in self.writer.queued()
+            if theirs(r) and r.segment_count == 1
+        }
+        try:
+            stored = await self.store.user_texts(tenant_id, user_id)
+        except Exception as exc:
+            raise AnalyticsUnavailable(f"erasure could not complete: {type(exc).__name__}; retry") from exc
+        return sorted(queued.union(stored))
+
     async def erase_user(self, tenant_id: str | None, user_id: str) -> int:
         """Delete a user's rows (of one tenant, or all): queued, spilled, stored, and their rollups.
 

@@ -171,6 +171,15 @@ class PostgresStore:
         finally:
             await conn.close()
 
+    async def user_texts(self, tenant_id: str | None, user_id: str) -> list[tuple[str, str, str]]:
+        sql, args = numbered(
+            "SELECT DISTINCT model_version, tenant_id, text_hash FROM emotion_requests "
+            f"WHERE {_user_filter(tenant_id)} AND segment_count = 1",
+            {"user": user_id, "tenant": tenant_id},
+        )
+        pool = await self._get_pool()
+        return [(r[0], r[1], r[2].strip()) for r in await pool.fetch(sql, *args)]
+
     async def erase_user(self, tenant_id: str | None, user_id: str) -> int:
         """Delete the user's rows and subtract exactly those rows from the tenant rollups, atomically."""
         where = _user_filter(tenant_id)

@@ -223,6 +223,15 @@ class SqliteStore:
 
         await self._run(rebuild)
 
+    async def user_texts(self, tenant_id: str | None, user_id: str) -> list[tuple[str, str, str]]:
+        where = "user_id = :user" + ("" if tenant_id is None else " AND tenant_id = :tenant")
+        sql = (
+            "SELECT DISTINCT model_version, tenant_id, text_hash FROM emotion_requests "
+            f"WHERE {where} AND segment_count = 1"
+        )
+        rows = await self._run(lambda c: c.execute(sql, {"user": user_id, "tenant": tenant_id}).fetchall())
+        return [(str(v), str(t), str(h)) for v, t, h in rows]
+
     async def erase_user(self, tenant_id: str | None, user_id: str) -> int:
         where = "user_id = :user" + ("" if tenant_id is None else " AND tenant_id = :tenant")
         params = {"user": user_id, "tenant": tenant_id}

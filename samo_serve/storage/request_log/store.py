@@ -75,6 +75,11 @@ class LogStore(Protocol):
         after each statement."""
         ...
 
+    async def user_texts(self, tenant_id: str | None, user_id: str) -> list[tuple[str, str, str]]:
+        """(model_version, tenant_id, text_hash) of the user's single-segment rows, distinct: what their
+        cache entries are keyed by (a document's segments are not in the log)."""
+        ...
+
     async def erase_user(self, tenant_id: str | None, user_id: str) -> int:
         """Delete the user's rows (of one tenant, or every tenant) and their rollups; rows deleted."""
         ...

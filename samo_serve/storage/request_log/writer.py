@@ -190,6 +190,10 @@ class LogWriter:
         except Exception as exc:  # tried again next interval; writing goes on
             log.warning("request log maintenance failed: %s: %s", type(exc).__name__, exc)
 
+    def queued(self) -> list[LogRow]:
+        """The rows waiting now (a copy)."""
+        return list(self._queue)
+
     def discard(self, matches: Callable[[LogRow], bool]) -> int:
         """Drop queued rows that match (erasure); how many."""
         kept = [row for row in self._queue if not matches(row)]
