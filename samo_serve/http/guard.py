@@ -88,6 +88,18 @@ def needs(scope: str) -> Callable[[Request], Awaitable[None]]:
     return dependency
 
 
+def _presented_key(scope: Scope) -> str:
+    """The key sent as ``X-API-Key: <key>`` or ``Authorization: ApiKey <key>``; "" when none."""
+    for name, value in scope["headers"]:
+        if name == b"x-api-key":
+            return str(value.decode("latin-1"))
+        if name == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            if scheme.lower() == "apikey":
+                return str(token)
+    return ""
+
+
 class Guard:
     def __init__(self, settings: Settings, keys: KeyStore, limiter: RateLimiter | None) -> None:
         self.keys = keys
@@ -122,16 +134,7 @@ class Guard:
             state["rate_tier"] = None
             state["tenant_id"], state["scopes"] = "", _OPEN_SCOPES
             return
-        presented = ""
-        for name, value in scope["headers"]:
-            if name == b"x-api-key":
-                presented = value.decode("latin-1")
-                break
-            if name == b"authorization":
-                scheme, _, token = value.decode("latin-1").partition(" ")
-                if scheme.lower() == "apikey":
-                    presented = token
-                    break
+        presented = _presented_key(scope)
         key = self.keys.authenticate(presented) if presented else None
         if key is None:
             self.refused_auth += 1
@@ -145,6 +148,15 @@ class Guard:
         state["rate_identity"] = f"key:{key.id}"
         state["rate_tier"] = key.tier
         state["tenant_id"], state["scopes"] = key.tenant_id, frozenset(key.scopes)
+
+    def operator(self, scope: Scope) -> bool:
+        """Whether this request, on a route that asks for no key, may see the service's counters: an open
+        service (no keys), or an active key with the ``admin`` scope."""
+        if not self.keys.enabled:
+            return True
+        presented = _presented_key(scope)
+        key = self.keys.authenticate(presented) if presented else None
+        return key is not None and "admin" in key.scopes
 
     async def charge(self, request: Request, cost: int) -> None:
         """Take ``cost`` tokens (texts; a document's segments) from the caller's bucket; 429 when it is empty."""

@@ -29,7 +29,11 @@ def add_ops_routes(
     async def healthz() -> Response:
         return json_response({"status": "ok"})
 
-    @app.get("/readyz", summary="Readiness: 200 only when the model answers; says whether API keys are on")
+    @app.get(
+        "/readyz",
+        summary="Readiness: 200 only when the model answers; says whether API keys are on. Dependencies' "
+        "counters only for an admin key (or an open service)",
+    )
     async def readyz(request: Request) -> Response:
         # "auth" tells whoever started the server whether it now asks for keys (the keys file is re-read).
         auth = "on" if guard.keys.enabled else "off"
@@ -40,6 +44,8 @@ def add_ops_routes(
             return error_response(error, request.scope, {"status": "unavailable", "auth": auth})
         dependencies = await service.dependencies()
         degraded = any(d["state"] != "up" for d in dependencies.values())
+        if not guard.operator(request.scope):  # a probe or a tenant: states only, never traffic counters
+            model, dependencies = {}, {name: {"state": d["state"]} for name, d in dependencies.items()}
         return json_response(
             {
                 "status": "degraded" if degraded else "ready",

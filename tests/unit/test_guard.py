@@ -443,3 +443,35 @@ async def test_the_same_work_costs_the_same_through_every_route(
     assert counts[0] > 1  # read as a document
     assert counts[1] == 43  # sent whole, then read as one
     assert set(spent.values()) == {sum(counts)}, spent
+
+
+async def test_readyz_shows_traffic_counters_to_admin_keys_only(
+    tmp_path: Path, card: Any, tokenizer: Any, fake_runner: Any
+) -> None:
+    from samo_serve.core.pipeline import LocalPipeline
+    from samo_serve.storage.request_log import RequestLog
+
+    path = tmp_path / "keys.json"
+    keys = KeyStore(path)
+    predict_key, admin_key = keys.create("app", tenant="acme"), keys.create("ops", scopes=("admin",))
+    settings = Settings(api_keys_file=path, data_dir=tmp_path / "data")
+    log = RequestLog.from_settings(settings)
+    service = EmotionService(card, LocalPipeline(tokenizer, fake_runner), settings, request_log=log)
+    app = create_app(settings, service)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+        seen = {}
+        for who, headers in (
+            ("probe", {}),
+            ("tenant", {"X-API-Key": predict_key}),
+            ("admin", {"X-API-Key": admin_key}),
+        ):
+            r = await client.get("/readyz", headers=headers)
+            assert r.status_code == 200, r.text
+            seen[who] = r.json()
+    for who in ("probe", "tenant"):
+        assert seen[who]["dependencies"] == {"database": {"state": "up"}}, who  # up/down, no counters
+        assert seen[who]["model"] == {"version": card.version}
+        assert seen[who]["status"] == "ready"
+    assert "rows" in seen["admin"]["dependencies"]["database"]  # queued / written / spilled ... for operators
+    assert len(seen["admin"]["model"]) > 1
+    await log.store.close()
