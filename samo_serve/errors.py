@@ -11,6 +11,8 @@
     ├── TextTooLong            413 TEXT_TOO_LONG        over the hard character cap
     ├── BatchTooLarge          413 BATCH_TOO_LARGE      more texts than max_batch_texts
     ├── BodyTooLarge           413 BODY_TOO_LARGE       request body over max_body_bytes
+    ├── BodyTimeout            408 BODY_TIMEOUT         the body did not arrive within body_timeout_s
+    ├── HeadersTooLarge        431 HEADERS_TOO_LARGE    more or larger headers than max_header_count/bytes
     ├── NotFound               404 NOT_FOUND
     ├── MethodNotAllowed       405 METHOD_NOT_ALLOWED   (Allow names the methods)
     ├── Unauthorized           401 UNAUTHORIZED         no API key, or not an active one
@@ -34,10 +36,12 @@ from typing import Any
 __all__ = [
     "AnalyticsUnavailable",
     "BatchTooLarge",
+    "BodyTimeout",
     "BodyTooLarge",
     "ClientClosed",
     "EmptyText",
     "Forbidden",
+    "HeadersTooLarge",
     "InvalidJSON",
     "InvalidTensor",
     "MethodNotAllowed",
@@ -102,6 +106,14 @@ class BatchTooLarge(SamoError):
 
 class BodyTooLarge(SamoError):
     code, http_status = "BODY_TOO_LARGE", 413
+
+
+class BodyTimeout(SamoError):
+    code, http_status = "BODY_TIMEOUT", 408
+
+
+class HeadersTooLarge(SamoError):
+    code, http_status = "HEADERS_TOO_LARGE", 431
 
 
 class NotFound(SamoError):

@@ -19,6 +19,7 @@ __all__ = [
     "INGRESS_MIN_ONGOING_REQUESTS",
     "INGRESS_NUM_CPUS",
     "INGRESS_ONGOING_BATCH_FACTOR",
+    "INGRESS_PROBE_HEADROOM",
     "INGRESS_TARGET_ONGOING_REQUESTS",
     "MODEL_MIN_ONGOING_REQUESTS",
     "MODEL_NUM_CPUS",
@@ -84,6 +85,9 @@ MODEL_MIN_ONGOING_REQUESTS = 64
 INGRESS_MIN_ONGOING_REQUESTS = 256
 #: an Ingress replica's ``max_ongoing_requests`` is at least this many times ``batching.ingress_max_batch_size``
 INGRESS_ONGOING_BATCH_FACTOR = 2
+#: an Ingress replica's ``max_ongoing_requests`` exceeds ``limits.max_in_flight_requests`` by at least this:
+#: the slots Serve still admits when the app refuses work, for /healthz, /readyz and the 503s themselves
+INGRESS_PROBE_HEADROOM = 64
 #: a Tokenizer replica's ``max_ongoing_requests``
 TOKENIZER_MAX_ONGOING_REQUESTS = 64
 #: ``autoscaling_config.target_ongoing_requests`` of an Ingress that ``samo-serve plan`` scales where the
@@ -247,9 +251,17 @@ class LimitSettings(_Section):
     max_segments: int = Field(default=1_000, ge=1)
     max_batch_texts: int = Field(default=64, ge=1)
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    #: a request's body must have arrived whole within this, from the moment it is read: else 408
+    #: BODY_TIMEOUT (a client sending a byte a second held a slot for as long as it liked)
+    body_timeout_s: float = Field(default=10.0, gt=0)
+    #: headers of one request, in number and in bytes (names and values): past either, 431
+    max_header_count: int = Field(default=100, ge=8)
+    max_header_bytes: int = Field(default=32_768, ge=1024)
     #: requests one ingress replica works on at once; beyond it: 503 OVERLOADED with Retry-After at once,
-    #: instead of latency growing without bound
-    max_in_flight_requests: int = Field(default=512, ge=1)
+    #: instead of latency growing without bound. Below the Ingress's ``max_ongoing_requests`` (256) by
+    #: ``INGRESS_PROBE_HEADROOM``: at Serve's own bound requests queue in Serve, probes too, and this
+    #: never fires (262 slow uploads froze /predict and /healthz when it was 512)
+    max_in_flight_requests: int = Field(default=192, ge=1)
     #: a prediction taking longer is answered 503 TIMEOUT (and its work cancelled)
     request_timeout_s: float = Field(default=30.0, gt=0)
     #: a replica whose resident memory passes this fails its health check, so Serve replaces it

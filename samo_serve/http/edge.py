@@ -149,6 +149,7 @@ class Edge:
         counted = False
         direct = self._direct(scope)
         try:
+            guard.check_headers(scope["headers"])
             if scope["path"] not in PUBLIC_PATHS:
                 guard.authenticate(scope)
                 if guard.in_flight >= guard.max_in_flight:

@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 from starlette.requests import Request
 from starlette.types import Scope
 
-from samo_serve.errors import Forbidden, RateLimited, Unauthorized
+from samo_serve.errors import Forbidden, HeadersTooLarge, RateLimited, Unauthorized
 from samo_serve.http.api_keys import SCOPES, KeyStore
 from samo_serve.http.rate_limit import RateLimiter
 from samo_serve.settings import Settings
@@ -105,6 +105,8 @@ class Guard:
         self.keys = keys
         self.limiter = limiter
         self.max_in_flight = settings.limits.max_in_flight_requests
+        self.max_header_count = settings.limits.max_header_count
+        self.max_header_bytes = settings.limits.max_header_bytes
         self.in_flight = 0
         self.refused_overload = 0
         self.refused_auth = 0
@@ -124,6 +126,11 @@ class Guard:
                 settings.rate_limits, redis, CircuitBreaker(cache.circuit_failures, cache.circuit_open_s)
             )
         return cls(settings, KeyStore(settings.api_keys_file), limiter)
+
+    def check_headers(self, headers: list[tuple[bytes, bytes]]) -> None:
+        """431 HEADERS_TOO_LARGE past ``limits.max_header_count`` headers or ``max_header_bytes`` in all."""
+        if len(headers) > self.max_header_count or sum(len(n) + len(v) for n, v in headers) > self.max_header_bytes:
+            raise HeadersTooLarge(f"at most {self.max_header_count} headers of {self.max_header_bytes} bytes in all")
 
     def authenticate(self, scope: Scope) -> None:
         """Record the caller's key (or client address) in ``scope["state"]``; raise 401 when a key is missing."""

@@ -21,6 +21,7 @@ from starlette.responses import Response
 
 from samo_serve.core.postprocess import PredictOptions, emotions_catalog
 from samo_serve.errors import (
+    BodyTimeout,
     BodyTooLarge,
     InvalidJSON,
     RequestTimeout,
@@ -90,13 +91,17 @@ async def bounded(request: Request, work: Awaitable[T], limits: LimitSettings) -
 
 
 class _Watch:
-    """Cancels its request's task when the client disconnects or the time is up, once :class:`_Sweeper` starts it."""
+    """Cancels its request's task when the client disconnects or the time is up, once :class:`_Sweeper` starts it.
 
-    __slots__ = ("_deadline", "_request", "_sweeper", "_task", "_watcher", "reason", "started")
+    ``disconnect=False`` watches the time only: while the body is read, the reader takes the ASGI messages.
+    """
 
-    def __init__(self, request: Request, timeout_s: float) -> None:
+    __slots__ = ("_deadline", "_disconnect", "_request", "_sweeper", "_task", "_watcher", "reason", "started")
+
+    def __init__(self, request: Request, timeout_s: float, disconnect: bool = True) -> None:
         self.reason: str | None = None
         self._request = request
+        self._disconnect = disconnect
         self._task = asyncio.current_task()
         self.started = time.monotonic()
         self._deadline = self.started + timeout_s
@@ -108,8 +113,12 @@ class _Watch:
         self._watcher = asyncio.get_running_loop().create_task(self._watch())
 
     async def _watch(self) -> None:
+        left = max(0.0, self._deadline - time.monotonic())
         try:
-            await asyncio.wait_for(_disconnected(self._request), max(0.0, self._deadline - time.monotonic()))
+            if not self._disconnect:
+                await asyncio.sleep(left)
+                raise TimeoutError
+            await asyncio.wait_for(_disconnected(self._request), left)
             self.reason = "disconnect"
         except TimeoutError:
             self.reason = "timeout"
@@ -217,23 +226,33 @@ def _header(request: Request, name: bytes) -> str | None:
 
 
 async def read_body(request: Request, limits: LimitSettings) -> bytes:
-    """The body; 413 BODY_TOO_LARGE past ``limits.max_body_bytes`` (before reading it when the size is declared)."""
+    """The body; 413 BODY_TOO_LARGE past ``limits.max_body_bytes`` (before reading it when the size is declared),
+    408 BODY_TIMEOUT when it has not arrived whole within ``limits.body_timeout_s``."""
     declared = _header(request, b"content-length")
     if declared is not None and declared.isdigit() and int(declared) > limits.max_body_bytes:
         raise BodyTooLarge(f"request body over {limits.max_body_bytes} bytes")
     chunks: list[bytes] = []
     size = 0
-    while True:
-        message = await request.receive()
-        if message["type"] == "http.disconnect":
-            raise ClientDisconnect()
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limits.max_body_bytes:  # a chunked body is refused as soon as it passes the limit
-            raise BodyTooLarge(f"request body over {limits.max_body_bytes} bytes")
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    watch = _Watch(request, limits.body_timeout_s, disconnect=False)  # started by the sweep after 0.2 s only
+    try:
+        while True:
+            message = await request.receive()
+            if message["type"] == "http.disconnect":
+                raise ClientDisconnect()
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limits.max_body_bytes:  # a chunked body is refused as soon as it passes the limit
+                raise BodyTooLarge(f"request body over {limits.max_body_bytes} bytes")
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    except asyncio.CancelledError:
+        if watch.reason is None:
+            raise
+        asyncio.current_task().uncancel()  # type: ignore[union-attr]  # ours, not a cancellation from outside
+        raise BodyTimeout(f"the request body did not arrive within {limits.body_timeout_s:g} s") from None
+    finally:
+        watch.stop()
 
 
 def add_predict_routes(

@@ -11,6 +11,7 @@ import yaml
 
 from samo_serve.settings import (
     INGRESS_NUM_CPUS,
+    INGRESS_PROBE_HEADROOM,
     MODEL_NUM_CPUS,
     STATS_HUB_NUM_CPUS,
     TOKENIZER_NUM_CPUS,
@@ -36,6 +37,9 @@ def test_serve_config_is_valid(path: Path) -> None:
         # Serve's max_ongoing_requests caps the batch a replica can form.
         cap = {"Ingress": batching.ingress_max_batch_size, "EmotionModel": batching.model_max_batch_size}
         assert deployment["max_ongoing_requests"] >= cap.get(name, 1)
+        if name == "Ingress":  # above the app's own bound, or its 503 OVERLOADED never fires (Serve queues first)
+            bound = settings.limits.max_in_flight_requests + INGRESS_PROBE_HEADROOM
+            assert deployment["max_ongoing_requests"] >= bound
         assert deployment["ray_actor_options"]["num_cpus"] < 1  # deployments + Ray's actors on 2 cores
         scaling = deployment.get("autoscaling_config")
         if scaling:
@@ -62,12 +66,13 @@ def test_model_autoscaling_can_reach_its_max_replicas(path: Path) -> None:
     ("args", "ongoing"),
     [
         ({}, {"Ingress": 256, "EmotionModel": 128, "Tokenizer": None}),
+        ({"limits": {"max_in_flight_requests": 1000}}, {"Ingress": 1064, "EmotionModel": 128, "Tokenizer": None}),
         (
             {"tokenize_in": "deployment", "batching": {"ingress_max_batch_size": 200, "model_max_batch_size": 300}},
             {"Ingress": 400, "EmotionModel": 300, "Tokenizer": 64},
         ),
     ],
-    ids=["defaults", "larger-batches"],
+    ids=["defaults", "in-flight-bound", "larger-batches"],
 )
 def test_build_app_takes_its_deployment_options_from_settings(args: dict[str, Any], ongoing: dict[str, Any]) -> None:
     """The options a config's ``deployments:`` leaves out come from samo_serve/settings.py (no Ray started)."""

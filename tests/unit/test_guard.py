@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import stat
 from collections.abc import AsyncIterator, Callable
@@ -475,3 +476,69 @@ async def test_readyz_shows_traffic_counters_to_admin_keys_only(
     assert "rows" in seen["admin"]["dependencies"]["database"]  # queued / written / spilled ... for operators
     assert len(seen["admin"]["model"]) > 1
     await log.store.close()
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        ({f"x-h{i}": "v" for i in range(85)}, 200),  # with httpx's own, ~92
+        ({f"x-h{i}": "v" for i in range(120)}, 431),  # past limits.max_header_count (100)
+        ({"x-big": "a" * 40_000}, 431),  # past limits.max_header_bytes (32 KiB)
+    ],
+    ids=["many-but-fine", "too-many", "too-big"],
+)
+async def test_headers_past_their_caps_are_431(
+    make_service: Callable[..., EmotionService], fake_runner: Any, headers: dict[str, str], status: int
+) -> None:
+    async with app_client(make_service, fake_runner, Settings()) as client:
+        for method, path, body in (("POST", "/predict", {"text": "hi"}), ("GET", "/healthz", None)):
+            r = await call(client, method, path, body, **headers)
+            assert r.status_code == status, (path, r.text)
+            if status == 431:
+                assert r.json()["error"]["code"] == "HEADERS_TOO_LARGE"
+    if status == 431:
+        assert fake_runner.texts_classified == 0
+
+
+async def _raw_asgi(app: Any, path: str, chunks: list[bytes], stall: bool) -> tuple[int, dict[str, Any], float]:
+    """One request straight over ASGI: the body in ``chunks``, then (``stall``) a client that sends no more."""
+    sent: list[dict[str, Any]] = []
+    pending = [
+        {"type": "http.request", "body": c, "more_body": stall or i < len(chunks) - 1} for i, c in enumerate(chunks)
+    ]
+
+    async def receive() -> dict[str, Any]:
+        if pending:
+            return pending.pop(0)
+        await asyncio.Event().wait()  # the slow client: nothing more, ever
+        raise AssertionError("unreachable")
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+        "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
+        "headers": [(b"content-type", b"application/json"), (b"host", b"t")],
+        "client": ("10.0.0.1", 1), "server": ("t", 80),
+    }  # fmt: skip
+    started = asyncio.get_running_loop().time()
+    await asyncio.wait_for(app(scope, receive, send), 10)
+    status = next(m["status"] for m in sent if m["type"] == "http.response.start")
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return status, json.loads(body), asyncio.get_running_loop().time() - started
+
+
+@pytest.mark.parametrize("path", ["/predict", "/predict/batch", "/v2/models/{name}/infer"])
+async def test_a_body_that_stops_arriving_is_408_at_the_deadline(
+    make_service: Callable[..., EmotionService], fake_runner: Any, card: ModelCard, path: str
+) -> None:
+    settings = Settings(limits={"body_timeout_s": 0.5})
+    app = create_app(settings, make_service(fake_runner, settings))
+    status, body, took = await _raw_asgi(app, path.format(name=card.name), [b'{"te'], stall=True)
+    assert status == 408, body
+    error = body["error"]  # v1's envelope, or V2's {"error": "<message>"}
+    assert error["code"] == "BODY_TIMEOUT" if isinstance(error, dict) else "did not arrive within 0.5 s" in error
+    assert 0.4 < took < 3
+    status, body, _ = await _raw_asgi(app, "/predict", [b'{"text": ', b'"hi"}'], stall=False)  # in pieces, in time
+    assert status == 200, body
