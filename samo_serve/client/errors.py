@@ -16,6 +16,8 @@
         │   ├── TextTooLong             413 TEXT_TOO_LONG
         │   ├── BatchTooLarge           413 BATCH_TOO_LARGE
         │   ├── BodyTooLarge            413 BODY_TOO_LARGE
+        │   ├── BodyTimeout             408 BODY_TIMEOUT
+        │   ├── HeadersTooLarge         431 HEADERS_TOO_LARGE
         │   ├── Forbidden               403 FORBIDDEN (the key lacks the route's scope)
         │   ├── NotFound                404 NOT_FOUND
         │   └── MethodNotAllowed        405 METHOD_NOT_ALLOWED
@@ -42,10 +44,12 @@ __all__ = [
     "AnalyticsUnavailable",
     "ApiError",
     "BatchTooLarge",
+    "BodyTimeout",
     "BodyTooLarge",
     "ConnectFailed",
     "EmptyText",
     "Forbidden",
+    "HeadersTooLarge",
     "InvalidJSON",
     "InvalidRequest",
     "InvalidTensor",
@@ -149,6 +153,14 @@ class BodyTooLarge(InvalidRequest):
     pass
 
 
+class BodyTimeout(InvalidRequest):
+    pass
+
+
+class HeadersTooLarge(InvalidRequest):
+    pass
+
+
 class Forbidden(InvalidRequest):
     pass
 
@@ -203,6 +215,8 @@ CODES: dict[str, type[ApiError]] = {
     "TEXT_TOO_LONG": TextTooLong,
     "BATCH_TOO_LARGE": BatchTooLarge,
     "BODY_TOO_LARGE": BodyTooLarge,
+    "BODY_TIMEOUT": BodyTimeout,
+    "HEADERS_TOO_LARGE": HeadersTooLarge,
     "FORBIDDEN": Forbidden,
     "NOT_FOUND": NotFound,
     "METHOD_NOT_ALLOWED": MethodNotAllowed,
