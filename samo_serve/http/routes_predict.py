@@ -114,14 +114,15 @@ class _Watch:
 
     async def _watch(self) -> None:
         left = max(0.0, self._deadline - time.monotonic())
-        try:
-            if not self._disconnect:
-                await asyncio.sleep(left)
-                raise TimeoutError
-            await asyncio.wait_for(_disconnected(self._request), left)
-            self.reason = "disconnect"
-        except TimeoutError:
+        if not self._disconnect:
+            await asyncio.sleep(left)
             self.reason = "timeout"
+        else:
+            try:
+                await asyncio.wait_for(_disconnected(self._request), left)
+                self.reason = "disconnect"
+            except TimeoutError:
+                self.reason = "timeout"
         if self._task is not None:
             self._task.cancel()
 

@@ -6,7 +6,7 @@ import asyncio
 import json
 import logging
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -41,6 +41,11 @@ def _parse_time(value: str, name: str) -> datetime:
         return parse_utc(value)  # naive = UTC
     except ValueError as exc:
         raise ValidationFailed(f"`{name}`: {exc}", [{"loc": ["query", name], "msg": str(exc)}]) from None
+
+
+def _of_user(tenant_id: str | None, user_id: str) -> Callable[[LogRow], bool]:
+    """Whether a queued row is the user's (of one tenant, or of every tenant)."""
+    return lambda row: row.user_id == user_id and (tenant_id is None or row.tenant_id == tenant_id)
 
 
 def parse_range(start: str | None, end: str | None, now: datetime | None = None) -> tuple[datetime, datetime]:
@@ -158,9 +163,7 @@ class RequestLog:
     async def user_texts(self, tenant_id: str | None, user_id: str) -> list[tuple[str, str, str]]:
         """(model_version, tenant_id, text_hash) of the user's single-segment rows, queued or stored."""
 
-        def theirs(row: LogRow) -> bool:
-            return row.user_id == user_id and (tenant_id is None or row.tenant_id == tenant_id)
-
+        theirs = _of_user(tenant_id, user_id)
         queued = {
             (r.model_version, r.tenant_id, r.text_hash)
             for r in self.writer.queued()
@@ -178,7 +181,7 @@ class RequestLog:
         Returns rows deleted from the database (queued and spilled rows were never stored, so they do
         not count). With the rows gone L3 cannot answer from them.
         """
-        self.writer.discard(lambda row: row.user_id == user_id and (tenant_id is None or row.tenant_id == tenant_id))
+        self.writer.discard(_of_user(tenant_id, user_id))
         try:
             await asyncio.to_thread(spill_erase, self.writer.spill, tenant_id, user_id)
             return await self.store.erase_user(tenant_id, user_id)

@@ -21,12 +21,13 @@ from samo_serve.storage.request_log import rollups
 from samo_serve.storage.request_log.migrations import MIGRATIONS, MIGRATIONS_TABLE
 from samo_serve.storage.request_log.postgres_partitions import maintain_partitions
 from samo_serve.storage.request_log.rows import COLUMNS, LogRow
-from samo_serve.storage.request_log.store import Progress, RangeQuery, RejectedRows, reported
+from samo_serve.storage.request_log.store import Progress, RangeQuery, RejectedRows, reported, user_filter
 
 __all__ = ["PostgresStore", "numbered"]
 
 _LOCK_ID = 0x5A4D0_1  # pg_advisory_xact_lock key for migrations
 _CONNECT_TIMEOUT_S = 5.0
+_SERVER_SETTINGS = {"timezone": "UTC"}  # hour buckets are UTC hours
 _ROLLUP_VERSION = 3  # the migration that adds the rollups: fill them from the rows already there
 _TYPES = (
     "uuid", "timestamptz", "text", "text", "text", "text", "text",
@@ -61,10 +62,6 @@ def numbered(sql: str, params: dict[str, Any]) -> tuple[str, list[Any]]:
     return text, [params[n] for n in names]
 
 
-def _user_filter(tenant_id: str | None) -> str:
-    return "user_id = :user" + ("" if tenant_id is None else " AND tenant_id = :tenant")
-
-
 class PostgresStore:
     dialect = "postgresql"
 
@@ -87,7 +84,7 @@ class PostgresStore:
                     max_size=self._max_connections,
                     command_timeout=self._timeout_s,
                     timeout=_CONNECT_TIMEOUT_S,
-                    server_settings={"timezone": "UTC"},  # hour buckets are UTC hours
+                    server_settings=_SERVER_SETTINGS,
                 )
             if not self._ready:
                 await self._apply_migrations(self._pool)
@@ -157,7 +154,7 @@ class PostgresStore:
         # Its own connection: a pool connection's command_timeout (the request path's statement_timeout_s)
         # applies to every call that passes none, so a rebuild of 5M rows died at 10 s with TimeoutError.
         conn = await asyncpg.connect(
-            self._dsn, command_timeout=timeout_s, timeout=_CONNECT_TIMEOUT_S, server_settings={"timezone": "UTC"}
+            self._dsn, command_timeout=timeout_s, timeout=_CONNECT_TIMEOUT_S, server_settings=_SERVER_SETTINGS
         )
         try:
             async with conn.transaction():
@@ -174,7 +171,7 @@ class PostgresStore:
     async def user_texts(self, tenant_id: str | None, user_id: str) -> list[tuple[str, str, str]]:
         sql, args = numbered(
             "SELECT DISTINCT model_version, tenant_id, text_hash FROM emotion_requests "
-            f"WHERE {_user_filter(tenant_id)} AND segment_count = 1",
+            f"WHERE {user_filter(tenant_id)} AND segment_count = 1",
             {"user": user_id, "tenant": tenant_id},
         )
         pool = await self._get_pool()
@@ -182,7 +179,7 @@ class PostgresStore:
 
     async def erase_user(self, tenant_id: str | None, user_id: str) -> int:
         """Delete the user's rows and subtract exactly those rows from the tenant rollups, atomically."""
-        where = _user_filter(tenant_id)
+        where = user_filter(tenant_id)
         subtract, _ = rollups.upsert_statements(rollups.POSTGRES, "del", sign=-1)
         params = {"user": user_id, "tenant": tenant_id}
         erase, args = numbered(

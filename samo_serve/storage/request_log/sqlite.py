@@ -12,7 +12,8 @@ import functools
 import math
 import sqlite3
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -21,7 +22,7 @@ from samo_serve.storage.files import create_private, open_private, private_dir
 from samo_serve.storage.request_log import rollups
 from samo_serve.storage.request_log.migrations import MIGRATIONS, MIGRATIONS_TABLE
 from samo_serve.storage.request_log.rows import COLUMNS, LogRow, format_time
-from samo_serve.storage.request_log.store import Progress, RangeQuery, RejectedRows, reported
+from samo_serve.storage.request_log.store import Progress, RangeQuery, RejectedRows, reported, user_filter
 
 __all__ = ["SqliteStore"]
 
@@ -70,17 +71,24 @@ def _math_functions(conn: sqlite3.Connection) -> None:
         conn.create_function("floor", 1, math.floor, deterministic=True)
 
 
-def _transaction(conn: sqlite3.Connection, statements: list[tuple[str, dict[str, Any]]]) -> int:
-    """Run the statements in one write transaction; the rows the last one changed."""
-    conn.execute("BEGIN IMMEDIATE")
+@contextmanager
+def _in_transaction(conn: sqlite3.Connection, begin: str = "BEGIN IMMEDIATE") -> Iterator[None]:
+    """The block in one transaction: committed at its end, rolled back if it (or the commit) fails."""
+    conn.execute(begin)
     try:
-        changed = 0
-        for sql, params in statements:
-            changed = conn.execute(sql, params).rowcount
+        yield
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
         raise
+
+
+def _transaction(conn: sqlite3.Connection, statements: list[tuple[str, dict[str, Any]]]) -> int:
+    """Run the statements in one write transaction; the rows the last one changed."""
+    changed = 0
+    with _in_transaction(conn):
+        for sql, params in statements:
+            changed = conn.execute(sql, params).rowcount
     return changed
 
 
@@ -121,8 +129,7 @@ class SqliteStore:
 
     @staticmethod
     def _apply_migrations(conn: sqlite3.Connection) -> None:
-        conn.execute("BEGIN IMMEDIATE")  # one replica at a time
-        try:
+        with _in_transaction(conn):  # one replica at a time
             conn.execute(
                 f"CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
                 "applied_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')))"
@@ -139,10 +146,6 @@ class SqliteStore:
                         f"INSERT INTO {MIGRATIONS_TABLE} (version, name) VALUES (?, ?)",
                         (migration.version, migration.name),
                     )
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
 
     async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
         def locked() -> T:
@@ -162,20 +165,15 @@ class SqliteStore:
 
         def write(conn: sqlite3.Connection) -> int:
             per = max(1, min(_STAGE_ROWS, conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // len(COLUMNS)))
-            conn.execute("BEGIN")
-            try:
+            with _in_transaction(conn, "BEGIN"):
                 conn.execute("DELETE FROM samo_batch")
                 for i in range(0, len(values), per):
                     chunk = values[i : i + per]
                     conn.execute(_stage(len(chunk)), [v for row in chunk for v in row])
                 conn.execute(_DROP_STORED)
-                stored = conn.execute(_INSERT).rowcount
+                stored: int = conn.execute(_INSERT).rowcount
                 for statement in _ROLLUP_UPSERTS:
                     conn.execute(statement)
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
             return stored
 
         try:
@@ -208,15 +206,10 @@ class SqliteStore:
         # SQLite has no statement timeout (its busy timeout is the connection's): timeout_s is the protocol's
 
         def rebuild(conn: sqlite3.Connection) -> None:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
+            with _in_transaction(conn):
                 for step, statement in rollups.rebuild_steps(rollups.SQLITE):
                     with reported(progress, step):
                         conn.execute(statement)
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
             for statement in rollups.ANALYZE_AFTER_REBUILD:
                 with reported(progress, statement):
                     conn.execute(statement)
@@ -224,7 +217,7 @@ class SqliteStore:
         await self._run(rebuild)
 
     async def user_texts(self, tenant_id: str | None, user_id: str) -> list[tuple[str, str, str]]:
-        where = "user_id = :user" + ("" if tenant_id is None else " AND tenant_id = :tenant")
+        where = user_filter(tenant_id)
         sql = (
             "SELECT DISTINCT model_version, tenant_id, text_hash FROM emotion_requests "
             f"WHERE {where} AND segment_count = 1"
@@ -233,7 +226,7 @@ class SqliteStore:
         return [(str(v), str(t), str(h)) for v, t, h in rows]
 
     async def erase_user(self, tenant_id: str | None, user_id: str) -> int:
-        where = "user_id = :user" + ("" if tenant_id is None else " AND tenant_id = :tenant")
+        where = user_filter(tenant_id)
         params = {"user": user_id, "tenant": tenant_id}
         subtract, _ = rollups.upsert_statements(rollups.SQLITE, "emotion_requests", where, sign=-1)
 

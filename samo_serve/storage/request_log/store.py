@@ -22,6 +22,7 @@ __all__ = [
     "reported",
     "store_for_url",
     "storable_text",
+    "user_filter",
 ]
 
 #: told what a long maintenance statement did and how long it took: (step, seconds)
@@ -35,6 +36,11 @@ def reported(progress: Progress | None, step: str) -> Iterator[None]:
     yield
     if progress is not None:
         progress(step, time.perf_counter() - started)
+
+
+def user_filter(tenant_id: str | None) -> str:
+    """The rows of ``:user`` (of ``:tenant``, unless every tenant's): the same text in both dialects."""
+    return "user_id = :user" + ("" if tenant_id is None else " AND tenant_id = :tenant")
 
 
 class RejectedRows(Exception):
