@@ -10,9 +10,13 @@ Then, per scenario, prints requests sent / succeeded / failed and log rows sent 
 2. API keys: no protected route may answer without a valid key;
 3. schemathesis against /openapi.json: no 5xx, responses match the schema;
 4. one model replica SIGKILLed under load: >= 99% succeed and Serve brings the replica back;
-5. Redis killed under load, then restarted: 0 failed;
-6. PostgreSQL stopped under load, then restarted: 0 failed, every log row stored;
-7. SIGTERM to samo-serve with rows still queued: every row stored, no Ray process left.
+5. the Ingress replica (the process serving the port) SIGKILLed under open-loop load: seconds until the
+   port serves again (goal: 10) and the requests that failed meanwhile;
+6. a slow-client flood: 300 uploads stall after one byte of body; what they are answered, and whether
+   /healthz and /predict are answered meanwhile;
+7. Redis killed under load, then restarted: 0 failed;
+8. PostgreSQL stopped under load, then restarted: 0 failed, every log row stored;
+9. SIGTERM to samo-serve with rows still queued: every row stored, no Ray process left.
 
 Loopback only; every scenario is bounded in requests and time. Needs redis-server, PostgreSQL, and the
 GoEmotions texts in ../shared/data/goemotions (else the load tester's built-in sample).
@@ -52,6 +56,7 @@ from testkit.drills import (  # noqa: E402
     at,
     bad_input_battery,
     drive,
+    slow_client_flood,
     unauthenticated_served,
     wait_for_log_rows,
 )
@@ -132,12 +137,27 @@ async def scenarios(url: str, key: str, redis: RedisServer, pg: PostgresServer, 
     results["model_replica_killed"] = kill_result.row()
     print(f"   {results['model_replica_killed']}", flush=True)
 
-    print(f"5. Redis killed after {n // 5} of {n} requests, restarted after {3 * n // 5} ...", flush=True)
+    rate, seconds = 40, 40
+    print(f"5. the Ingress replica SIGKILLed after {seconds * 0.15:.0f} s of {seconds} s at {rate} requests/s ...")
+    kill = ReplicaKill("Ingress", timeout_s=180, serving_url=url)
+    statuses = await drive(url, corpus, rate * seconds, 16, at({0.15: kill}, rate * seconds), auth,
+                           until=time.monotonic() + seconds, rate=rate)  # fmt: skip
+    ingress = DrillResult("ingress replica killed", statuses)
+    replaced_s = await asyncio.to_thread(kill.wait)
+    ingress.notes.update(killed_pid=kill.victim, replaced_after_s=replaced_s, serving_after_s=kill.serving_after_s)
+    results["ingress_replica_killed"] = ingress.row()
+    print(f"   {results['ingress_replica_killed']}", flush=True)
+
+    print("6. slow-client flood: 300 uploads stalled after one byte of body ...", flush=True)
+    results["slow_client_flood"] = await slow_client_flood(url, auth, connections=300)
+    print(f"   {results['slow_client_flood']}", flush=True)
+
+    print(f"7. Redis killed after {n // 5} of {n} requests, restarted after {3 * n // 5} ...", flush=True)
     chaos = at({0.2: redis.stop, 0.6: redis.start}, n)
     results["redis_down_up"] = (await logged_drill("redis", url, pg, corpus, n, on_progress=chaos, headers=auth)).row()
     print(f"   {results['redis_down_up']}", flush=True)
 
-    print(f"6. PostgreSQL stopped after {n // 5} of {n} requests, started after {3 * n // 5} ...", flush=True)
+    print(f"8. PostgreSQL stopped after {n // 5} of {n} requests, started after {3 * n // 5} ...", flush=True)
     chaos = at({0.2: pg.stop, 0.6: pg.start}, n)
     results["postgres_down_up"] = (await logged_drill("pg", url, pg, corpus, n, on_progress=chaos, headers=auth)).row()
     print(f"   {results['postgres_down_up']}", flush=True)
@@ -175,7 +195,7 @@ def main() -> None:
         finally:
             srv.stop()
 
-        print("7. SIGTERM to samo-serve with rows still queued ...", flush=True)
+        print("9. SIGTERM to samo-serve with rows still queued ...", flush=True)
         port = free_port()
         queued_env = {**env, "SAMO_REQUEST_LOG__FLUSH_INTERVAL_MS": "3600000", "SAMO_REQUEST_LOG__FLUSH_ROWS": "100000"}
         cmd = samo_serve_command(port, free_port())

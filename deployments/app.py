@@ -18,16 +18,14 @@ from deployments.model import EmotionModel
 from deployments.stats_hub import StatsHub
 from deployments.tokenizer import Tokenizer
 from samo_serve.settings import (
-    INGRESS_MIN_ONGOING_REQUESTS,
     INGRESS_NUM_CPUS,
-    INGRESS_ONGOING_BATCH_FACTOR,
-    INGRESS_PROBE_HEADROOM,
     MODEL_MIN_ONGOING_REQUESTS,
     MODEL_NUM_CPUS,
     STATS_HUB_NUM_CPUS,
     TOKENIZER_MAX_ONGOING_REQUESTS,
     TOKENIZER_NUM_CPUS,
     Settings,
+    ingress_min_ongoing_requests,
 )
 
 __all__ = ["build_app"]
@@ -52,13 +50,8 @@ def build_app(args: dict[str, Any] | None = None) -> Application:
     ingress = serve.deployment(
         name="Ingress",
         ray_actor_options={"num_cpus": INGRESS_NUM_CPUS},
-        # Must be >= the micro-batch size, or it caps the batch (Serve's default is 5), and above the app's
-        # own in-flight bound, or that never fires.
-        max_ongoing_requests=max(
-            INGRESS_MIN_ONGOING_REQUESTS,
-            batch.ingress_max_batch_size * INGRESS_ONGOING_BATCH_FACTOR,
-            settings.limits.max_in_flight_requests + INGRESS_PROBE_HEADROOM,
-        ),
+        # Above the micro-batch size, the app's in-flight bound and its connection cap (the function says why).
+        max_ongoing_requests=ingress_min_ongoing_requests(settings),
     )(serve.ingress()(Ingress))
     # Merges every ingress replica's per-second windows for /stats (a twentieth of a CPU: it adds arrays).
     hub = serve.deployment(

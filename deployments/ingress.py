@@ -18,6 +18,7 @@ from samo_serve.http.app import create_app
 from samo_serve.observability.memory import check_memory
 from samo_serve.observability.ray_metrics import RayFactory
 from samo_serve.observability.telemetry import Telemetry
+from samo_serve.ops.launcher import harden_direct_ingress
 from samo_serve.settings import updated_batching
 
 
@@ -30,6 +31,7 @@ class Ingress:
         stats_hub: DeploymentHandle[Any] | None = None,
     ) -> None:
         self._settings = settings_from_args(args)
+        harden_direct_ingress(self._settings.limits)  # before Serve starts this replica's server (direct ingress)
         telemetry = Telemetry.from_settings(
             self._settings,
             RayFactory(),  # Ray's metrics pipeline: scraped from Ray's Prometheus endpoint (docs/METRICS.md)

@@ -13,6 +13,8 @@
     ├── BodyTooLarge           413 BODY_TOO_LARGE       request body over max_body_bytes
     ├── BodyTimeout            408 BODY_TIMEOUT         the body did not arrive within body_timeout_s
     ├── HeadersTooLarge        431 HEADERS_TOO_LARGE    more or larger headers than max_header_count/bytes
+    ├── HeaderTimeout          408 HEADER_TIMEOUT       the headers did not arrive within header_timeout_s
+    ├── TooManyConnections     503 TOO_MANY_CONNECTIONS the server holds max_connections already (Retry-After)
     ├── NotFound               404 NOT_FOUND
     ├── MethodNotAllowed       405 METHOD_NOT_ALLOWED   (Allow names the methods)
     ├── Unauthorized           401 UNAUTHORIZED         no API key, or not an active one
@@ -41,6 +43,7 @@ __all__ = [
     "ClientClosed",
     "EmptyText",
     "Forbidden",
+    "HeaderTimeout",
     "HeadersTooLarge",
     "InvalidJSON",
     "InvalidTensor",
@@ -52,6 +55,7 @@ __all__ = [
     "RequestTimeout",
     "SamoError",
     "TextTooLong",
+    "TooManyConnections",
     "Unauthorized",
     "UnsupportedMediaType",
     "ValidationFailed",
@@ -114,6 +118,14 @@ class BodyTimeout(SamoError):
 
 class HeadersTooLarge(SamoError):
     code, http_status = "HEADERS_TOO_LARGE", 431
+
+
+class HeaderTimeout(SamoError):
+    code, http_status = "HEADER_TIMEOUT", 408
+
+
+class TooManyConnections(SamoError):
+    code, http_status = "TOO_MANY_CONNECTIONS", 503
 
 
 class NotFound(SamoError):

@@ -43,6 +43,7 @@ __all__ = [
     "default_data_dir",
     "default_keys_file",
     "default_model_dir",
+    "ingress_min_ongoing_requests",
     "model_dir_named",
     "shipped_model_dir",
     "updated_batching",
@@ -79,9 +80,8 @@ STATS_HUB_NUM_CPUS = 0.05
 #: an EmotionModel replica's ``max_ongoing_requests``: this, or ``batching.model_max_batch_size`` when
 #: larger. One call is one ingress micro-batch; several must queue there for batches to merge
 MODEL_MIN_ONGOING_REQUESTS = 64
-#: an Ingress replica's ``max_ongoing_requests``: this, or ``INGRESS_ONGOING_BATCH_FACTOR`` x
-#: ``batching.ingress_max_batch_size`` when larger. Below the micro-batch size it would cap the batch
-#: (Serve's default is 5)
+#: an Ingress replica's ``max_ongoing_requests`` is at least this (``ingress_min_ongoing_requests`` gives
+#: all the lower bounds). Below the micro-batch size it would cap the batch (Serve's default is 5)
 INGRESS_MIN_ONGOING_REQUESTS = 256
 #: an Ingress replica's ``max_ongoing_requests`` is at least this many times ``batching.ingress_max_batch_size``
 INGRESS_ONGOING_BATCH_FACTOR = 2
@@ -181,6 +181,19 @@ class BatchingSettings(_Section):
     model_batch_wait_s: float = Field(default=0.0, ge=0.0)
 
 
+def ingress_min_ongoing_requests(settings: Settings) -> int:
+    """The least ``max_ongoing_requests`` an Ingress replica may have under ``settings``: at least twice
+    the micro-batch size (or it caps the batch), the app's in-flight bound plus ``INGRESS_PROBE_HEADROOM``
+    (or OVERLOADED never fires), and ``limits.max_connections`` (or requests waiting for a slow body fill
+    Serve's slots and everything else queues behind them)."""
+    return max(
+        INGRESS_MIN_ONGOING_REQUESTS,
+        settings.batching.ingress_max_batch_size * INGRESS_ONGOING_BATCH_FACTOR,
+        settings.limits.max_in_flight_requests + INGRESS_PROBE_HEADROOM,
+        settings.limits.max_connections,
+    )
+
+
 def updated_batching(current: BatchingSettings, user_config: dict[str, Any]) -> BatchingSettings:
     """Apply a Serve ``user_config`` (``{"batching": {...}}``) on top of the current values.
 
@@ -257,8 +270,19 @@ class LimitSettings(_Section):
     #: headers of one request, in number and in bytes (names and values): past either, 431
     max_header_count: int = Field(default=100, ge=8)
     max_header_bytes: int = Field(default=32_768, ge=1024)
-    #: requests one ingress replica works on at once; beyond it: 503 OVERLOADED with Retry-After at once,
-    #: instead of latency growing without bound. Below the Ingress's ``max_ongoing_requests`` (256) by
+    #: a request's line and headers must have arrived within this of the connection opening (or of the
+    #: request's first byte, on a kept-alive connection): else 408 HEADER_TIMEOUT and the connection closes
+    #: (one that never sent a request was held for good; samo_serve.http.connections)
+    header_timeout_s: float = Field(default=10.0, gt=0)
+    #: connections one server process (an Ingress replica, or --single-process) holds at once; past it a
+    #: new one is answered 503 TOO_MANY_CONNECTIONS and closed. Below the file-descriptor limit
+    #: (``ulimit -n``; 20,000 idle sockets took the last one, and /healthz with it). Each can hold one
+    #: request waiting for its body, so an Ingress's ``max_ongoing_requests`` is at least this
+    #: (``ingress_min_ongoing_requests``): Serve then never queues a request behind slow uploads
+    max_connections: int = Field(default=1024, ge=16)
+    #: requests one ingress replica works on at once (a request waiting for its client's body is not
+    #: worked on, and does not count); beyond it: 503 OVERLOADED with Retry-After at once, instead of
+    #: latency growing without bound. Below the Ingress's ``max_ongoing_requests`` by
     #: ``INGRESS_PROBE_HEADROOM``: at Serve's own bound requests queue in Serve, probes too, and this
     #: never fires (262 slow uploads froze /predict and /healthz when it was 512)
     max_in_flight_requests: int = Field(default=192, ge=1)

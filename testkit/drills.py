@@ -35,6 +35,7 @@ __all__ = [
     "count_log_rows",
     "drive",
     "replica_pids",
+    "slow_client_flood",
     "unauthenticated_served",
     "wait_for_log_rows",
 ]
@@ -80,6 +81,7 @@ async def drive(
     headers: dict[str, str] | None = None,
     until: float | None = None,
     unique: bool = False,
+    rate: float | None = None,
 ) -> Counter[int]:
     """``n`` POST /predict at a fixed concurrency, one text each; status -> count (0: no response).
 
@@ -87,11 +89,13 @@ async def drive(
     Texts are taken in order; past the end of ``texts`` they are made new again (never a cache hit).
     ``on_progress(done)`` runs after each response: where a drill injects its fault. ``until`` (a
     ``time.monotonic()`` deadline) ends the run early: no request starts after it. ``unique`` numbers
-    each text so that none is a cache hit, however long the run: load that reaches the model.
+    each text so that none is a cache hit, however long the run: load that reaches the model. ``rate``
+    (requests/s): an open loop instead (Poisson arrivals, at most ``concurrency`` in flight), so that a
+    server that refuses connections is not hammered faster while it is down.
     """
     duration_s = None if until is None else max(0.0, until - time.monotonic())
     spec = LoadSpec(url, concurrency=concurrency, requests=n, duration_s=duration_s, timeout_s=60,
-                    headers=headers or {})  # fmt: skip
+                    headers=headers or {}, rate=rate)  # fmt: skip
     result = await run_level(spec, TextPicker(texts, 0.0, unique=unique), on_done=on_progress)
     statuses: Counter[int] = Counter()
     for status, count in result.statuses.items():
@@ -125,13 +129,19 @@ def replica_pids(deployment: str, app: str = "samo", under: int | None = None) -
 
 
 class ReplicaKill:
-    """SIGKILL one replica of a deployment (as a drill action) and time until Serve has replaced it."""
+    """SIGKILL one replica of a deployment (as a drill action) and time until Serve has replaced it.
 
-    def __init__(self, deployment: str, timeout_s: float = 180) -> None:
+    ``serving_url``: also time until that server answers ``GET /healthz`` with 200 again after the kill
+    (``serving_after_s``): for the Ingress, whose replica is the process serving the port.
+    """
+
+    def __init__(self, deployment: str, timeout_s: float = 180, serving_url: str | None = None) -> None:
         self.deployment = deployment
         self.timeout_s = timeout_s
+        self.serving_url = serving_url
         self.victim: int | None = None
         self.replaced_after_s: float | None = None
+        self.serving_after_s: float | None = None
         self._watcher: threading.Thread | None = None
 
     def __call__(self) -> None:
@@ -143,9 +153,18 @@ class ReplicaKill:
         killed_at = time.monotonic()
 
         def watch() -> None:
+            serving = self.serving_url is None
             while time.monotonic() - killed_at < self.timeout_s:
-                if len(set(replica_pids(self.deployment)) - {self.victim}) >= len(before):
+                if self.replaced_after_s is None and len(set(replica_pids(self.deployment)) - {self.victim}) >= len(
+                    before
+                ):
                     self.replaced_after_s = round(time.monotonic() - killed_at, 1)
+                # only once a new process runs: the dying one cannot count as serving
+                replaced = self.replaced_after_s is not None
+                if replaced and not serving and self.serving_url is not None and _answers(self.serving_url):
+                    self.serving_after_s = round(time.monotonic() - killed_at, 1)
+                    serving = True
+                if serving and replaced:
                     return
                 time.sleep(0.2)
 
@@ -157,6 +176,13 @@ class ReplicaKill:
         if self._watcher is not None:
             self._watcher.join()
         return self.replaced_after_s
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/healthz", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 @dataclass(frozen=True)
@@ -227,6 +253,69 @@ async def bad_input_battery(url: str, headers: dict[str, str] | None = None) -> 
             if r.status_code != case.status or code != case.code or not r.headers.get("x-request-id"):
                 failures.append({"case": case.name, "status": r.status_code, "code": code})
     return {"cases": len(BAD_INPUTS), "as_expected": len(BAD_INPUTS) - len(failures), "failures": failures}
+
+
+async def slow_client_flood(
+    url: str, headers: dict[str, str], connections: int = 300, wait_s: float = 60, probes: int = 10
+) -> dict[str, Any]:
+    """``connections`` uploads that send their headers and one byte of a 30-byte body, then stall (issue
+    30 #5: 262 of these froze ``/predict`` and ``/healthz`` behind Serve's 256 ongoing requests).
+
+    While they stall, ``probes`` of ``GET /healthz`` and of ``POST /predict`` (with ``headers``) run one
+    after another. Returns what the stalled uploads were answered (status -> count; 0: closed with no
+    answer, -1: no answer within ``wait_s``), the probes' statuses and the slowest probe's seconds.
+    """
+    host, _, port = httpx.URL(url).netloc.decode().partition(":")
+    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    request = (
+        f"POST /predict HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: 30\r\n{head}\r\n{{"
+    ).encode()
+    opened = asyncio.Event()
+    count = 0
+
+    async def stall() -> int:
+        nonlocal count
+        reader, writer = await asyncio.open_connection(host, int(port))
+        try:
+            writer.write(request)
+            await writer.drain()
+            count += 1
+            if count == connections:
+                opened.set()
+            line = await asyncio.wait_for(reader.readline(), wait_s)
+            return int(line.split()[1]) if line else 0
+        except TimeoutError:
+            return -1
+        finally:
+            writer.close()
+
+    stalled = [asyncio.create_task(stall()) for _ in range(connections)]
+    await asyncio.wait_for(opened.wait(), 30)
+    await asyncio.sleep(0.5)  # the server has read every one of them by now
+    probe_statuses: Counter[str] = Counter()
+    slowest = 0.0
+    async with httpx.AsyncClient(base_url=url, timeout=wait_s) as client:
+        for i in range(probes):
+            for name, probe in (
+                ("healthz", client.build_request("GET", "/healthz")),
+                (
+                    "predict",
+                    client.build_request("POST", "/predict", json={"text": f"flood probe {i}"}, headers=headers),
+                ),
+            ):
+                started = time.monotonic()
+                try:
+                    probe_statuses[f"{name} {(await client.send(probe)).status_code}"] += 1
+                except httpx.HTTPError as exc:
+                    probe_statuses[f"{name} {type(exc).__name__}"] += 1
+                slowest = max(slowest, time.monotonic() - started)
+    answers = Counter(await asyncio.gather(*stalled))
+    return {
+        "stalled": {str(k): v for k, v in sorted(answers.items())},
+        "probes": dict(sorted(probe_statuses.items())),
+        "slowest_probe_s": round(slowest, 3),
+    }
 
 
 async def unauthenticated_served(url: str, key: str) -> dict[str, int]:

@@ -18,6 +18,7 @@
         │   ├── BodyTooLarge            413 BODY_TOO_LARGE
         │   ├── BodyTimeout             408 BODY_TIMEOUT
         │   ├── HeadersTooLarge         431 HEADERS_TOO_LARGE
+        │   ├── HeaderTimeout           408 HEADER_TIMEOUT
         │   ├── Forbidden               403 FORBIDDEN (the key lacks the route's scope)
         │   ├── NotFound                404 NOT_FOUND
         │   └── MethodNotAllowed        405 METHOD_NOT_ALLOWED
@@ -27,6 +28,7 @@
         │   ├── Overloaded              503 OVERLOADED
         │   ├── RequestTimeout          503 TIMEOUT
         │   ├── ModelUnavailable        503 MODEL_UNAVAILABLE
+        │   ├── TooManyConnections      503 TOO_MANY_CONNECTIONS
         │   └── AnalyticsUnavailable    503 ANALYTICS_UNAVAILABLE
         └── ServerError             500 INTERNAL, 499 CLIENT_CLOSED and any code this client does not know
 
@@ -49,6 +51,7 @@ __all__ = [
     "ConnectFailed",
     "EmptyText",
     "Forbidden",
+    "HeaderTimeout",
     "HeadersTooLarge",
     "InvalidJSON",
     "InvalidRequest",
@@ -62,6 +65,7 @@ __all__ = [
     "SamoClientError",
     "ServerError",
     "TextTooLong",
+    "TooManyConnections",
     "TimedOut",
     "TransportError",
     "Unauthorized",
@@ -161,6 +165,10 @@ class HeadersTooLarge(InvalidRequest):
     pass
 
 
+class HeaderTimeout(InvalidRequest):
+    pass
+
+
 class Forbidden(InvalidRequest):
     pass
 
@@ -201,6 +209,10 @@ class AnalyticsUnavailable(Unavailable):
     pass
 
 
+class TooManyConnections(Unavailable):
+    pass
+
+
 class ServerError(ApiError):
     pass
 
@@ -217,6 +229,7 @@ CODES: dict[str, type[ApiError]] = {
     "BODY_TOO_LARGE": BodyTooLarge,
     "BODY_TIMEOUT": BodyTimeout,
     "HEADERS_TOO_LARGE": HeadersTooLarge,
+    "HEADER_TIMEOUT": HeaderTimeout,
     "FORBIDDEN": Forbidden,
     "NOT_FOUND": NotFound,
     "METHOD_NOT_ALLOWED": MethodNotAllowed,
@@ -226,6 +239,7 @@ CODES: dict[str, type[ApiError]] = {
     "TIMEOUT": RequestTimeout,
     "MODEL_UNAVAILABLE": ModelUnavailable,
     "ANALYTICS_UNAVAILABLE": AnalyticsUnavailable,
+    "TOO_MANY_CONNECTIONS": TooManyConnections,
     "CLIENT_CLOSED": ServerError,
     "INTERNAL": ServerError,
 }

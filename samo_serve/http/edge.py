@@ -160,6 +160,7 @@ class Edge:
                     )
                 guard.in_flight += 1
                 counted = True
+                receive = _uncounted_while_waiting(receive, guard)
             if direct is not None:
                 route, params = direct
                 response = await route.endpoint(Request(scope, receive), **params)
@@ -189,3 +190,25 @@ class Edge:
         path: str = scope["path"]
         # A path with parameters (/v2/models/{name}) counts under its matched route's template.
         return path if path in self._routes else str(getattr(scope.get("route"), "path", "other"))
+
+
+def _uncounted_while_waiting(receive: Receive, guard: Guard) -> Receive:
+    """``receive``, except that while the body has not arrived whole, a wait for it does not count in
+    ``guard.in_flight``: waiting on a client is not work. 192 uploads stalled after one byte held every
+    slot until their 408, and everything else got 503 OVERLOADED meanwhile. Once the body is in, the
+    request counts until it is answered (a later receive only watches for the disconnect)."""
+    body_pending = True
+
+    async def receive_body() -> Message:
+        nonlocal body_pending
+        if not body_pending:
+            return await receive()
+        guard.in_flight -= 1
+        try:
+            message = await receive()
+        finally:
+            guard.in_flight += 1
+        body_pending = message["type"] == "http.request" and message.get("more_body", False)
+        return message
+
+    return receive_body

@@ -6,8 +6,9 @@ The edge (samo_serve.http.edge) applies it to every route, so none repeats it:
   key is configured (``Authorization: ApiKey <key>`` or ``X-API-Key: <key>``), else 401;
 - the key's tenant and scopes go into ``scope["state"]``; routes ask for a scope with :func:`require`
   (403 FORBIDDEN without it). With no key configured the service is open: one tenant (``""``), every scope;
-- at most ``limits.max_in_flight_requests`` requests are worked on at once; beyond that a request is
-  answered 503 OVERLOADED with ``Retry-After`` at once instead of queueing without bound;
+- at most ``limits.max_in_flight_requests`` requests are worked on at once (one waiting for its body is
+  not: samo_serve.http.edge); beyond that a request is answered 503 OVERLOADED with ``Retry-After`` at
+  once instead of queueing without bound;
 - every response gets ``nosniff``, frame denial and no referrer; HTML gets a Content-Security-Policy;
   rate-limit headers are added where a route charged the caller's bucket (:meth:`Guard.charge`).
 """

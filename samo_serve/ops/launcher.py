@@ -23,7 +23,7 @@ import httpx
 
 from samo_serve.ops.ports import PortConflict, check_distinct, check_port_free, free_port, ray_fixed_ports
 from samo_serve.ops.serve_config import DEFAULT_CONFIG, load_serve_config, override_http
-from samo_serve.settings import DEFAULT_METRICS_PORT, READY_TIMEOUT_S
+from samo_serve.settings import DEFAULT_METRICS_PORT, READY_TIMEOUT_S, LimitSettings
 
 if TYPE_CHECKING:
     from ray.serve._private.client import ServeControllerClient
@@ -100,6 +100,10 @@ def use_direct_ingress(
     http = config["http_options"]
     port = int(http["port"])
     env.setdefault("RAY_SERVE_THROUGHPUT_OPTIMIZED", "1")
+    # Serve holds a released ingress port out of the pool this long (150 s by default) so that HAProxy
+    # workers drop it first; a local run has no HAProxy, and its one port is the service: a SIGKILLed
+    # Ingress replica's successor must take it at once (with harden_direct_ingress in the replica).
+    env.setdefault("RAY_SERVE_PORT_QUARANTINE_S", "0")
     env["RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT"] = str(port)
     env["RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT"] = str(port + 1)  # exclusive upper bound
     http["port"] = free_port(http["host"], avoid={port, *avoid})
@@ -120,6 +124,53 @@ def use_direct_ingress(
                 deployment.pop("autoscaling_config", None)
                 deployment["num_replicas"] = 1
     return config
+
+
+def harden_direct_ingress(limits: LimitSettings) -> bool:
+    """Make the HTTP server Serve starts in this Ingress replica survive a kill and hold ``limits``.
+
+    Call it in the replica, before Serve starts the server (Serve builds the user callable first).
+
+    - **Rebind after a SIGKILL.** Ray 2.60's direct ingress binds a replica's port without
+      ``SO_REUSEADDR``; Linux refuses that bind while the dead replica's connections sit in TIME_WAIT
+      (60 s), so under load the successor failed to bind, Serve blocked the port for good and the service
+      never answered again. ``SO_REUSEADDR`` (what uvicorn and asyncio's ``create_server`` set) lifts that
+      only when the old listener had it too: every Ingress replica sets it. Two live listeners still
+      cannot share the port (that is ``SO_REUSEPORT``, which stays off).
+    - **Connection rules.** Serve's uvicorn gets :func:`samo_serve.http.connections.guarded_protocol`:
+      header deadline and size, connection cap.
+
+    Returns False, changing nothing, when Ray's code is not the shape this was written for (Ray is pinned
+    to 2.60.x; tests/unit/test_rebind.py runs Ray's own server function with this).
+    """
+    import inspect
+    import socket
+
+    from ray.serve._private import http_util, replica
+
+    from samo_serve.http.connections import guarded_protocol
+
+    start = getattr(replica, "start_asgi_http_server", None)  # the name replica.py calls
+    start = getattr(start, "wrapped", start)  # called again (a second Ingress in this process): rewrap
+    if start is None or "enable_so_reuseport" not in inspect.signature(start).parameters:
+        log.warning("Ray's direct ingress is not the shape harden_direct_ingress expects; it is left as it is")
+        return False
+    protocol = guarded_protocol(limits)
+
+    def reuse_address(sock: socket.socket) -> bool:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        return True
+
+    async def start_hardened(*args: Any, **kwargs: Any) -> Any:
+        kwargs["enable_so_reuseport"] = True  # which, with reuse_address below, sets SO_REUSEADDR only
+        task, server = await start(*args, **kwargs)
+        server.config.http = protocol  # serve() has not run yet: it loads the config when it does
+        return task, server
+
+    start_hardened.wrapped = start  # type: ignore[attr-defined]
+    http_util.set_socket_reuse_port = reuse_address  # nothing else in a replica binds through it
+    replica.start_asgi_http_server = start_hardened  # type: ignore[attr-defined]
+    return True
 
 
 def _ingress_scaling(deployment: dict[str, Any]) -> str:

@@ -23,6 +23,7 @@ from samo_serve.core.model_card import served_card
 from samo_serve.core.model_runner import OrtModelRunner
 from samo_serve.core.pipeline import LocalModel
 from samo_serve.http.app import create_app
+from samo_serve.http.connections import guarded_protocol
 from samo_serve.observability.metrics import PrometheusFactory
 from samo_serve.observability.telemetry import Telemetry
 from samo_serve.settings import Settings
@@ -62,7 +63,8 @@ def serve_single_process(settings: Settings, host: str, port: int, metrics_port:
     app = build_app(settings, factory)
     if metrics_port is not None:
         start_http_server(metrics_port, addr="127.0.0.1", registry=factory.registry)
-    server = _Server(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False))
+    protocol = guarded_protocol(settings.limits)  # deadlines and a cap before the app (samo_serve.http.connections)
+    server = _Server(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, http=protocol))
     url = f"http://{host}:{port}"
     stop = threading.Event()
 

@@ -542,3 +542,17 @@ async def test_a_body_that_stops_arriving_is_408_at_the_deadline(
     assert 0.4 < took < 3
     status, body, _ = await _raw_asgi(app, "/predict", [b'{"text": ', b'"hi"}'], stall=False)  # in pieces, in time
     assert status == 200, body
+
+
+async def test_requests_waiting_for_their_body_hold_no_in_flight_slot(
+    make_service: Callable[..., EmotionService], fake_runner: Any
+) -> None:
+    """Waiting on a client is not work: 3 uploads stalled mid-body under a bound of 2 leave room for
+    predictions (192 of them held every slot until their 408 before), and each still gets its 408."""
+    settings = Settings(limits={"max_in_flight_requests": 2, "body_timeout_s": 1.0})
+    app = create_app(settings, make_service(fake_runner, settings))
+    stalled = [asyncio.create_task(_raw_asgi(app, "/predict", [b'{"te'], stall=True)) for _ in range(3)]
+    await asyncio.sleep(0.2)
+    status, body, _ = await _raw_asgi(app, "/predict", [b'{"text": "still served"}'], stall=False)
+    assert status == 200, body
+    assert [s for s, _, _ in await asyncio.gather(*stalled)] == [408, 408, 408]

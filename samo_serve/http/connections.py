@@ -1,0 +1,116 @@
+"""What a connection may hold before the app sees a request: a deadline for headers, a cap on their
+bytes, a cap on connections (issue 30 #5, #8, #9).
+
+uvicorn closes a keep-alive connection that idles after a response, but nothing else before the app:
+a connection that never sends a request stays open for good (~20,100 of them took the ingress's last
+file descriptor, and ``/healthz`` with it), headers that trickle in are waited for for ever, and
+unfinished headers are buffered whatever their size (300 unfinished 1 MiB headers: +304 MB). The app's
+own checks (431 past ``limits.max_header_*``, 408 for a stalled body) run only once headers are complete.
+
+:func:`guarded_protocol` is uvicorn's httptools protocol with three more rules, each answered with the
+service's JSON error and ``Connection: close``:
+
+- **408 HEADER_TIMEOUT**: a request's line and headers must be complete within
+  ``limits.header_timeout_s`` of the connection opening (its first request) or of its first byte (later
+  ones). Between requests, the server's keep-alive timeout applies, as before.
+- **431 HEADERS_TOO_LARGE**: more than ``limits.max_header_bytes`` + 16 KiB (the request line and each
+  header's framing) arrived and the headers are still not complete.
+- **503 TOO_MANY_CONNECTIONS**: the process holds ``limits.max_connections`` already (``Retry-After: 1``).
+
+Both servers use it: ``--single-process`` passes it to uvicorn; Ray's direct ingress gets it in each
+Ingress replica (``samo_serve.ops.launcher.harden_direct_ingress``). One timer per connection, armed
+only while headers are awaited: nothing is added per request once they are in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from samo_serve.errors import HeadersTooLarge, HeaderTimeout, SamoError, TooManyConnections
+from samo_serve.http.responses import dumps
+from samo_serve.settings import LimitSettings
+
+__all__ = ["HEADER_FRAMING_BYTES", "guarded_protocol", "raw_error"]
+
+#: on-the-wire allowance over ``max_header_bytes`` (names and values only) for the request line and
+#: each header's ``: `` and CRLF
+HEADER_FRAMING_BYTES = 16_384
+
+
+def raw_error(error: SamoError) -> bytes:
+    """``error`` as a whole HTTP/1.1 response that closes the connection: for answers before any ASGI
+    request exists (no request id: none was assigned)."""
+    body = dumps(error.to_dict(""))
+    head = [
+        f"HTTP/1.1 {error.http_status} {_REASONS[error.http_status]}",
+        "content-type: application/json",
+        f"content-length: {len(body)}",
+        "connection: close",
+        *(f"{name.lower()}: {value}" for name, value in error.headers.items()),
+    ]
+    return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
+
+
+_REASONS = {408: "Request Timeout", 431: "Request Header Fields Too Large", 503: "Service Unavailable"}
+
+
+def guarded_protocol(limits: LimitSettings) -> type[HttpToolsProtocol]:
+    """uvicorn's httptools protocol class with ``limits``' connection rules (the module docstring)."""
+
+    class GuardedHttpToolsProtocol(HttpToolsProtocol):
+        header_timeout_s = limits.header_timeout_s
+        max_connections = limits.max_connections
+        max_header_wire_bytes = limits.max_header_bytes + HEADER_FRAMING_BYTES
+        _deadline: asyncio.TimerHandle | None = None
+        _header_bytes = 0
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            if len(self.connections) > self.max_connections:
+                self._refuse(TooManyConnections("too many connections; retry shortly", headers={"Retry-After": "1"}))
+                return
+            self._await_headers()
+
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            if self._deadline is not None:  # still no complete headers: all of it was request line and headers
+                self._header_bytes += len(data)
+                if self._header_bytes > self.max_header_wire_bytes and not self.transport.is_closing():
+                    self._refuse(HeadersTooLarge(f"headers over {self.max_header_wire_bytes} bytes"))
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            if self._deadline is None:  # a later request on a kept-alive connection: from its first byte
+                self._await_headers()
+
+        def on_headers_complete(self) -> None:
+            self._headers_in()
+            super().on_headers_complete()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._headers_in()
+            super().connection_lost(exc)
+
+        def _await_headers(self) -> None:
+            self._header_bytes = 0
+            self._deadline = self.loop.call_later(self.header_timeout_s, self._headers_late)
+
+        def _headers_in(self) -> None:
+            if self._deadline is not None:
+                self._deadline.cancel()
+                self._deadline = None
+
+        def _headers_late(self) -> None:
+            self._deadline = None
+            if not self.transport.is_closing():
+                self._refuse(HeaderTimeout(f"the request headers did not arrive within {self.header_timeout_s:g} s"))
+
+        def _refuse(self, error: SamoError) -> None:
+            self._headers_in()
+            if self.cycle is None or self.cycle.response_complete:  # else a response is being written: just close
+                self.transport.write(raw_error(error))
+            self.transport.close()
+
+    return GuardedHttpToolsProtocol
