@@ -130,9 +130,8 @@ async def test_ingress_replica_killed_under_load(guarded_server: Server, keys: t
     )
     assert kill.victim is not None
     replaced = kill.wait()
-    print(
-        f"\ningress killed under {rate} requests/s: replaced after {replaced} s, serving after {kill.serving_after_s} s; {dict(statuses)}"
-    )
+    serving = kill.serving_after_s
+    print(f"\ningress killed at {rate} requests/s: replaced after {replaced} s, serving after {serving} s; {statuses}")
     assert replaced is not None, "Serve did not start a new Ingress replica"
     assert kill.serving_after_s is not None, "the port never served again"
     assert kill.serving_after_s < 60, kill.serving_after_s
