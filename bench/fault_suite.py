@@ -172,7 +172,7 @@ def main() -> None:
     require_local_services()
     tmp = Path(tempfile.mkdtemp(prefix="samo-faults-"))
     redis, pg = RedisServer().start(), PostgresServer().start()
-    key = KeyStore(tmp / "keys.json").create("fault-suite")
+    key = KeyStore(tmp / "keys.json").create("fault-suite", scopes=("admin",))  # /stats is admin-only
     env = {
         "SAMO_REDIS_URL": redis.url,
         "SAMO_DATABASE_URL": pg.url,

@@ -18,6 +18,7 @@ from deployments.model import EmotionModel
 from deployments.stats_hub import StatsHub
 from deployments.tokenizer import Tokenizer
 from samo_serve.settings import (
+    INGRESS_HEALTH_CHECK_PERIOD_S,
     INGRESS_NUM_CPUS,
     MODEL_MIN_ONGOING_REQUESTS,
     MODEL_NUM_CPUS,
@@ -52,6 +53,7 @@ def build_app(args: dict[str, Any] | None = None) -> Application:
         ray_actor_options={"num_cpus": INGRESS_NUM_CPUS},
         # Above the micro-batch size, the app's in-flight bound and its connection cap (the function says why).
         max_ongoing_requests=ingress_min_ongoing_requests(settings),
+        health_check_period_s=INGRESS_HEALTH_CHECK_PERIOD_S,
     )(serve.ingress()(Ingress))
     # Merges every ingress replica's per-second windows for /stats (a twentieth of a CPU: it adds arrays).
     hub = serve.deployment(

@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = [
     "DEFAULT_METRICS_PORT",
+    "INGRESS_HEALTH_CHECK_PERIOD_S",
     "INGRESS_MIN_ONGOING_REQUESTS",
     "INGRESS_NUM_CPUS",
     "INGRESS_ONGOING_BATCH_FACTOR",
@@ -88,6 +89,10 @@ INGRESS_ONGOING_BATCH_FACTOR = 2
 #: an Ingress replica's ``max_ongoing_requests`` exceeds ``limits.max_in_flight_requests`` by at least this:
 #: the slots Serve still admits when the app refuses work, for /healthz, /readyz and the 503s themselves
 INGRESS_PROBE_HEADROOM = 64
+#: seconds between Serve's health checks of an Ingress replica (Serve's default: 10). Nothing calls the
+#: Ingress through a handle, so a SIGKILLed one is noticed at its next check, and until its successor
+#: binds the port nothing answers: 10 s of the 10.5 s outage measured (docs/PERFORMANCE.md)
+INGRESS_HEALTH_CHECK_PERIOD_S = 2.0
 #: a Tokenizer replica's ``max_ongoing_requests``
 TOKENIZER_MAX_ONGOING_REQUESTS = 64
 #: ``autoscaling_config.target_ongoing_requests`` of an Ingress that ``samo-serve plan`` scales where the

@@ -3,8 +3,10 @@ one of two model replicas and then the Ingress replica SIGKILLed under load."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,6 +28,8 @@ from testkit.drills import (
 from testkit.local_services import RedisServer, missing_binaries
 
 from .conftest import Server, run_server
+
+HEADER_TIMEOUT_S = 3.0
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +58,7 @@ def guarded_server(tmp_path_factory: pytest.TempPathFactory, keys: tuple[Path, s
         "SAMO_REDIS_URL": redis.url,
         "SAMO_RATE_LIMITS__ENABLED": "true",
         "SAMO_RATE_LIMITS__TIERS": json.dumps(tiers),
+        "SAMO_LIMITS__HEADER_TIMEOUT_S": str(HEADER_TIMEOUT_S),
     }
     try:
         yield from run_server(tmp_path_factory, env, ("--config", str(config_path)))
@@ -101,6 +106,31 @@ async def test_slow_uploads_cannot_starve_the_service(guarded_server: Server, ke
     print(f"\nslow-client flood: {result}")
     assert result["stalled"] == {"408": 300}, result
     assert result["probes"] == {"healthz 200": 10, "predict 200": 10}, result
+
+
+async def test_idle_connections_are_closed_and_capped(guarded_server: Server) -> None:
+    """Issue 30 #9: ~20,100 connections that never sent a request were held for good, until the ingress had
+    no file descriptor left. Through Serve's direct ingress now: past limits.max_connections (1,024) a new
+    connection is answered 503 TOO_MANY_CONNECTIONS at once; the others get 408 HEADER_TIMEOUT after
+    limits.header_timeout_s; then the service answers as before."""
+    host, port = "127.0.0.1", int(guarded_server.url.rsplit(":", 1)[1])
+    opened = [await asyncio.open_connection(host, port) for _ in range(1100)]
+
+    async def first_line(reader: asyncio.StreamReader) -> str:
+        try:
+            line = await asyncio.wait_for(reader.readline(), 4 * HEADER_TIMEOUT_S + 10)
+        except TimeoutError:
+            return "no answer"
+        return line.decode().split(" ", 2)[1] if line else "closed"
+
+    answers = Counter(await asyncio.gather(*(first_line(reader) for reader, _ in opened)))
+    for _, writer in opened:
+        writer.close()
+    print(f"\n1,100 idle connections: {dict(answers)}")
+    assert set(answers) == {"408", "503"}, answers
+    assert answers["503"] >= 1100 - 1024, answers
+    async with httpx.AsyncClient(base_url=guarded_server.url, timeout=30) as client:
+        assert (await client.get("/healthz")).status_code == 200
 
 
 async def test_model_replica_killed_under_load(guarded_server: Server, keys: tuple[Path, str, str]) -> None:

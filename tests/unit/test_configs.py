@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from samo_serve.settings import (
+    INGRESS_HEALTH_CHECK_PERIOD_S,
     INGRESS_NUM_CPUS,
     MODEL_NUM_CPUS,
     STATS_HUB_NUM_CPUS,
@@ -91,3 +92,6 @@ def test_build_app_takes_its_deployment_options_from_settings(args: dict[str, An
     for name, expected in ongoing.items():
         assert (built[name].max_ongoing_requests if name in built else None) == expected, name
     assert built["StatsHub"].num_replicas == 1
+    assert (
+        built["Ingress"]._deployment_config.health_check_period_s == INGRESS_HEALTH_CHECK_PERIOD_S
+    )  # a kill is seen soon
