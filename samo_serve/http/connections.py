@@ -63,8 +63,12 @@ def guarded_protocol(limits: LimitSettings) -> type[HttpToolsProtocol]:
         header_timeout_s = limits.header_timeout_s
         max_connections = limits.max_connections
         max_header_wire_bytes = limits.max_header_bytes + HEADER_FRAMING_BYTES
-        _deadline: asyncio.TimerHandle | None = None
+        #: when the awaited request line and headers began (loop time), None while none are awaited
+        _awaiting_since: float | None = None
         _header_bytes = 0
+        #: at most one timer per connection, re-armed only when it fires with headers still awaited: a
+        #: timer per request (armed and cancelled) was ~3% of an L1 hit's CPU (docs/PERFORMANCE.md)
+        _timer: asyncio.TimerHandle | None = None
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
@@ -75,40 +79,45 @@ def guarded_protocol(limits: LimitSettings) -> type[HttpToolsProtocol]:
 
         def data_received(self, data: bytes) -> None:
             super().data_received(data)
-            if self._deadline is not None:  # still no complete headers: all of it was request line and headers
+            if self._awaiting_since is not None:  # no complete headers yet: all of it was request line and headers
                 self._header_bytes += len(data)
                 if self._header_bytes > self.max_header_wire_bytes and not self.transport.is_closing():
                     self._refuse(HeadersTooLarge(f"headers over {self.max_header_wire_bytes} bytes"))
 
         def on_message_begin(self) -> None:
             super().on_message_begin()
-            if self._deadline is None:  # a later request on a kept-alive connection: from its first byte
+            if self._awaiting_since is None:  # a later request on a kept-alive connection: from its first byte
                 self._await_headers()
 
         def on_headers_complete(self) -> None:
-            self._headers_in()
+            self._awaiting_since = None
             super().on_headers_complete()
 
         def connection_lost(self, exc: Exception | None) -> None:
-            self._headers_in()
+            self._awaiting_since = None
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
             super().connection_lost(exc)
 
         def _await_headers(self) -> None:
+            self._awaiting_since = self.loop.time()
             self._header_bytes = 0
-            self._deadline = self.loop.call_later(self.header_timeout_s, self._headers_late)
+            if self._timer is None:
+                self._timer = self.loop.call_later(self.header_timeout_s, self._check_headers)
 
-        def _headers_in(self) -> None:
-            if self._deadline is not None:
-                self._deadline.cancel()
-                self._deadline = None
-
-        def _headers_late(self) -> None:
-            self._deadline = None
-            if not self.transport.is_closing():
-                self._refuse(HeaderTimeout(f"the request headers did not arrive within {self.header_timeout_s:g} s"))
+        def _check_headers(self) -> None:
+            self._timer = None
+            if self._awaiting_since is None or self.transport.is_closing():
+                return  # none awaited now: the next request arms a timer again
+            left = self._awaiting_since + self.header_timeout_s - self.loop.time()
+            if left > 0:  # a later request's headers, begun after this timer was armed
+                self._timer = self.loop.call_later(left, self._check_headers)
+                return
+            self._refuse(HeaderTimeout(f"the request headers did not arrive within {self.header_timeout_s:g} s"))
 
         def _refuse(self, error: SamoError) -> None:
-            self._headers_in()
+            self._awaiting_since = None
             if self.cycle is None or self.cycle.response_complete:  # else a response is being written: just close
                 self.transport.write(raw_error(error))
             self.transport.close()

@@ -133,3 +133,21 @@ async def test_a_kept_alive_client_with_a_large_body_is_served(guarded: int) -> 
         assert json.loads(await reader.readexactly(length)) == {"read": len(body)}
         await asyncio.sleep(2 * LIMITS.header_timeout_s)  # idle between requests: keep-alive's rule, not ours
     writer.close()
+
+
+async def test_a_later_request_whose_headers_stall_is_refused_after_its_own_deadline(guarded: int) -> None:
+    """The connection's one timer, armed for its first request, fires mid-way through the second's wait:
+    it re-arms for the rest of the second's time, then answers 408."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", guarded)
+    writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert (await asyncio.wait_for(reader.readline(), 10)).startswith(b"HTTP/1.1 200")
+    while await reader.readline() != b"\r\n":
+        pass
+    await reader.readexactly(len(b'{"read": 0}'))
+    await asyncio.sleep(0.3 * LIMITS.header_timeout_s)
+    writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n")  # ... and no end of headers
+    began = asyncio.get_running_loop().time()
+    status, _, body = await answer(reader)
+    assert (status, json.loads(body)["error"]["code"]) == (408, "HEADER_TIMEOUT")
+    assert asyncio.get_running_loop().time() - began >= 0.9 * LIMITS.header_timeout_s  # its own deadline
+    writer.close()
