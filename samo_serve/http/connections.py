@@ -10,16 +10,17 @@ own checks (431 past ``limits.max_header_*``, 408 for a stalled body) run only o
 :func:`guarded_protocol` is uvicorn's httptools protocol with three more rules, each answered with the
 service's JSON error and ``Connection: close``:
 
-- **408 HEADER_TIMEOUT**: a request's line and headers must be complete within
-  ``limits.header_timeout_s`` of the connection opening (its first request) or of its first byte (later
-  ones). Between requests, the server's keep-alive timeout applies, as before.
+- **408 HEADER_TIMEOUT**: a connection's first request line and headers must be complete within
+  ``limits.header_timeout_s`` of the connection opening; a later request's, within one to two times that
+  of its first byte. Between requests, the server's keep-alive timeout applies, as before.
 - **431 HEADERS_TOO_LARGE**: more than ``limits.max_header_bytes`` + 16 KiB (the request line and each
   header's framing) arrived and the headers are still not complete.
 - **503 TOO_MANY_CONNECTIONS**: the process holds ``limits.max_connections`` already (``Retry-After: 1``).
 
 Both servers use it: ``--single-process`` passes it to uvicorn; Ray's direct ingress gets it in each
-Ingress replica (``samo_serve.ops.launcher.harden_direct_ingress``). One timer per connection, armed
-only while headers are awaited: nothing is added per request once they are in.
+Ingress replica (``samo_serve.ops.launcher.harden_direct_ingress``). One timer per connection, which
+ticks every ``header_timeout_s``; per request only a short check of each chunk received (a timer per
+request was ~3% of an L1 hit's samples: ``samo_serve.http.routes_predict.WATCH_AFTER_S``).
 """
 
 from __future__ import annotations
@@ -53,6 +54,8 @@ def raw_error(error: SamoError) -> bytes:
     return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
 
 
+_NOTHING = object()  # no request seen (None is uvicorn's "no cycle yet")
+
 _REASONS = {408: "Request Timeout", 431: "Request Header Fields Too Large", 503: "Service Unavailable"}
 
 
@@ -63,61 +66,54 @@ def guarded_protocol(limits: LimitSettings) -> type[HttpToolsProtocol]:
         header_timeout_s = limits.header_timeout_s
         max_connections = limits.max_connections
         max_header_wire_bytes = limits.max_header_bytes + HEADER_FRAMING_BYTES
-        #: when the awaited request line and headers began (loop time), None while none are awaited
-        _awaiting_since: float | None = None
-        _header_bytes = 0
-        #: at most one timer per connection, re-armed only when it fires with headers still awaited: a
-        #: timer per request (armed and cancelled) was ~3% of an L1 hit's CPU (docs/PERFORMANCE.md)
         _timer: asyncio.TimerHandle | None = None
+        #: the request (uvicorn's cycle before it) whose headers the last tick saw awaited
+        _awaited_at_tick: object = _NOTHING
+        _header_bytes = 0
+        _bytes_of: object = _NOTHING
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
             if len(self.connections) > self.max_connections:
                 self._refuse(TooManyConnections("too many connections; retry shortly", headers={"Retry-After": "1"}))
                 return
-            self._await_headers()
+            self._timer = self.loop.call_later(self.header_timeout_s, self._tick)
 
         def data_received(self, data: bytes) -> None:
             super().data_received(data)
-            if self._awaiting_since is not None:  # no complete headers yet: all of it was request line and headers
-                self._header_bytes += len(data)
-                if self._header_bytes > self.max_header_wire_bytes and not self.transport.is_closing():
-                    self._refuse(HeadersTooLarge(f"headers over {self.max_header_wire_bytes} bytes"))
-
-        def on_message_begin(self) -> None:
-            super().on_message_begin()
-            if self._awaiting_since is None:  # a later request on a kept-alive connection: from its first byte
-                self._await_headers()
-
-        def on_headers_complete(self) -> None:
-            self._awaiting_since = None
-            super().on_headers_complete()
+            cycle = self.cycle
+            if cycle is not None and not cycle.response_complete:
+                return  # a request's headers are in: what follows is its body (or a pipelined request)
+            if cycle is not self._bytes_of:  # the first bytes of the request after ``cycle``
+                self._bytes_of, self._header_bytes = cycle, 0
+            self._header_bytes += len(data)
+            if self._header_bytes > self.max_header_wire_bytes and not self.transport.is_closing():
+                self._refuse(HeadersTooLarge(f"headers over {self.max_header_wire_bytes} bytes"))
 
         def connection_lost(self, exc: Exception | None) -> None:
-            self._awaiting_since = None
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
             super().connection_lost(exc)
 
-        def _await_headers(self) -> None:
-            self._awaiting_since = self.loop.time()
-            self._header_bytes = 0
-            if self._timer is None:
-                self._timer = self.loop.call_later(self.header_timeout_s, self._check_headers)
-
-        def _check_headers(self) -> None:
+        def _tick(self) -> None:
+            """Every ``header_timeout_s`` per connection; nothing per request. Headers are awaited when no
+            request has begun (``cycle`` None) or the last one is answered and bytes of the next have stopped
+            uvicorn's keep-alive timer. Awaited at two ticks in a row for the same request: 408."""
             self._timer = None
-            if self._awaiting_since is None or self.transport.is_closing():
-                return  # none awaited now: the next request arms a timer again
-            left = self._awaiting_since + self.header_timeout_s - self.loop.time()
-            if left > 0:  # a later request's headers, begun after this timer was armed
-                self._timer = self.loop.call_later(left, self._check_headers)
+            if self.transport.is_closing():
                 return
-            self._refuse(HeaderTimeout(f"the request headers did not arrive within {self.header_timeout_s:g} s"))
+            cycle = self.cycle
+            answered = cycle is None or cycle.response_complete
+            awaited = answered and (cycle is None or self.timeout_keep_alive_task is None)
+            if awaited and (cycle is None or cycle is self._awaited_at_tick):
+                message = f"the request headers did not arrive within {self.header_timeout_s:g} s"
+                self._refuse(HeaderTimeout(message))
+                return
+            self._awaited_at_tick = cycle if awaited else _NOTHING
+            self._timer = self.loop.call_later(self.header_timeout_s, self._tick)
 
         def _refuse(self, error: SamoError) -> None:
-            self._awaiting_since = None
             if self.cycle is None or self.cycle.response_complete:  # else a response is being written: just close
                 self.transport.write(raw_error(error))
             self.transport.close()
