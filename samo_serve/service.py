@@ -384,13 +384,15 @@ class EmotionService:
         rows = self.request_log.writer.snapshot() if self.request_log is not None else None
         return self.cache.snapshot(), rows
 
-    async def erase_user(self, tenant_id: str | None, user_id: str) -> int:
-        """Erase a person (of one tenant, or of every tenant): their cache entries first (so that an unreachable
-        Redis fails the erasure, 503, before anything is gone), then their rows; rows deleted."""
+    async def erase_user(self, tenant_id: str | None, user_id: str, entry_id: str | None = None) -> int:
+        """Erase a person (of one tenant, or of every tenant), or one entry of theirs: the cache entries
+        first (so that an unreachable Redis fails the erasure, 503, before anything is gone), then the rows;
+        rows deleted."""
         if self.request_log is None:
             raise AnalyticsUnavailable("the request log is off (request_log.enabled=false): nothing is kept")
-        await self.cache.forget(await self.request_log.user_texts(tenant_id, user_id), self.shared_cache)
-        return await self.request_log.erase_user(tenant_id, user_id)
+        texts = await self.request_log.user_texts(tenant_id, user_id, entry_id)
+        await self.cache.forget(texts, self.shared_cache)
+        return await self.request_log.erase_user(tenant_id, user_id, entry_id)
 
     def stats(self) -> dict[str, Any]:
         return {

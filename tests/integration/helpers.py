@@ -28,6 +28,7 @@ def make_row(
     user: str | None = None,
     occurred_at: datetime | None = None,
     request_texts: int = 1,
+    entry: str | None = None,
 ) -> LogRow:
     return LogRow(
         id=uuid.uuid4(),
@@ -47,6 +48,7 @@ def make_row(
         user_id=user,
         occurred_at=occurred_at,
         request_texts=request_texts,
+        entry_id=entry,
     )
 
 

@@ -6,7 +6,7 @@ import asyncio
 import json
 import logging
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ from samo_serve.storage.cache import LevelStats
 from samo_serve.storage.circuit import CircuitBreaker
 from samo_serve.storage.request_log import analytics
 from samo_serve.storage.request_log.hashing import TextHasher
-from samo_serve.storage.request_log.rows import LogRow
+from samo_serve.storage.request_log.rows import LogRow, of_user
 from samo_serve.storage.request_log.spill import SpillFiles
 from samo_serve.storage.request_log.spill import erase_user as spill_erase
 from samo_serve.storage.request_log.store import LogStore, Progress, RangeQuery, store_for_url
@@ -41,11 +41,6 @@ def _parse_time(value: str, name: str) -> datetime:
         return parse_utc(value)  # naive = UTC
     except ValueError as exc:
         raise ValidationFailed(f"`{name}`: {exc}", [{"loc": ["query", name], "msg": str(exc)}]) from None
-
-
-def _of_user(tenant_id: str | None, user_id: str) -> Callable[[LogRow], bool]:
-    """Whether a queued row is the user's (of one tenant, or of every tenant)."""
-    return lambda row: row.user_id == user_id and (tenant_id is None or row.tenant_id == tenant_id)
 
 
 def parse_range(start: str | None, end: str | None, now: datetime | None = None) -> tuple[datetime, datetime]:
@@ -160,31 +155,35 @@ class RequestLog:
         rows = await self._range(RangeQuery("emotion", start, end, tenant_id, user_id, by_hour=True))
         return analytics.timeline(rows, start, end, bucket, self.groups)
 
-    async def user_texts(self, tenant_id: str | None, user_id: str) -> list[tuple[str, str, str]]:
-        """(model_version, tenant_id, text_hash) of the user's single-segment rows, queued or stored."""
+    async def user_texts(
+        self, tenant_id: str | None, user_id: str, entry_id: str | None = None
+    ) -> list[tuple[str, str, str]]:
+        """(model_version, tenant_id, text_hash) of the user's single-segment rows (one entry's, when
+        given), queued or stored."""
 
-        theirs = _of_user(tenant_id, user_id)
+        theirs = of_user(tenant_id, user_id, entry_id)
         queued = {
             (r.model_version, r.tenant_id, r.text_hash)
             for r in self.writer.queued()
             if theirs(r) and r.segment_count == 1
         }
         try:
-            stored = await self.store.user_texts(tenant_id, user_id)
+            stored = await self.store.user_texts(tenant_id, user_id, entry_id)
         except Exception as exc:
             raise AnalyticsUnavailable(f"erasure could not complete: {type(exc).__name__}; retry") from exc
         return sorted(queued.union(stored))
 
-    async def erase_user(self, tenant_id: str | None, user_id: str) -> int:
-        """Delete a user's rows (of one tenant, or all): queued, spilled, stored, and their rollups.
+    async def erase_user(self, tenant_id: str | None, user_id: str, entry_id: str | None = None) -> int:
+        """Delete a user's rows (of one tenant, or all; of one entry, when given): queued, spilled, stored,
+        and their part of the rollups.
 
         Returns rows deleted from the database (queued and spilled rows were never stored, so they do
         not count). With the rows gone L3 cannot answer from them.
         """
-        self.writer.discard(_of_user(tenant_id, user_id))
+        self.writer.discard(of_user(tenant_id, user_id, entry_id))
         try:
-            await asyncio.to_thread(spill_erase, self.writer.spill, tenant_id, user_id)
-            return await self.store.erase_user(tenant_id, user_id)
+            await asyncio.to_thread(spill_erase, self.writer.spill, tenant_id, user_id, entry_id)
+            return await self.store.erase_user(tenant_id, user_id, entry_id)
         except Exception as exc:
             raise AnalyticsUnavailable(f"erasure could not complete: {type(exc).__name__}; retry") from exc
 

@@ -161,3 +161,18 @@ MIGRATIONS += (
         ),
     ),
 )
+
+_ENTRY_INDEX = (
+    # an entry's rows by (tenant, entry_id): an edit replaces them, a delete erases them (never found by text)
+    "CREATE INDEX IF NOT EXISTS emotion_requests_entry ON emotion_requests (tenant_id, entry_id) "
+    "WHERE entry_id IS NOT NULL"
+)
+
+MIGRATIONS += (
+    Migration(
+        4,
+        "emotion_requests.entry_id",
+        postgres=("ALTER TABLE emotion_requests ADD COLUMN IF NOT EXISTS entry_id text", _ENTRY_INDEX),
+        sqlite=("ALTER TABLE emotion_requests ADD COLUMN entry_id TEXT", _ENTRY_INDEX),
+    ),
+)

@@ -21,7 +21,15 @@ from samo_serve.storage.request_log import rollups
 from samo_serve.storage.request_log.migrations import MIGRATIONS, MIGRATIONS_TABLE
 from samo_serve.storage.request_log.postgres_partitions import maintain_partitions
 from samo_serve.storage.request_log.rows import COLUMNS, LogRow
-from samo_serve.storage.request_log.store import Progress, RangeQuery, RejectedRows, reported, user_filter
+from samo_serve.storage.request_log.store import (
+    Progress,
+    RangeQuery,
+    RejectedRows,
+    replaced_rows,
+    reported,
+    superseded,
+    user_filter,
+)
 
 __all__ = ["PostgresStore", "numbered"]
 
@@ -32,7 +40,7 @@ _ROLLUP_VERSION = 3  # the migration that adds the rollups: fill them from the r
 _TYPES = (
     "uuid", "timestamptz", "text", "text", "text", "text", "text",
     "float8", "text", "text", "text", "float8", "bool", "int4",
-    "text", "text", "timestamptz", "int4",
+    "text", "text", "timestamptz", "int4", "text",
 )  # fmt: skip
 _STORED = (
     "tenant_id, user_id, occurred_at, created_at, primary_emotion, confidence, cache_level, "
@@ -45,6 +53,25 @@ _INSERT = (
     f"FROM unnest({', '.join(f'${i}::{t}[]' for i, t in enumerate(_TYPES, 1))}) AS t({', '.join(COLUMNS)}) "
     f"ON CONFLICT (id, created_at) DO NOTHING RETURNING {_STORED}), "
     f"t AS ({_TENANT_UP}), u AS ({_USER_UP}) SELECT count(*) FROM ins"
+)
+# A batch with entry ids (two statements more, in the insert's transaction; none for any other batch):
+# each entry's lock (writers on several replicas take them in one order), then its stored rows that the
+# batch replaces deleted and subtracted from the rollups, then the insert, which skips a row that a stored
+# row of its entry is newer than. The batch itself keeps only its latest row per entry (insert()).
+_ENTRY_COLUMNS = "id, created_at, tenant_id, entry_id"
+_BATCH = f"SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::text[], $4::text[]) AS b({_ENTRY_COLUMNS})"
+_LOCK_ENTRIES = (
+    "SELECT pg_advisory_xact_lock(k) FROM (SELECT DISTINCT hashtextextended(tenant_id || chr(31) || entry_id, 0) "
+    f"AS k FROM ({_BATCH}) AS b WHERE entry_id IS NOT NULL ORDER BY k) AS locks"
+)
+_SUBTRACT_OLD = rollups.upsert_statements(rollups.POSTGRES, "old", sign=-1)
+_REPLACE = (
+    f"WITH batch AS ({_BATCH}), old AS (DELETE FROM emotion_requests e WHERE {replaced_rows('batch')} "
+    f"RETURNING {', '.join(f'e.{c}' for c in _STORED.split(', '))}), "
+    f"t AS ({_SUBTRACT_OLD[0]}), u AS ({_SUBTRACT_OLD[1]}) SELECT count(*) FROM old"
+)
+_INSERT_ENTRIES = _INSERT.replace(
+    f"AS t({', '.join(COLUMNS)}) ON CONFLICT", f"AS t({', '.join(COLUMNS)}) WHERE NOT ({superseded('t')}) ON CONFLICT"
 )
 _PARAM = re.compile(r"(?<!:):([a-z_]+)")
 
@@ -121,13 +148,31 @@ class PostgresStore:
         if not rows:
             return 0
         pool = await self._get_pool()
+        entries = any(row.entry_id is not None for row in rows)
+        if entries:  # an entry sent twice in one batch: its latest row (as SQLite's _DROP_SUPERSEDED)
+            latest: dict[tuple[str, str], LogRow] = {}
+            for r in rows:
+                if r.entry_id is not None:
+                    key = (r.tenant_id, r.entry_id)
+                    if key not in latest or (r.created_at, r.id) > (latest[key].created_at, latest[key].id):
+                        latest[key] = r
+            rows = [r for r in rows if r.entry_id is None or latest[(r.tenant_id, r.entry_id)] is r]
         columns = [[getattr(row, c) for row in rows] for c in COLUMNS]
         columns[COLUMNS.index("occurred_at")] = [row.occurred_at or row.created_at for row in rows]
         try:
-            stored: int = await pool.fetchval(_INSERT, *columns)
+            if not entries:
+                stored: int = await pool.fetchval(_INSERT, *columns)
+                return stored
+            keys = [columns[COLUMNS.index(c)] for c in _ENTRY_COLUMNS.split(", ")]
+            async with pool.acquire() as conn, conn.transaction():
+                await conn.execute(_LOCK_ENTRIES, *keys)
+                await conn.fetchval(_REPLACE, *keys)
+                for statement in rollups.EMPTY_ROLLUPS:
+                    await conn.execute(statement)
+                stored = await conn.fetchval(_INSERT_ENTRIES, *columns)
+                return stored
         except (asyncpg.DataError, UnicodeEncodeError) as exc:
             raise RejectedRows(f"{type(exc).__name__}: {exc}") from exc
-        return stored
 
     async def lookup(
         self, model_version: str, text_hashes: Sequence[str], tenant_id: str | None = None
@@ -168,31 +213,37 @@ class PostgresStore:
         finally:
             await conn.close()
 
-    async def user_texts(self, tenant_id: str | None, user_id: str) -> list[tuple[str, str, str]]:
+    async def user_texts(
+        self, tenant_id: str | None, user_id: str, entry_id: str | None = None
+    ) -> list[tuple[str, str, str]]:
         sql, args = numbered(
             "SELECT DISTINCT model_version, tenant_id, text_hash FROM emotion_requests "
-            f"WHERE {user_filter(tenant_id)} AND segment_count = 1",
-            {"user": user_id, "tenant": tenant_id},
+            f"WHERE {user_filter(tenant_id, entry_id)} AND segment_count = 1",
+            {"user": user_id, "tenant": tenant_id, "entry": entry_id},
         )
         pool = await self._get_pool()
         return [(r[0], r[1], r[2].strip()) for r in await pool.fetch(sql, *args)]
 
-    async def erase_user(self, tenant_id: str | None, user_id: str) -> int:
-        """Delete the user's rows and subtract exactly those rows from the tenant rollups, atomically."""
-        where = user_filter(tenant_id)
-        subtract, _ = rollups.upsert_statements(rollups.POSTGRES, "del", sign=-1)
-        params = {"user": user_id, "tenant": tenant_id}
+    async def erase_user(self, tenant_id: str | None, user_id: str, entry_id: str | None = None) -> int:
+        """Delete the user's rows (one entry's, when given) and subtract exactly those rows from the tenant
+        rollups (and, for one entry, from the user's), atomically; a whole person's user rollups go."""
+        where = user_filter(tenant_id, entry_id)
+        subtract, subtract_user = rollups.upsert_statements(rollups.POSTGRES, "del", sign=-1)
+        params = {"user": user_id, "tenant": tenant_id, "entry": entry_id}
+        user = f", u AS ({subtract_user})" if entry_id is not None else ""
         erase, args = numbered(
             f"WITH del AS (DELETE FROM emotion_requests WHERE {where} RETURNING {_STORED}), "
-            f"t AS ({subtract}) SELECT count(*) FROM del",
+            f"t AS ({subtract}){user} SELECT count(*) FROM del",
             params,
         )
-        forget, forget_args = numbered(f"DELETE FROM emotion_rollup_user WHERE {where}", params)
+        forget, forget_args = numbered(f"DELETE FROM emotion_rollup_user WHERE {user_filter(tenant_id)}", params)
         pool = await self._get_pool()
         async with pool.acquire() as conn, conn.transaction():
             deleted: int = await conn.fetchval(erase, *args)
-            await conn.execute(forget, *forget_args)
-            await conn.execute("DELETE FROM emotion_rollup_tenant WHERE texts <= 0")
+            if entry_id is None:
+                await conn.execute(forget, *forget_args)
+            for statement in rollups.EMPTY_ROLLUPS:
+                await conn.execute(statement)
         return deleted
 
     async def maintain(self, retention_days: int | None, now: datetime) -> dict[str, int]:

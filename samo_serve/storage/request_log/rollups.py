@@ -24,6 +24,7 @@ from typing import Literal
 __all__ = [
     "ANALYZE_AFTER_REBUILD",
     "DIMENSIONS",
+    "EMPTY_ROLLUPS",
     "LATENCY_RATIO",
     "POSTGRES",
     "SQLITE",
@@ -127,6 +128,10 @@ def upsert_statements(d: Dialect, source: str, where: str = "true", sign: int = 
         "AS agg WHERE true ORDER BY tenant_id, user_id, bucket, emotion "
         f"ON CONFLICT (tenant_id, user_id, bucket, emotion) DO UPDATE SET {_adds('emotion_rollup_user')}",
     )
+
+
+#: after rows are subtracted (an erasure, an edit): rollup rows that count nothing any more go
+EMPTY_ROLLUPS = tuple(f"DELETE FROM emotion_rollup_{table} WHERE texts <= 0" for table in ("tenant", "user"))
 
 
 def rebuild_steps(d: Dialect) -> tuple[tuple[str, str], ...]:

@@ -6,13 +6,14 @@ import json
 import random
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
-__all__ = ["COLUMNS", "LogRow", "format_time", "new_row_id", "row_from_json", "row_to_json"]
+__all__ = ["COLUMNS", "LogRow", "format_time", "new_row_id", "of_user", "row_from_json", "row_to_json"]
 
 _VERSION_7 = (0x7 << 76) | (0b10 << 62)  # RFC 9562: version 7, variant 10
 _LOW_62 = (1 << 62) - 1
@@ -61,9 +62,22 @@ class LogRow:
     #: texts in this row's request: analytics count a request as the sum of 1/request_texts over its rows,
     #: so rollups split by emotion or hour still add up to whole requests (set by RequestLog.record)
     request_texts: int = 1
+    #: the caller's id of the journal entry this text is (unique within the tenant): a row sent again with
+    #: the same one replaces the earlier (an edit), and DELETE /users/{user}/entries/{entry} erases it
+    entry_id: str | None = None
 
 
 COLUMNS = tuple(f.name for f in fields(LogRow))
+
+
+def of_user(tenant_id: str | None, user_id: str, entry_id: str | None = None) -> Callable[[LogRow], bool]:
+    """Whether a row (queued, or in a spill file) is the user's (of one tenant, or of every tenant; of one
+    entry, when given): the rows an erasure removes before they reach the database."""
+    return lambda row: (
+        row.user_id == user_id
+        and (tenant_id is None or row.tenant_id == tenant_id)
+        and (entry_id is None or row.entry_id == entry_id)
+    )
 
 
 def format_time(moment: datetime) -> str:

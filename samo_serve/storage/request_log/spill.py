@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import IO
 
 from samo_serve.storage.files import open_private
-from samo_serve.storage.request_log.rows import LogRow, row_from_json, row_to_json
+from samo_serve.storage.request_log.rows import LogRow, of_user, row_from_json, row_to_json
 
 __all__ = ["Claim", "SpillBusy", "SpillFiles", "erase_user"]
 
@@ -142,16 +142,17 @@ class SpillBusy(Exception):
     """A spill file stayed locked by another live process: erasure could not reach its rows."""
 
 
-def erase_user(spill: SpillFiles, tenant_id: str | None, user_id: str, wait_s: float = 5.0) -> int:
-    """Remove a user's rows from every spill file (rejected ones too); rows removed. Blocking.
+def erase_user(
+    spill: SpillFiles, tenant_id: str | None, user_id: str, entry_id: str | None = None, wait_s: float = 5.0
+) -> int:
+    """Remove a user's rows (one entry's, when given) from every spill file (rejected ones too); rows
+    removed. Blocking.
 
     This process's own open file is closed first. A file another live replica is appending to is
     waited for (up to ``wait_s``), then :class:`SpillBusy`.
     """
 
-    def matches(row: LogRow) -> bool:
-        return row.user_id == user_id and (tenant_id is None or row.tenant_id == tenant_id)
-
+    matches = of_user(tenant_id, user_id, entry_id)
     spill.rotate()
     paths = [*spill.pending(), *sorted((spill.directory / "rejected").glob("*.jsonl"))]
     return sum(_erase_in(path, matches, wait_s) for path in paths)

@@ -22,7 +22,15 @@ from samo_serve.storage.files import create_private, open_private, private_dir
 from samo_serve.storage.request_log import rollups
 from samo_serve.storage.request_log.migrations import MIGRATIONS, MIGRATIONS_TABLE
 from samo_serve.storage.request_log.rows import COLUMNS, LogRow, format_time
-from samo_serve.storage.request_log.store import Progress, RangeQuery, RejectedRows, reported, user_filter
+from samo_serve.storage.request_log.store import (
+    Progress,
+    RangeQuery,
+    RejectedRows,
+    replaced_rows,
+    reported,
+    superseded,
+    user_filter,
+)
 
 __all__ = ["SqliteStore"]
 
@@ -49,6 +57,18 @@ def _stage(rows: int) -> str:
 # the whole table's key index per batch (SQLite walks the IN list), a cost that grew with the log (measured:
 # the writer thread was a third of the one-process server's samples at ~1,000 rows/s with 15k rows stored)
 _DROP_STORED = "DELETE FROM samo_batch WHERE EXISTS (SELECT 1 FROM main.emotion_requests r WHERE r.id = samo_batch.id)"
+# An entry's rows: the batch keeps its latest row per (tenant, entry_id), drops the ones a stored row is newer
+# than, and replaces (subtracting their rollups first) the stored ones it is newer than. Only run for a batch
+# that has entry ids: nothing is added to the common batch.
+_DROP_SUPERSEDED = (
+    "DELETE FROM samo_batch WHERE entry_id IS NOT NULL AND (EXISTS (SELECT 1 FROM samo_batch l "
+    "WHERE l.tenant_id = samo_batch.tenant_id AND l.entry_id = samo_batch.entry_id AND (l.created_at > "
+    "samo_batch.created_at OR l.created_at = samo_batch.created_at AND l.id > samo_batch.id)) "
+    f"OR {superseded('samo_batch')})"
+)
+_REPLACED = replaced_rows("samo_batch")
+_SUBTRACT_REPLACED = rollups.upsert_statements(rollups.SQLITE, "emotion_requests AS e", _REPLACED, sign=-1)
+_DELETE_REPLACED = f"DELETE FROM emotion_requests AS e WHERE {_REPLACED}"
 _INSERT = f"INSERT INTO emotion_requests ({', '.join(COLUMNS)}) SELECT {', '.join(COLUMNS)} FROM samo_batch"
 _ROLLUP_UPSERTS = rollups.upsert_statements(rollups.SQLITE, "samo_batch")
 
@@ -162,6 +182,7 @@ class SqliteStore:
         if not rows:
             return 0
         values = [_values(r) for r in rows]
+        entries = any(r.entry_id is not None for r in rows)
 
         def write(conn: sqlite3.Connection) -> int:
             per = max(1, min(_STAGE_ROWS, conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // len(COLUMNS)))
@@ -171,6 +192,9 @@ class SqliteStore:
                     chunk = values[i : i + per]
                     conn.execute(_stage(len(chunk)), [v for row in chunk for v in row])
                 conn.execute(_DROP_STORED)
+                if entries:
+                    for statement in (_DROP_SUPERSEDED, *_SUBTRACT_REPLACED, _DELETE_REPLACED, *rollups.EMPTY_ROLLUPS):
+                        conn.execute(statement)
                 stored: int = conn.execute(_INSERT).rowcount
                 for statement in _ROLLUP_UPSERTS:
                     conn.execute(statement)
@@ -216,27 +240,34 @@ class SqliteStore:
 
         await self._run(rebuild)
 
-    async def user_texts(self, tenant_id: str | None, user_id: str) -> list[tuple[str, str, str]]:
-        where = user_filter(tenant_id)
+    async def user_texts(
+        self, tenant_id: str | None, user_id: str, entry_id: str | None = None
+    ) -> list[tuple[str, str, str]]:
+        where = user_filter(tenant_id, entry_id)
         sql = (
             "SELECT DISTINCT model_version, tenant_id, text_hash FROM emotion_requests "
             f"WHERE {where} AND segment_count = 1"
         )
-        rows = await self._run(lambda c: c.execute(sql, {"user": user_id, "tenant": tenant_id}).fetchall())
+        params = {"user": user_id, "tenant": tenant_id, "entry": entry_id}
+        rows = await self._run(lambda c: c.execute(sql, params).fetchall())
         return [(str(v), str(t), str(h)) for v, t, h in rows]
 
-    async def erase_user(self, tenant_id: str | None, user_id: str) -> int:
-        where = user_filter(tenant_id)
-        params = {"user": user_id, "tenant": tenant_id}
-        subtract, _ = rollups.upsert_statements(rollups.SQLITE, "emotion_requests", where, sign=-1)
+    async def erase_user(self, tenant_id: str | None, user_id: str, entry_id: str | None = None) -> int:
+        where = user_filter(tenant_id, entry_id)
+        params = {"user": user_id, "tenant": tenant_id, "entry": entry_id}
+        subtract, subtract_user = rollups.upsert_statements(rollups.SQLITE, "emotion_requests", where, sign=-1)
+        # a whole person: their user rollups go; one entry: its part of them is subtracted
+        user = (f"DELETE FROM emotion_rollup_user WHERE {user_filter(tenant_id)}", params)
+        if entry_id is not None:
+            user = (subtract_user, params)
 
         def erase(conn: sqlite3.Connection) -> int:
             return _transaction(
                 conn,
                 [
                     (subtract, params),
-                    ("DELETE FROM emotion_rollup_tenant WHERE texts <= 0", {}),
-                    (f"DELETE FROM emotion_rollup_user WHERE {where}", params),
+                    user,
+                    *((sql, {}) for sql in rollups.EMPTY_ROLLUPS),
                     (f"DELETE FROM emotion_requests WHERE {where}", params),
                 ],
             )

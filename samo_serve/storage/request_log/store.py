@@ -21,7 +21,9 @@ __all__ = [
     "percentile_cont",
     "reported",
     "store_for_url",
+    "replaced_rows",
     "storable_text",
+    "superseded",
     "user_filter",
 ]
 
@@ -38,9 +40,31 @@ def reported(progress: Progress | None, step: str) -> Iterator[None]:
         progress(step, time.perf_counter() - started)
 
 
-def user_filter(tenant_id: str | None) -> str:
-    """The rows of ``:user`` (of ``:tenant``, unless every tenant's): the same text in both dialects."""
-    return "user_id = :user" + ("" if tenant_id is None else " AND tenant_id = :tenant")
+def user_filter(tenant_id: str | None, entry_id: str | None = None) -> str:
+    """The rows of ``:user`` (of ``:tenant``, unless every tenant's; only entry ``:entry``'s when one is
+    given): the same text in both dialects."""
+    where = "user_id = :user" + ("" if tenant_id is None else " AND tenant_id = :tenant")
+    return where + ("" if entry_id is None else " AND entry_id = :entry")
+
+
+def replaced_rows(batch: str) -> str:
+    """Where a stored row ``e`` is replaced by the incoming rows ``batch`` (a table or CTE of id,
+    created_at, tenant_id, entry_id): the same (tenant, entry_id), written no later, and not one of the
+    batch's own rows (a retried batch replaces nothing of itself). Both dialects."""
+    return (
+        f"e.entry_id IS NOT NULL AND (e.tenant_id, e.entry_id) IN "
+        f"(SELECT tenant_id, entry_id FROM {batch} WHERE entry_id IS NOT NULL) AND EXISTS (SELECT 1 FROM {batch} b "
+        "WHERE b.tenant_id = e.tenant_id AND b.entry_id = e.entry_id AND b.created_at >= e.created_at AND b.id <> e.id)"
+    )
+
+
+def superseded(row: str) -> str:
+    """Where the incoming row ``row`` is older than a stored row of its entry: it is not stored (a spill
+    file replayed after an edit must not undo the edit). Both dialects."""
+    return (
+        f"{row}.entry_id IS NOT NULL AND EXISTS (SELECT 1 FROM emotion_requests n WHERE n.tenant_id = {row}.tenant_id "
+        f"AND n.entry_id = {row}.entry_id AND n.created_at > {row}.created_at)"
+    )
 
 
 class RejectedRows(Exception):
@@ -57,7 +81,9 @@ class LogStore(Protocol):
 
     async def insert(self, rows: Sequence[LogRow]) -> int:
         """Store rows and add them to the rollups, ignoring ids already stored (a retry stores and counts
-        nothing twice). Returns rows added.
+        nothing twice). A row with an ``entry_id`` replaces the stored rows of its (tenant, entry_id) that
+        are not newer (their rollups subtracted), and is dropped where a newer one is stored (a replayed
+        spill file never undoes an edit). Returns rows added.
 
         Raises:
             RejectedRows: the content was refused. Any other error means: try again later.
@@ -81,13 +107,16 @@ class LogStore(Protocol):
         after each statement."""
         ...
 
-    async def user_texts(self, tenant_id: str | None, user_id: str) -> list[tuple[str, str, str]]:
-        """(model_version, tenant_id, text_hash) of the user's single-segment rows, distinct: what their
-        cache entries are keyed by (a document's segments are not in the log)."""
+    async def user_texts(
+        self, tenant_id: str | None, user_id: str, entry_id: str | None = None
+    ) -> list[tuple[str, str, str]]:
+        """(model_version, tenant_id, text_hash) of the user's single-segment rows (one entry's, when given),
+        distinct: what their cache entries are keyed by (a document's segments are not in the log)."""
         ...
 
-    async def erase_user(self, tenant_id: str | None, user_id: str) -> int:
-        """Delete the user's rows (of one tenant, or every tenant) and their rollups; rows deleted."""
+    async def erase_user(self, tenant_id: str | None, user_id: str, entry_id: str | None = None) -> int:
+        """Delete the user's rows (of one tenant, or every tenant; of one entry, when given) and exactly
+        their part of the rollups; rows deleted."""
         ...
 
     async def maintain(self, retention_days: int | None, now: datetime) -> dict[str, int]:
