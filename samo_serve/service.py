@@ -28,7 +28,7 @@ from samo_serve.storage.request_log import LogRow, RequestLog, TextHasher
 from samo_serve.storage.request_log.rows import new_row_id
 from samo_serve.storage.request_log.store import storable_text
 
-__all__ = ["Charge", "EmotionService", "PredictCall", "RequestContext", "check_text"]
+__all__ = ["Charge", "EmotionService", "PredictCall", "RequestContext", "TextEntry", "check_text"]
 
 #: takes ``cost`` tokens (segments) from the caller's rate-limit bucket; raises RateLimited when it is empty
 Charge = Callable[[int], Awaitable[None]]
@@ -65,13 +65,25 @@ class _Row(NamedTuple):
 
 
 @dataclass(frozen=True, slots=True)
+class TextEntry:
+    """One text's own person, time and journal entry id, where a batch gives them per text (None: the
+    request's)."""
+
+    user_id: str | None = None
+    occurred_at: datetime | None = None
+    entry_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class PredictCall:
-    """One prediction request as every wire format hands it over: the texts, the caller's options, and how
-    errors name each text (``text``, ``texts[3]``, ``INPUT[3]``; default: ``text`` or ``texts[i]``)."""
+    """One prediction request as every wire format hands it over: the texts, the caller's options, how
+    errors name each text (``text``, ``texts[3]``, ``INPUT[3]``; default: ``text`` or ``texts[i]``), and
+    each text's own :class:`TextEntry` where the wire format carries one per text."""
 
     texts: list[str]
     options: PredictOptions
     fields: Sequence[str] | None = None
+    entries: Sequence[TextEntry | None] | None = None
 
     def field(self, i: int) -> str:
         if self.fields is not None:
@@ -91,6 +103,18 @@ class RequestContext:
     user_id: str | None = None
     #: when the texts were written (None: now)
     occurred_at: datetime | None = None
+    #: the journal entry the (one) text is: its row replaces the entry's earlier one
+    entry_id: str | None = None
+
+
+def _who(entry: TextEntry | None, context: RequestContext) -> tuple[str | None, datetime | None, str | None]:
+    """A text's person, time and entry id: its own where it has them, else the request's (an entry id is
+    never the request's: a batch's texts are different entries)."""
+    if entry is None:
+        return context.user_id, context.occurred_at, None
+    user_id = entry.user_id if entry.user_id is not None else context.user_id
+    occurred_at = entry.occurred_at if entry.occurred_at is not None else context.occurred_at
+    return user_id, occurred_at, entry.entry_id
 
 
 class EmotionService:
@@ -266,7 +290,7 @@ class EmotionService:
             out.append(rendered)
             rows.append(row)
         if self.request_log is not None:
-            self.request_log.record(self._log_rows(texts, rows, out, latency_ms, context))
+            self.request_log.record(self._log_rows(texts, rows, out, latency_ms, context, call.entries))
         return out
 
     def keys(self, text: str, tenant: str = "") -> TextKeys:
@@ -335,9 +359,12 @@ class EmotionService:
         rendered: list[dict[str, Any]],
         latency_ms: float,
         context: RequestContext,
+        entries: Sequence[TextEntry | None] | None = None,
     ) -> list[LogRow]:
         now = datetime.now(UTC)
         request_id = context.request_id or new_row_id().hex
+        own = (context.user_id, context.occurred_at, context.entry_id)
+        who = [own] * len(texts) if entries is None else [_who(e, context) for e in entries]
         return [
             LogRow(
                 id=new_row_id(),
@@ -355,10 +382,11 @@ class EmotionService:
                 truncated=row.truncated,
                 segment_count=row.segments,
                 tenant_id=context.tenant_id,
-                user_id=context.user_id,
-                occurred_at=context.occurred_at,
+                user_id=user_id,
+                occurred_at=occurred_at,
+                entry_id=entry_id,
             )
-            for text, row, out in zip(texts, rows, rendered, strict=True)
+            for text, row, out, (user_id, occurred_at, entry_id) in zip(texts, rows, rendered, who, strict=True)
         ]
 
     def _scores_json(self, row: _Row) -> str:

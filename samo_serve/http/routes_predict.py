@@ -39,7 +39,7 @@ from samo_serve.http.schemas import (
     PredictRequest,
     PredictResponse,
 )
-from samo_serve.service import EmotionService, PredictCall, RequestContext
+from samo_serve.service import EmotionService, PredictCall, RequestContext, TextEntry
 from samo_serve.settings import LimitSettings
 
 __all__ = ["add_predict_routes", "bounded", "read_body", "request_context", "serve_call"]
@@ -173,14 +173,40 @@ async def _disconnected(request: Request) -> None:
 
 
 def request_context(request: Request, entry: Entry | None = None) -> RequestContext:
-    """What the log records of this request: its id, the key and its tenant, and the entry's user and time."""
+    """What the log records of this request: its id, the key and its tenant, and the entry's user, time and
+    (``/predict``) entry id."""
     return RequestContext(
         request_id(request.scope),
         request.scope["state"].get("api_key_id"),
         tenant_id=caller(request).tenant_id,
         user_id=entry.user_id if entry is not None else None,
         occurred_at=entry.occurred_at if entry is not None else None,
+        entry_id=getattr(entry, "entry_id", None),
     )
+
+
+def _entries(req: BatchPredictRequest) -> list[TextEntry | None] | None:
+    """Each batch item's own person, time and entry id (None when no item has any: plain strings).
+
+    Raises:
+        ValidationFailed: an entry id twice in the batch (which of the two would be the entry?).
+    """
+    if all(i.user_id is None and i.occurred_at is None and i.entry_id is None for i in req.texts):
+        return None
+    seen: set[str] = set()
+    for i, item in enumerate(req.texts):
+        if item.entry_id is not None:
+            if item.entry_id in seen:
+                loc = ["body", "texts", i, "entry_id"]
+                raise ValidationFailed(
+                    f"`texts.{i}.entry_id`: {item.entry_id!r} is in the batch twice; send each entry once",
+                    [{"loc": loc, "msg": "duplicate entry_id", "type": "value_error"}],
+                )
+            seen.add(item.entry_id)
+    return [
+        TextEntry(i.user_id, i.occurred_at, i.entry_id) if i.user_id or i.occurred_at or i.entry_id else None
+        for i in req.texts
+    ]
 
 
 async def serve_call(
@@ -285,7 +311,9 @@ def add_predict_routes(
         options = PredictOptions(
             threshold=req.threshold, top_k=req.top_k, all_scores=req.all_scores, segments=req.segments
         )
-        call = PredictCall(req.texts, options, [f"texts[{i}]" for i in range(len(req.texts))])
+        call = PredictCall(
+            [item.text for item in req.texts], options, [f"texts[{i}]" for i in range(len(req.texts))], _entries(req)
+        )
         results = await serve_call(request, call, service, guard, limits, req)
         return json_response({"results": results, "count": len(results)})
 

@@ -5,17 +5,21 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, StrictStr, StringConstraints, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, StringConstraints, field_validator
 
 from samo_serve.core.postprocess import PredictOptions
 from samo_serve.core.times import parse_utc
 
 __all__ = [
+    "ENTRY_ID_PATTERN",
     "MAX_FUTURE",
     "USER_ID_PATTERN",
+    "Authorship",
+    "BatchItem",
     "BatchPredictRequest",
     "BatchPredictResponse",
     "Entry",
+    "EntryId",
     "ErrorResponse",
     "PredictOptions",
     "PredictRequest",
@@ -27,12 +31,21 @@ __all__ = [
 #: an opaque id the caller chooses for the person who wrote the text (unique within the caller's tenant)
 USER_ID_PATTERN = r"^[A-Za-z0-9._:@-]{1,128}$"
 UserId = Annotated[str, StringConstraints(strict=True, pattern=USER_ID_PATTERN)]
+#: the caller's id of one journal entry (unique within the tenant): sent again, it replaces the entry
+ENTRY_ID_PATTERN = USER_ID_PATTERN
+EntryId = Annotated[str, StringConstraints(strict=True, pattern=ENTRY_ID_PATTERN)]
+_ENTRY_ID_DESCRIPTION = (
+    "the caller's id of this journal entry, 1-128 characters of A-Z a-z 0-9 . _ : @ - (unique within the "
+    "tenant): sent again, its new text replaces the old one in the log and the analytics (an edit)"
+)
 #: clocks disagree and time zones confuse: a day ahead is the most an entry's time may be
 MAX_FUTURE = timedelta(days=1)
 
 
-class Entry(PredictOptions):
+class Authorship(BaseModel):
     """Whose text it is and when it was written: recorded with each text's row, never answered back."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     user_id: UserId | None = Field(
         default=None, description="the person who wrote it: 1-128 characters of A-Z a-z 0-9 . _ : @ -"
@@ -56,12 +69,35 @@ class Entry(PredictOptions):
         return moment
 
 
+class Entry(PredictOptions, Authorship):
+    """A request's options and its texts' authorship."""
+
+
 class PredictRequest(Entry):
     text: StrictStr = Field(description="the text to classify (1 to max_text_chars characters)")
+    entry_id: EntryId | None = Field(default=None, description=_ENTRY_ID_DESCRIPTION)
+
+
+class BatchItem(Authorship):
+    """One text of a batch with its own person, time and entry id (each defaults to the request's)."""
+
+    text: StrictStr = Field(description="the text to classify (1 to max_text_chars characters)")
+    entry_id: EntryId | None = Field(default=None, description=_ENTRY_ID_DESCRIPTION + "; once per batch")
 
 
 class BatchPredictRequest(Entry):
-    texts: list[StrictStr] = Field(min_length=1, description="1 to max_batch_texts texts")
+    texts: list[BatchItem] = Field(
+        min_length=1,
+        description="1 to max_batch_texts texts: strings, or objects {text, user_id?, occurred_at?, entry_id?}",
+    )
+
+    @field_validator("texts", mode="before")
+    @classmethod
+    def _strings_are_items(cls, value: object) -> object:
+        # a plain string is an item of just its text (errors then name `texts.3.text`, not a union branch)
+        if isinstance(value, list):
+            return [{"text": v} if isinstance(v, str) else v for v in value]
+        return value
 
 
 class EmotionScore(BaseModel):

@@ -3,10 +3,17 @@ replaces its row (an edit), one entry is erased alone, and the rollups stay equa
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
+
+from samo_serve.core.model_card import ModelCard
+from samo_serve.core.pipeline import LocalPipeline
+from samo_serve.http.app import create_app
+from samo_serve.service import EmotionService
 from samo_serve.settings import Settings
 from samo_serve.storage.request_log import RequestLog
 from samo_serve.storage.request_log.rows import LogRow
@@ -105,3 +112,58 @@ async def test_one_entry_is_erased_alone_with_its_rollups(store: LogStore, tmp_p
     assert await log.erase_user("A", "u1", "e1") == 1
     assert await _raw_rows(store) == [("B", "u1", "e1", "grief")]
     await _rollups_equal_raw(store)
+
+
+async def test_entries_over_http_import_edit_and_delete(
+    make_settings: Callable[..., Settings],
+    card: ModelCard,
+    pipeline: LocalPipeline,
+    database_url: str,
+    store: LogStore,  # an empty log at database_url
+) -> None:
+    """Through the app (in-process, the real model): a batch import with ids and people per item, an edit
+    through /predict, one entry deleted; bad entries are 422 naming the field."""
+    settings = make_settings(database_url=database_url)
+    service = EmotionService.from_settings(card, pipeline, settings)
+    app = create_app(settings, service)
+    items = [
+        {"text": "Thank you so much, this made my week.", "user_id": "u1", "entry_id": "day-1"},
+        {"text": "I am furious about how they treated us.", "user_id": "u1", "entry_id": "day-2"},
+        "A plain string still works.",
+    ]
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://samo") as client:
+            r = await client.post("/predict/batch", json={"texts": items, "occurred_at": "2026-11-20T08:00:00Z"})
+            assert r.status_code == 200, r.text
+            assert service.request_log is not None
+            await service.request_log.writer.flush()
+            edit = {"text": "Honestly I am a bit sad today.", "user_id": "u1", "entry_id": "day-1"}
+            assert (await client.post("/predict", json=edit)).status_code == 200
+            await service.request_log.writer.flush()
+            rows = await _raw_rows(service.request_log.store)
+            assert rows == [("", None, None, "neutral"), ("", "u1", "day-1", "sadness"), ("", "u1", "day-2", "anger")]
+
+            bad = [
+                ({"text": "x", "entry_id": "not an id"}, "/predict", "`entry_id`"),
+                ({"texts": ["a", {"text": "b", "entry_id": "e 1"}]}, "/predict/batch", "`texts.1.entry_id`"),
+                ({"texts": [{"text": "b", "mood": "ok"}]}, "/predict/batch", "`texts.0.mood`"),
+                ({"texts": [{"text": "a", "entry_id": "e"}, {"text": "b", "entry_id": "e"}]}, "/predict/batch",
+                 "`texts.1.entry_id`"),
+            ]  # fmt: skip
+            for body, path, named in bad:
+                r = await client.post(path, json=body)
+                assert r.status_code == 422, (body, r.text)
+                assert named in r.json()["error"]["message"], (body, r.text)
+
+            r = await client.delete("/users/u1/entries/day-2")
+            assert (r.status_code, r.json()) == (200, {"deleted": 1})
+            assert (await client.delete("/users/u1/entries/day-2")).json() == {"deleted": 0}
+            assert (await client.delete("/users/u2/entries/day-1")).json() == {"deleted": 0}  # not u2's entry
+            assert (await client.delete("/users/u1/entries/bad%20id")).status_code == 422
+            assert await _raw_rows(service.request_log.store) == [
+                ("", None, None, "neutral"), ("", "u1", "day-1", "sadness"),
+            ]  # fmt: skip
+            again = await client.post("/predict", json={"text": items[1]["text"]})  # type: ignore[index]
+            assert again.json()["cache"] == "miss"  # the erased entry's result is gone from the caches too
+    await _rollups_equal_raw(service.request_log.store)
