@@ -44,7 +44,19 @@ from samo_serve.client.errors import (
     ValidationFailed,
 )
 from samo_serve.client.sync import Client
-from samo_serve.client.types import Emotion, EmotionCount, Label, Prediction, Readiness, Segment, Summary
+from samo_serve.client.types import (
+    Emotion,
+    EmotionCount,
+    EmotionStat,
+    JournalEntry,
+    Label,
+    Prediction,
+    Readiness,
+    Segment,
+    Summary,
+    TimelineBucket,
+    UserSummary,
+)
 
 __all__ = [
     "AnalyticsUnavailable",
@@ -57,6 +69,7 @@ __all__ = [
     "ConnectFailed",
     "Emotion",
     "EmotionCount",
+    "EmotionStat",
     "EmptyText",
     "Forbidden",
     "HeaderTimeout",
@@ -64,6 +77,7 @@ __all__ = [
     "InvalidJSON",
     "InvalidRequest",
     "InvalidTensor",
+    "JournalEntry",
     "Label",
     "MethodNotAllowed",
     "ModelUnavailable",
@@ -79,11 +93,13 @@ __all__ = [
     "ServerError",
     "Summary",
     "TextTooLong",
+    "TimelineBucket",
     "TooManyConnections",
     "TimedOut",
     "TransportError",
     "Unauthorized",
     "Unavailable",
+    "UserSummary",
     "UnsupportedMediaType",
     "ValidationFailed",
 ]

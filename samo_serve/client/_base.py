@@ -10,7 +10,7 @@ import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -25,7 +25,9 @@ from samo_serve.client.errors import (
     Unavailable,
     error_from_response,
 )
-from samo_serve.client.types import Readiness
+from samo_serve.client.types import JournalEntry, Readiness
+
+T = TypeVar("T")
 
 __all__ = [
     "DEFAULT_MAX_BATCH_TEXTS",
@@ -127,7 +129,7 @@ def options(threshold: float | None, top_k: int | None, all_scores: bool, segmen
     return body
 
 
-def chunked(texts: Sequence[str], size: int) -> list[list[str]]:
+def chunked(texts: Sequence[T], size: int) -> list[list[T]]:
     if size < 1:
         raise ValueError(f"chunk size must be >= 1, got {size}")
     return [list(texts[i : i + size]) for i in range(0, len(texts), size)]
@@ -149,3 +151,22 @@ def time_range(start: datetime | str | None, end: datetime | str | None) -> dict
         if value is not None:
             params[name] = value.isoformat() if isinstance(value, datetime) else value
     return params
+
+
+def entry_fields(
+    user_id: str | None, occurred_at: datetime | str | None, entry_id: str | None = None
+) -> dict[str, Any]:
+    """A text's person, time and entry id, only those set (docs/API.md, "People over time")."""
+    body: dict[str, Any] = {}
+    if user_id is not None:
+        body["user_id"] = user_id
+    if occurred_at is not None:
+        body["occurred_at"] = occurred_at.isoformat() if isinstance(occurred_at, datetime) else occurred_at
+    if entry_id is not None:
+        body["entry_id"] = entry_id
+    return body
+
+
+def batch_items(texts: Sequence[str | JournalEntry]) -> list[str | dict[str, Any]]:
+    """``/predict/batch``'s items: strings as they are, entries as objects with their own fields."""
+    return [t if isinstance(t, str) else t.to_json() for t in texts]

@@ -7,14 +7,17 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from types import TracebackType
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
 from samo_serve.client._base import (
     DEFAULT_URL,
     Retry,
+    batch_items,
     chunked,
     client_headers,
+    entry_fields,
     max_batch_from_openapi,
     options,
     readiness,
@@ -22,7 +25,16 @@ from samo_serve.client._base import (
     transport_error,
 )
 from samo_serve.client.errors import SamoClientError, error_from_response
-from samo_serve.client.types import EmotionCount, Label, Prediction, Readiness, Summary
+from samo_serve.client.types import (
+    EmotionCount,
+    JournalEntry,
+    Label,
+    Prediction,
+    Readiness,
+    Summary,
+    TimelineBucket,
+    UserSummary,
+)
 
 __all__ = ["AsyncClient"]
 
@@ -66,36 +78,47 @@ class AsyncClient:
         top_k: int | None = None,
         all_scores: bool = False,
         segments: bool = False,
+        user_id: str | None = None,
+        occurred_at: datetime | str | None = None,
+        entry_id: str | None = None,
     ) -> Prediction:
         """The emotions of one text (``POST /predict``).
 
         A text longer than the model's window is read as a document, sentence by sentence: its answer
         has ``segment_count``, ``ekman`` and ``sentiment``; ``segments=True`` also returns each
-        :class:`Segment` (for any text, one that fits being one segment).
+        :class:`Segment` (for any text, one that fits being one segment). ``user_id`` and ``occurred_at``
+        record whose text it is and when it was written (the person's analytics read them back);
+        ``entry_id`` names the journal entry: sent again, it replaces the entry (an edit).
         """
         body = {"text": text, **options(threshold, top_k, all_scores, segments)}
+        body.update(entry_fields(user_id, occurred_at, entry_id))
         return Prediction.from_json(await self._call("POST", "/predict", json=body))
 
     async def predict_batch(
         self,
-        texts: Iterable[str],
+        texts: Iterable[str | JournalEntry],
         *,
         threshold: float | None = None,
         top_k: int | None = None,
         all_scores: bool = False,
         segments: bool = False,
+        user_id: str | None = None,
+        occurred_at: datetime | str | None = None,
     ) -> list[Prediction]:
         """The emotions of each text, in order; any number of texts, sent ``max_batch_texts`` at a time.
 
         Chunks go one after another (each counts against a rate limit by its texts); an error in one
-        raises, and the chunks before it are not returned. ``segments`` as in :meth:`predict`.
+        raises, and the chunks before it are not returned. ``segments`` as in :meth:`predict`. A
+        :class:`JournalEntry` carries its own person, time and entry id; ``user_id`` / ``occurred_at``
+        apply to the texts that give none (a journal import: ``JournalEntry(text, entry_id=..., occurred_at=...)``
+        with the person's ``user_id``).
         """
-        texts = list(texts)
-        if not texts:
+        items = batch_items(list(texts))
+        if not items:
             return []
-        asked = options(threshold, top_k, all_scores, segments)
+        asked = {**options(threshold, top_k, all_scores, segments), **entry_fields(user_id, occurred_at)}
         out: list[Prediction] = []
-        for chunk in chunked(texts, await self.max_batch_texts()):
+        for chunk in chunked(items, await self.max_batch_texts()):
             data = await self._call("POST", "/predict/batch", json={"texts": chunk, **asked})
             out.extend(Prediction.from_json(r) for r in data["results"])
         return out
@@ -116,6 +139,35 @@ class AsyncClient:
         """Texts per primary emotion in [start, end) (default: the last 24 h), most frequent first."""
         data = await self._call("GET", "/analytics/emotions", params=time_range(start, end))
         return [EmotionCount.from_json(row) for row in data["emotions"]]
+
+    async def user_summary(
+        self, user_id: str, start: datetime | str | None = None, end: datetime | str | None = None
+    ) -> UserSummary:
+        """A person's texts and emotion mix over [start, end) (default: the last 24 h)."""
+        path = f"/analytics/users/{quote(user_id, safe='')}/summary"
+        return UserSummary.from_json(await self._call("GET", path, params=time_range(start, end)))
+
+    async def user_timeline(
+        self,
+        user_id: str,
+        start: datetime | str | None = None,
+        end: datetime | str | None = None,
+        bucket: str = "day",
+    ) -> list[TimelineBucket]:
+        """A person's emotions per ``bucket`` (``hour``, ``day``, ``week``) of [start, end), UTC."""
+        path = f"/analytics/users/{quote(user_id, safe='')}/timeline"
+        data = await self._call("GET", path, params={**time_range(start, end), "bucket": bucket})
+        return [TimelineBucket.from_json(b) for b in data["buckets"]]
+
+    async def delete_user(self, user_id: str) -> int:
+        """Erase a person's rows and all kept from them (``DELETE /users/{user_id}``); rows deleted."""
+        data = await self._call("DELETE", f"/users/{quote(user_id, safe='')}")
+        return int(data["deleted"])
+
+    async def delete_entry(self, user_id: str, entry_id: str) -> int:
+        """Erase one journal entry of a person; rows deleted (0: no such entry)."""
+        data = await self._call("DELETE", f"/users/{quote(user_id, safe='')}/entries/{quote(entry_id, safe='')}")
+        return int(data["deleted"])
 
     async def ready(self) -> Readiness:
         """``GET /readyz`` once, no retries: a 503 (model not answering) is ``ready=False``, not an error."""

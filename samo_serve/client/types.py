@@ -6,9 +6,22 @@ Each keeps the answer's JSON as ``raw``, so a field a newer server adds is still
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Literal
 
-__all__ = ["Emotion", "EmotionCount", "Label", "Prediction", "Readiness", "Segment", "Summary"]
+__all__ = [
+    "Emotion",
+    "EmotionCount",
+    "EmotionStat",
+    "JournalEntry",
+    "Label",
+    "Prediction",
+    "Readiness",
+    "Segment",
+    "Summary",
+    "TimelineBucket",
+    "UserSummary",
+]
 
 CacheLevel = Literal["l1", "l2", "l3", "miss"]
 TruncatedBy = Literal["max_segments", "model_window"]
@@ -208,3 +221,74 @@ class EmotionCount:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> EmotionCount:
         return cls(str(data["emotion"]), int(data["count"]), data["mean_confidence"], data["mean_processing_ms"])
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    """One text of a batch with its own person, time and entry id (what it leaves out is the call's).
+
+    ``entry_id``: your id of the entry; sent again, its new text replaces the old one in the log and the
+    analytics (an edit), and :meth:`Client.delete_entry` erases it.
+    """
+
+    text: str
+    user_id: str | None = None
+    occurred_at: datetime | str | None = None
+    entry_id: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"text": self.text}
+        for name in ("user_id", "entry_id"):
+            if (value := getattr(self, name)) is not None:
+                body[name] = value
+        if self.occurred_at is not None:
+            at = self.occurred_at
+            body["occurred_at"] = at.isoformat() if isinstance(at, datetime) else at
+        return body
+
+
+@dataclass(frozen=True)
+class EmotionStat:
+    """An emotion in a person's texts: how many had it as their primary emotion, and its mean score."""
+
+    count: int
+    mean_score: float | None
+
+
+def _stats(data: dict[str, Any]) -> dict[str, EmotionStat]:
+    return {str(k): EmotionStat(int(v["count"]), v.get("mean_score")) for k, v in data.items()}
+
+
+@dataclass(frozen=True)
+class UserSummary:
+    """``GET /analytics/users/{user_id}/summary``: a person's texts over [start, end)."""
+
+    texts: int
+    requests: int
+    emotions: dict[str, EmotionStat]
+    ekman: dict[str, float]
+    sentiment: dict[str, float]
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> UserSummary:
+        return cls(
+            texts=int(data["texts"]),
+            requests=int(data.get("requests", 0)),
+            emotions=_stats(data.get("emotions") or {}),
+            ekman={str(k): float(v) for k, v in (data.get("ekman") or {}).items()},
+            sentiment={str(k): float(v) for k, v in (data.get("sentiment") or {}).items()},
+            raw=data,
+        )
+
+
+@dataclass(frozen=True)
+class TimelineBucket(UserSummary):
+    """One bucket of ``GET /analytics/users/{user_id}/timeline``, from ``start`` (UTC)."""
+
+    start: str = ""
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TimelineBucket:
+        summary = UserSummary.from_json(data)
+        return cls(**{**summary.__dict__, "start": str(data["start"])})

@@ -19,8 +19,9 @@ service's JSON error and ``Connection: close``:
 
 Both servers use it: ``--single-process`` passes it to uvicorn; Ray's direct ingress gets it in each
 Ingress replica (``samo_serve.ops.launcher.harden_direct_ingress``). One timer per connection, which
-ticks every ``header_timeout_s``; per request only a short check of each chunk received (a timer per
-request was ~3% of an L1 hit's samples: ``samo_serve.http.routes_predict.WATCH_AFTER_S``).
+ticks every ``header_timeout_s``; per request, three flags set by the parser's callbacks and a check of
+each chunk received (a timer per request was ~3% of an L1 hit's samples:
+``samo_serve.http.routes_predict.WATCH_AFTER_S``).
 """
 
 from __future__ import annotations
@@ -54,8 +55,6 @@ def raw_error(error: SamoError) -> bytes:
     return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
 
 
-_NOTHING = object()  # no request seen (None is uvicorn's "no cycle yet")
-
 _REASONS = {408: "Request Timeout", 431: "Request Header Fields Too Large", 503: "Service Unavailable"}
 
 
@@ -67,10 +66,13 @@ def guarded_protocol(limits: LimitSettings) -> type[HttpToolsProtocol]:
         max_connections = limits.max_connections
         max_header_wire_bytes = limits.max_header_bytes + HEADER_FRAMING_BYTES
         _timer: asyncio.TimerHandle | None = None
-        #: the request (uvicorn's cycle before it) whose headers the last tick saw awaited
-        _awaited_at_tick: object = _NOTHING
+        # the parser's place: messages begun on this connection, inside one, its headers complete
+        _begun = 0
+        _in_message = False
+        _headers_done = False
         _header_bytes = 0
-        _bytes_of: object = _NOTHING
+        #: the message (by _begun) whose headers the last tick saw awaited
+        _awaited_at_tick = -1
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
@@ -79,16 +81,32 @@ def guarded_protocol(limits: LimitSettings) -> type[HttpToolsProtocol]:
                 return
             self._timer = self.loop.call_later(self.header_timeout_s, self._tick)
 
+        def _awaiting_headers(self) -> bool:
+            """Nothing sent yet, or a request begun whose headers are not complete. (Between requests the
+            server's keep-alive timeout applies; a body, even one the app answered early, is not headers.)"""
+            return self._begun == 0 or (self._in_message and not self._headers_done)
+
         def data_received(self, data: bytes) -> None:
+            awaiting = self._awaiting_headers()
             super().data_received(data)
-            cycle = self.cycle
-            if cycle is not None and not cycle.response_complete:
-                return  # a request's headers are in: what follows is its body (or a pipelined request)
-            if cycle is not self._bytes_of:  # the first bytes of the request after ``cycle``
-                self._bytes_of, self._header_bytes = cycle, 0
-            self._header_bytes += len(data)
-            if self._header_bytes > self.max_header_wire_bytes and not self.transport.is_closing():
-                self._refuse(HeadersTooLarge(f"headers over {self.max_header_wire_bytes} bytes"))
+            # only a chunk that began and ended while headers were awaited is all request line and headers
+            if awaiting and self._awaiting_headers():
+                self._header_bytes += len(data)
+                if self._header_bytes > self.max_header_wire_bytes and not self.transport.is_closing():
+                    self._refuse(HeadersTooLarge(f"headers over {self.max_header_wire_bytes} bytes"))
+
+        def on_message_begin(self) -> None:
+            self._begun += 1
+            self._in_message, self._headers_done, self._header_bytes = True, False, 0
+            super().on_message_begin()
+
+        def on_headers_complete(self) -> None:
+            self._headers_done = True
+            super().on_headers_complete()
+
+        def on_message_complete(self) -> None:
+            self._in_message = False
+            super().on_message_complete()
 
         def connection_lost(self, exc: Exception | None) -> None:
             if self._timer is not None:
@@ -97,20 +115,17 @@ def guarded_protocol(limits: LimitSettings) -> type[HttpToolsProtocol]:
             super().connection_lost(exc)
 
         def _tick(self) -> None:
-            """Every ``header_timeout_s`` per connection; nothing per request. Headers are awaited when no
-            request has begun (``cycle`` None) or the last one is answered and bytes of the next have stopped
-            uvicorn's keep-alive timer. Awaited at two ticks in a row for the same request: 408."""
+            """Every ``header_timeout_s`` per connection; nothing per request. The first request's headers
+            are due one deadline after the connection opened; a later request's, when they are still
+            awaited at two ticks in a row."""
             self._timer = None
             if self.transport.is_closing():
                 return
-            cycle = self.cycle
-            answered = cycle is None or cycle.response_complete
-            awaited = answered and (cycle is None or self.timeout_keep_alive_task is None)
-            if awaited and (cycle is None or cycle is self._awaited_at_tick):
+            if self._awaiting_headers() and (self._begun == 0 or self._begun == self._awaited_at_tick):
                 message = f"the request headers did not arrive within {self.header_timeout_s:g} s"
                 self._refuse(HeaderTimeout(message))
                 return
-            self._awaited_at_tick = cycle if awaited else _NOTHING
+            self._awaited_at_tick = self._begun if self._awaiting_headers() else -1
             self._timer = self.loop.call_later(self.header_timeout_s, self._tick)
 
         def _refuse(self, error: SamoError) -> None:

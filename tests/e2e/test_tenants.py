@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -168,3 +169,60 @@ def test_erasing_one_tenants_user_leaves_the_other_tenants(tenant_server: Server
     assert texts_of(tenant_server, written["a"], "u1") == 0
     assert texts_of(tenant_server, written["b"], "u1") == 1
     assert texts_of(tenant_server, written["admin"], "u1") == 1
+
+
+def _entry_rows(server: Server, user: str) -> dict[str, str]:
+    """entry_id -> primary emotion of acme's rows of ``user``, read straight from the server's SQLite log."""
+    import sqlite3
+
+    with sqlite3.connect(server.data_dir / "requests.sqlite3") as db:
+        rows = db.execute(
+            "SELECT entry_id, primary_emotion FROM emotion_requests WHERE tenant_id = 'acme' AND user_id = ?", (user,)
+        ).fetchall()
+    return dict(rows)
+
+
+def _mix(server: Server, key: str, user: str) -> dict[str, int]:
+    """The person's primary-emotion counts over RANGE as analytics answer them (whole hours: the rollups)."""
+    with client(server, key) as c:
+        r = c.get(f"/analytics/users/{user}/summary", params=RANGE)
+    assert r.status_code == 200, r.text
+    return {e: v["count"] for e, v in r.json()["emotions"].items()}
+
+
+def _wait_for(check: Any, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        assert time.monotonic() < deadline, "the log did not reach the expected state"
+        time.sleep(0.3)
+
+
+def test_journal_entries_import_edit_and_delete(tenant_server: Server, written: dict[str, str]) -> None:
+    """Issue 29: an import with entry ids, an edit, and one entry deleted through Serve; after each, the
+    rollups the analytics read agree with the raw rows, and another tenant cannot touch the entry."""
+    acme, beta = written["a"], written["b"]
+    day = [WHEN + timedelta(hours=h) for h in (1, 2, 3)]
+    items = [
+        {"text": "Thank you all, I feel so grateful tonight.", "entry_id": "j1", "occurred_at": day[0].isoformat()},
+        {"text": "I am so angry at how this went.", "entry_id": "j2", "occurred_at": day[1].isoformat()},
+        {"text": "Just tired and a bit sad.", "entry_id": "j3", "occurred_at": day[2].isoformat()},
+    ]
+    with client(tenant_server, acme) as c:
+        assert c.post("/predict/batch", json={"texts": items, "user_id": "jr1"}).status_code == 200
+    _wait_for(lambda: len(_entry_rows(tenant_server, "jr1")) == 3)
+    with client(tenant_server, acme) as c:  # an edit of j2, later the same day
+        edit = {"text": "Honestly, I love how it turned out.", "user_id": "jr1", "entry_id": "j2"}
+        assert c.post("/predict", json={**edit, "occurred_at": day[1].isoformat()}).status_code == 200
+    _wait_for(lambda: _entry_rows(tenant_server, "jr1").get("j2") not in (None, "anger"))
+    rows = _entry_rows(tenant_server, "jr1")
+    assert sorted(rows) == ["j1", "j2", "j3"]  # the edit replaced j2's row: still one per entry
+    assert _mix(tenant_server, acme, "jr1") == dict(Counter(rows.values()))
+
+    with client(tenant_server, beta) as c:  # another tenant's key: the entry is not there for it
+        assert c.delete("/users/jr1/entries/j1").json() == {"deleted": 0}
+    with client(tenant_server, acme) as c:
+        assert c.delete("/users/jr1/entries/j1").json() == {"deleted": 1}
+        assert c.delete("/users/jr1/entries/j1").json() == {"deleted": 0}
+    rows = _entry_rows(tenant_server, "jr1")
+    assert sorted(rows) == ["j2", "j3"]
+    assert _mix(tenant_server, acme, "jr1") == dict(Counter(rows.values()))

@@ -24,6 +24,10 @@ LIMITS = LimitSettings(header_timeout_s=0.5, max_connections=16, max_header_byte
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     assert scope["type"] == "http"
+    if scope["path"] == "/early":  # answers before reading its body, as a 413 on Content-Length does
+        await send({"type": "http.response.start", "status": 413, "headers": [(b"content-length", b"0")]})
+        await send({"type": "http.response.body", "body": b""})
+        return
     size = 0
     while True:
         message = await receive()
@@ -150,4 +154,20 @@ async def test_a_later_request_whose_headers_stall_is_refused_after_its_own_dead
     status, _, body = await answer(reader)
     assert (status, json.loads(body)["error"]["code"]) == (408, "HEADER_TIMEOUT")
     assert asyncio.get_running_loop().time() - began >= 0.9 * LIMITS.header_timeout_s  # its own deadline
+    writer.close()
+
+
+async def test_a_body_answered_before_it_was_read_is_not_taken_for_headers(guarded: int) -> None:
+    """A 413 on Content-Length comes before the body: the 1 MB that follows is body, not unfinished headers
+    (a first version answered it 431 and closed, and the client lost its 413 to the reset)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", guarded)
+    body = b"x" * 1_000_000
+    writer.write(b"POST /early HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+    await writer.drain()
+    assert (await asyncio.wait_for(reader.readline(), 10)).startswith(b"HTTP/1.1 413")
+    await asyncio.sleep(0.3)
+    writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")  # the connection still serves
+    while (line := await asyncio.wait_for(reader.readline(), 10)) and not line.startswith(b"HTTP/1.1 "):
+        pass
+    assert line.startswith(b"HTTP/1.1 200"), line
     writer.close()
