@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -20,6 +21,7 @@ from samo_serve.client import (
     ConnectFailed,
     EmptyText,
     InvalidRequest,
+    JournalEntry,
     Overloaded,
     RateLimited,
     Retry,
@@ -374,3 +376,48 @@ async def test_async_client_typed_answers() -> None:
     async with _async_client(server, api_key="k") as samo:
         assert (await samo.ready()).ready is True
         assert [e.label for e in await samo.emotions()] == ["amusement"]
+
+
+def test_people_entries_and_their_analytics() -> None:
+    """A journal import (entries with ids), a person's timeline and summary, and both erasures."""
+    bucket = {"start": "2026-11-20T00:00:00Z", "texts": 2, "requests": 1,
+              "emotions": {"joy": {"count": 2, "mean_score": 0.8}}, "ekman": {"joy": 1.0}, "sentiment": {}}  # fmt: skip
+    sent: list[tuple[str, str, Any]] = []
+
+    def server(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content) if request.content else None
+        sent.append((request.method, request.url.raw_path.decode(), body))
+        path = request.url.path
+        if path == "/openapi.json":
+            return httpx.Response(200, json=_openapi(64))
+        if path == "/predict":
+            return httpx.Response(200, json=_result("joy"))
+        if path == "/predict/batch":
+            return httpx.Response(200, json={"results": [_result("joy") for _ in body["texts"]], "count": 2})
+        if path.endswith("/timeline"):
+            return httpx.Response(200, json={"user_id": "u 1", "buckets": [bucket]})
+        if path.endswith("/summary"):
+            return httpx.Response(200, json={k: v for k, v in bucket.items() if k != "start"})
+        return httpx.Response(200, json={"deleted": 1})
+
+    at = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
+    with _client(server) as samo:
+        samo.predict("yay", user_id="u1", occurred_at=at, entry_id="e-1")
+        samo.predict_batch([JournalEntry("a", entry_id="e-2", occurred_at=at), "b"], user_id="u1")
+        (day,) = samo.user_timeline("u 1", start="2026-11-20T00:00:00Z", bucket="week")
+        summary = samo.user_summary("u 1")
+        assert samo.delete_entry("u 1", "e/3") == 1
+        assert samo.delete_user("u 1") == 1
+    assert sent[0][2] == {"text": "yay", "user_id": "u1", "occurred_at": "2026-11-20T08:00:00+00:00", "entry_id": "e-1"}
+    assert sent[2][2] == {
+        "texts": [{"text": "a", "occurred_at": "2026-11-20T08:00:00+00:00", "entry_id": "e-2"}, "b"],
+        "user_id": "u1",
+    }
+    assert (day.start, day.texts, day.emotions["joy"].count, day.ekman) == ("2026-11-20T00:00:00Z", 2, 2, {"joy": 1.0})
+    assert (summary.texts, summary.emotions["joy"].mean_score) == (2, 0.8)
+    paths = [(method, path.split("?")[0]) for method, path, _ in sent[3:]]
+    assert paths == [
+        ("GET", "/analytics/users/u%201/timeline"), ("GET", "/analytics/users/u%201/summary"),
+        ("DELETE", "/users/u%201/entries/e%2F3"), ("DELETE", "/users/u%201"),
+    ]  # fmt: skip
+    assert "bucket=week" in sent[3][1]
