@@ -33,9 +33,9 @@ from samo_serve.http.errors import ERROR_RESPONSES, validation_details
 from samo_serve.http.guard import Guard, caller, require
 from samo_serve.http.responses import json_response, request_id
 from samo_serve.http.schemas import (
+    Authorship,
     BatchPredictRequest,
     BatchPredictResponse,
-    Entry,
     PredictRequest,
     PredictResponse,
 )
@@ -172,7 +172,7 @@ async def _disconnected(request: Request) -> None:
         pass
 
 
-def request_context(request: Request, entry: Entry | None = None) -> RequestContext:
+def request_context(request: Request, entry: Authorship | None = None) -> RequestContext:
     """What the log records of this request: its id, the key and its tenant, and the entry's user, time and
     (``/predict``) entry id."""
     return RequestContext(
@@ -215,7 +215,7 @@ async def serve_call(
     service: EmotionService,
     guard: Guard,
     limits: LimitSettings,
-    entry: Entry | None = None,
+    entry: Authorship | None = None,
 ) -> list[dict[str, Any]]:
     """Every prediction route's one way to the service: the ``predict`` scope, the caller's context and
     bucket, :meth:`EmotionService.run` within the request's bounds."""

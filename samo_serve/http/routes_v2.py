@@ -164,8 +164,8 @@ def add_v2_routes(
         infer_call = parse_request(await read_body(request, limits), header_length)
         fields = [f"{INPUT}[{i}]" for i in range(len(infer_call.texts))]
         try:
-            call = PredictCall(infer_call.texts, infer_call.options, fields)
-            results = await serve_call(request, call, service, guard, limits)
+            call = PredictCall(infer_call.texts, infer_call.options, fields, infer_call.entries)
+            results = await serve_call(request, call, service, guard, limits, infer_call.authorship)
         except EmptyText as exc:  # the protocol's 400 for any invalid input (TextTooLong stays 413, as in v1)
             raise InvalidTensor(exc.message) from None
         body, headers, media_type = encode_response(infer_call, results, card.labels, card.name, card.version)

@@ -34,7 +34,10 @@ class _Message(BaseModel):
 
 class V2InputTensor(_Message):
     # enum: documented (schemathesis generates them); checked by samo_serve.http.v2_tensors with a clear 400
-    name: StrictStr = Field(description="`text`", json_schema_extra={"enum": ["text"]})
+    name: StrictStr = Field(
+        description="`text`; optionally `user_id`, `occurred_at`, `entry_id` (BYTES [N] as JSON data, one per text)",
+        json_schema_extra={"enum": ["text", "user_id", "occurred_at", "entry_id"]},
+    )
     shape: list[StrictInt] = Field(description="[N] or [N, 1]: N texts")
     datatype: StrictStr = Field(description="`BYTES`", json_schema_extra={"enum": ["BYTES"]})
     parameters: dict[str, V2Parameter] | None = Field(
@@ -54,9 +57,12 @@ class V2InferRequest(_Message):
     id: StrictStr | None = Field(default=None, description="echoed in the response")
     parameters: dict[str, V2Parameter] | None = Field(
         default=None,
-        description="`threshold` (0..1, one cut-off for every label), `top_k` (>= 1), `binary_data_output`",
+        description="`threshold` (0..1, one cut-off for every label), `top_k` (>= 1), `binary_data_output`; "
+        "`user_id`, `occurred_at` (ISO-8601) for every text, `entry_id` (one text only)",
     )
-    inputs: list[V2InputTensor] = Field(min_length=1, description="exactly one: `text`")
+    inputs: list[V2InputTensor] = Field(
+        min_length=1, description="`text`, and per text `user_id`, `occurred_at`, `entry_id` where given"
+    )
     outputs: list[V2RequestedOutput] | None = Field(default=None, description="default: both outputs")
 
 

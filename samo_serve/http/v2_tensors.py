@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from samo_serve.core.postprocess import PredictOptions
 from samo_serve.errors import InvalidJSON, InvalidTensor
 from samo_serve.http.responses import dumps
+from samo_serve.http.schemas import Authorship, BatchItem
 from samo_serve.http.v2_schemas import V2InferRequest, V2InputTensor, V2Parameter
+from samo_serve.service import TextEntry
 
 __all__ = [
     "HEADER_LENGTH",
@@ -36,14 +38,21 @@ HEADER_LENGTH = "Inference-Header-Content-Length"
 _LENGTH = struct.Struct("<I")
 
 
+#: inputs beside ``text`` that carry each text's person, time and journal entry (BYTES [N], JSON data)
+ENTRY_INPUTS = ("user_id", "occurred_at", "entry_id")
+
+
 @dataclass(frozen=True)
 class InferCall:
-    """A valid infer request: the texts, the prediction options (with every score), which outputs, binary or not."""
+    """A valid infer request: the texts, the prediction options (with every score), which outputs, binary or
+    not, the request's authorship (``user_id`` / ``occurred_at`` parameters) and each text's own."""
 
     texts: list[str]
     options: PredictOptions
     outputs: list[tuple[str, bool]]
     id: str | None
+    authorship: Authorship | None = None
+    entries: list[TextEntry | None] | None = None
 
 
 def parse_request(body: bytes, header_length: str | None) -> InferCall:
@@ -58,17 +67,68 @@ def parse_request(body: bytes, header_length: str | None) -> InferCall:
             raise InvalidJSON("request body is not valid JSON (UTF-8)") from None
         where = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in errors[:3])
         raise InvalidTensor(f"not an inference request: {where}") from None
-    if len(request.inputs) != 1:
-        raise InvalidTensor(f"this model takes one input, `{INPUT}`; got {len(request.inputs)}")
-    texts = _texts(request.inputs[0], binary)
+    inputs = {tensor.name: tensor for tensor in request.inputs}
+    if len(inputs) != len(request.inputs) or INPUT not in inputs or set(inputs) - {INPUT, *ENTRY_INPUTS}:
+        names = ", ".join(f"`{t.name}`" for t in request.inputs)
+        raise InvalidTensor(f"this model takes `{INPUT}` and optionally `{'`, `'.join(ENTRY_INPUTS)}`; got {names}")
+    texts = _texts(inputs[INPUT], binary)
     params = request.parameters or {}
+    authorship, entries = _entries(params, inputs, texts)
     try:
         chosen = {k: params[k] for k in ("threshold", "top_k") if k in params}
         options = PredictOptions.model_validate({**chosen, "all_scores": True})
     except ValidationError as exc:
         where = "; ".join(f"{e['loc'][0]}: {e['msg']}" for e in exc.errors(include_url=False, include_input=False))
         raise InvalidTensor(f"parameters: {where}") from None
-    return InferCall(texts, options, _outputs(request), request.id)
+    return InferCall(texts, options, _outputs(request), request.id, authorship, entries)
+
+
+def _entries(
+    params: dict[str, V2Parameter], inputs: dict[str, V2InputTensor], texts: list[str]
+) -> tuple[Authorship | None, list[TextEntry | None] | None]:
+    """The request's person and time (parameters), and each text's (inputs; an ``entry_id`` parameter
+    names the one text's entry), validated as /predict/batch items are (400 naming the field)."""
+    asked = {k: params[k] for k in ENTRY_INPUTS if k in params}
+    entry_id = asked.pop("entry_id", None)
+    authorship = _valid(Authorship, asked, "parameters") if asked else None
+    columns = {name: _strings(inputs[name], len(texts)) for name in ENTRY_INPUTS if name in inputs}
+    if entry_id is not None:
+        if len(texts) != 1 or "entry_id" in columns:
+            raise InvalidTensor("parameters: entry_id names the entry of one text; for N texts, an `entry_id` input")
+        columns["entry_id"] = [entry_id]  # type: ignore[list-item]  # validated as the field's type below
+    if not columns:
+        return authorship, None
+    items = [
+        _valid(BatchItem, {"text": t, **{k: v[i] for k, v in columns.items() if v[i] != ""}}, f"[{i}]")
+        for i, t in enumerate(texts)
+    ]
+    ids = [i.entry_id for i in items if i.entry_id is not None]
+    if len(ids) != len(set(ids)):
+        raise InvalidTensor("entry_id: an entry is in the request twice; send each entry once")
+    return authorship, [TextEntry(i.user_id, i.occurred_at, i.entry_id) for i in items]
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _valid(model: type[M], data: dict[str, Any], where: str) -> M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        e = exc.errors(include_url=False, include_input=False)[0]
+        field = ".".join(map(str, e["loc"]))
+        named = f"parameters: {field}" if where == "parameters" else f"{field}{where}"
+        raise InvalidTensor(f"{named}: {e['msg']}") from None
+
+
+def _strings(tensor: V2InputTensor, n: int) -> list[str]:
+    """An entry input's N strings ("" for none), as JSON data of the text's shape."""
+    if tensor.datatype != "BYTES" or tensor.data is None or (tensor.parameters or {}).get("binary_data_size"):
+        raise InvalidTensor(f"`{tensor.name}` must be BYTES with JSON data (not binary)")
+    values = [v for item in tensor.data for v in ([item] if isinstance(item, str) else item)]
+    if len(values) != n:
+        raise InvalidTensor(f"`{tensor.name}` has {len(values)} values for {n} texts")
+    return values
 
 
 def _split(body: bytes, header_length: str | None) -> tuple[bytes, memoryview]:

@@ -166,4 +166,22 @@ async def test_entries_over_http_import_edit_and_delete(
             ]  # fmt: skip
             again = await client.post("/predict", json={"text": items[1]["text"]})  # type: ignore[index]
             assert again.json()["cache"] == "miss"  # the erased entry's result is gone from the caches too
+
+            # Open Inference Protocol: the person as a parameter, each text's entry as an extra BYTES input
+            tensor = {"name": "text", "shape": [2], "datatype": "BYTES", "data": ["What a lovely surprise!", "Ok."]}
+            ids = {"name": "entry_id", "shape": [2], "datatype": "BYTES", "data": ["day-3", ""]}
+            infer = f"/v2/models/{card.name}/infer"
+            r = await client.post(infer, json={"parameters": {"user_id": "u9"}, "inputs": [tensor, ids]})
+            assert r.status_code == 200, r.text
+            for bad, named in (
+                ({"inputs": [tensor, {**ids, "data": ["day 3", ""]}]}, "entry_id[0]"),
+                ({"inputs": [tensor, {**ids, "data": ["d", "d"]}]}, "twice"),
+                ({"parameters": {"user_id": "no good"}, "inputs": [tensor]}, "parameters: user_id"),
+                ({"inputs": [tensor, {**ids, "name": "mood"}]}, "optionally"),
+            ):
+                r = await client.post(infer, json=bad)
+                assert (r.status_code, named in r.json()["error"]) == (400, True), (bad, r.text)
+            await service.request_log.writer.flush()
+            theirs = [row for row in await _raw_rows(service.request_log.store) if row[1] == "u9"]
+            assert [row[2] for row in theirs] == [None, "day-3"]
     await _rollups_equal_raw(service.request_log.store)

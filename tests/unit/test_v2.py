@@ -205,7 +205,7 @@ async def test_infer_goes_through_the_cache(client: httpx.AsyncClient, card: Mod
 BAD_REQUESTS: list[tuple[str, Any, int, str]] = [
     ("fp32", {"inputs": [{"name": "text", "datatype": "FP32", "shape": [1], "data": ["x"]}]}, 400, "BYTES"),
     ("name", {"inputs": [{"name": "input_ids", "datatype": "BYTES", "shape": [1], "data": ["x"]}]}, 400, "text"),
-    ("two-inputs", {"inputs": [infer_body(["a"])["inputs"][0]] * 2}, 400, "one input"),
+    ("two-inputs", {"inputs": [infer_body(["a"])["inputs"][0]] * 2}, 400, "optionally `user_id`"),
     ("no-inputs", {"inputs": []}, 400, "inputs"),
     ("shape-3d", infer_body(["a"], [1, 1, 1]), 400, "shape"),
     ("shape-n-by-2", infer_body(["a", "b"], [1, 2]), 400, "shape"),
