@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 import numpy as np
 
+from samo_serve.calls import Charge, PredictCall, RequestContext, TextEntry, who
 from samo_serve.core.model_card import ModelCard
 from samo_serve.core.pipeline import Pipeline
 from samo_serve.core.postprocess import Postprocessor, PredictOptions
@@ -29,9 +29,6 @@ from samo_serve.storage.request_log.rows import new_row_id
 from samo_serve.storage.request_log.store import storable_text
 
 __all__ = ["Charge", "EmotionService", "PredictCall", "RequestContext", "TextEntry", "check_text"]
-
-#: takes ``cost`` tokens (segments) from the caller's rate-limit bucket; raises RateLimited when it is empty
-Charge = Callable[[int], Awaitable[None]]
 
 
 #: a request whose texts add up to more characters is segmented off the event loop (a 50,000-character
@@ -62,59 +59,6 @@ class _Row(NamedTuple):
     segments: int
     #: the text's one result (None for a document, whose scores are aggregated): its JSON is kept there
     result: CachedResult | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class TextEntry:
-    """One text's own person, time and journal entry id, where a batch gives them per text (None: the
-    request's)."""
-
-    user_id: str | None = None
-    occurred_at: datetime | None = None
-    entry_id: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class PredictCall:
-    """One prediction request as every wire format hands it over: the texts, the caller's options, how
-    errors name each text (``text``, ``texts[3]``, ``INPUT[3]``; default: ``text`` or ``texts[i]``), and
-    each text's own :class:`TextEntry` where the wire format carries one per text."""
-
-    texts: list[str]
-    options: PredictOptions
-    fields: Sequence[str] | None = None
-    entries: Sequence[TextEntry | None] | None = None
-
-    def field(self, i: int) -> str:
-        if self.fields is not None:
-            return self.fields[i]
-        return "text" if len(self.texts) == 1 else f"texts[{i}]"
-
-
-@dataclass(frozen=True)
-class RequestContext:
-    """Who asked: what the request log records besides the prediction."""
-
-    request_id: str = ""
-    api_key_id: str | None = None
-    #: the key's tenant ("" with no keys configured): its rows, its caches, its users
-    tenant_id: str = ""
-    #: the person who wrote the texts (the caller's id, unique within the tenant)
-    user_id: str | None = None
-    #: when the texts were written (None: now)
-    occurred_at: datetime | None = None
-    #: the journal entry the (one) text is: its row replaces the entry's earlier one
-    entry_id: str | None = None
-
-
-def _who(entry: TextEntry | None, context: RequestContext) -> tuple[str | None, datetime | None, str | None]:
-    """A text's person, time and entry id: its own where it has them, else the request's (an entry id is
-    never the request's: a batch's texts are different entries)."""
-    if entry is None:
-        return context.user_id, context.occurred_at, None
-    user_id = entry.user_id if entry.user_id is not None else context.user_id
-    occurred_at = entry.occurred_at if entry.occurred_at is not None else context.occurred_at
-    return user_id, occurred_at, entry.entry_id
 
 
 class EmotionService:
@@ -364,7 +308,7 @@ class EmotionService:
         now = datetime.now(UTC)
         request_id = context.request_id or new_row_id().hex
         own = (context.user_id, context.occurred_at, context.entry_id)
-        who = [own] * len(texts) if entries is None else [_who(e, context) for e in entries]
+        people = [own] * len(texts) if entries is None else [who(e, context) for e in entries]
         return [
             LogRow(
                 id=new_row_id(),
@@ -386,7 +330,7 @@ class EmotionService:
                 occurred_at=occurred_at,
                 entry_id=entry_id,
             )
-            for text, row, out, (user_id, occurred_at, entry_id) in zip(texts, rows, rendered, who, strict=True)
+            for text, row, out, (user_id, occurred_at, entry_id) in zip(texts, rows, rendered, people, strict=True)
         ]
 
     def _scores_json(self, row: _Row) -> str:

@@ -81,17 +81,15 @@ STATS_HUB_NUM_CPUS = 0.05
 #: an EmotionModel replica's ``max_ongoing_requests``: this, or ``batching.model_max_batch_size`` when
 #: larger. One call is one ingress micro-batch; several must queue there for batches to merge
 MODEL_MIN_ONGOING_REQUESTS = 64
-#: an Ingress replica's ``max_ongoing_requests`` is at least this (``ingress_min_ongoing_requests`` gives
-#: all the lower bounds). Below the micro-batch size it would cap the batch (Serve's default is 5)
+#: an Ingress's ``max_ongoing_requests`` is at least this (all its bounds: ``ingress_min_ongoing_requests``)
 INGRESS_MIN_ONGOING_REQUESTS = 256
 #: an Ingress replica's ``max_ongoing_requests`` is at least this many times ``batching.ingress_max_batch_size``
 INGRESS_ONGOING_BATCH_FACTOR = 2
 #: an Ingress replica's ``max_ongoing_requests`` exceeds ``limits.max_in_flight_requests`` by at least this:
 #: the slots Serve still admits when the app refuses work, for /healthz, /readyz and the 503s themselves
 INGRESS_PROBE_HEADROOM = 64
-#: seconds between Serve's health checks of an Ingress replica (Serve's default: 10). Nothing calls the
-#: Ingress through a handle, so a SIGKILLed one is noticed at its next check, and until its successor
-#: binds the port nothing answers: 10 s of the 10.5 s outage measured (docs/PERFORMANCE.md)
+#: seconds between Serve's health checks of an Ingress (Serve's: 10): nothing calls it by handle, so a
+#: killed one is noticed only at its next check (10 s of a 10.5 s outage measured; docs/PERFORMANCE.md)
 INGRESS_HEALTH_CHECK_PERIOD_S = 2.0
 #: a Tokenizer replica's ``max_ongoing_requests``
 TOKENIZER_MAX_ONGOING_REQUESTS = 64
@@ -275,21 +273,15 @@ class LimitSettings(_Section):
     #: headers of one request, in number and in bytes (names and values): past either, 431
     max_header_count: int = Field(default=100, ge=8)
     max_header_bytes: int = Field(default=32_768, ge=1024)
-    #: a request's line and headers must have arrived within this of the connection opening (or of the
-    #: request's first byte, on a kept-alive connection): else 408 HEADER_TIMEOUT and the connection closes
-    #: (one that never sent a request was held for good; samo_serve.http.connections)
+    #: a request's line and headers must arrive within this (samo_serve.http.connections): else 408
+    #: HEADER_TIMEOUT and the connection closes (one that never sent a request was held for good)
     header_timeout_s: float = Field(default=10.0, gt=0)
-    #: connections one server process (an Ingress replica, or --single-process) holds at once; past it a
-    #: new one is answered 503 TOO_MANY_CONNECTIONS and closed. Below the file-descriptor limit
-    #: (``ulimit -n``; 20,000 idle sockets took the last one, and /healthz with it). Each can hold one
-    #: request waiting for its body, so an Ingress's ``max_ongoing_requests`` is at least this
-    #: (``ingress_min_ongoing_requests``): Serve then never queues a request behind slow uploads
+    #: connections one server process holds; past it 503 TOO_MANY_CONNECTIONS. Below ``ulimit -n`` (20,000
+    #: idle sockets took the last descriptor). An Ingress's ``max_ongoing_requests`` is at least this
+    #: (``ingress_min_ongoing_requests``), so Serve never queues a request behind slow uploads
     max_connections: int = Field(default=1024, ge=16)
-    #: requests one ingress replica works on at once (a request waiting for its client's body is not
-    #: worked on, and does not count); beyond it: 503 OVERLOADED with Retry-After at once, instead of
-    #: latency growing without bound. Below the Ingress's ``max_ongoing_requests`` by
-    #: ``INGRESS_PROBE_HEADROOM``: at Serve's own bound requests queue in Serve, probes too, and this
-    #: never fires (262 slow uploads froze /predict and /healthz when it was 512)
+    #: requests a replica works on at once (waiting for a body is not work); past it 503 OVERLOADED at once.
+    #: ``INGRESS_PROBE_HEADROOM`` below the Ingress's ``max_ongoing_requests``, or Serve queues first
     max_in_flight_requests: int = Field(default=192, ge=1)
     #: a prediction taking longer is answered 503 TIMEOUT (and its work cancelled)
     request_timeout_s: float = Field(default=30.0, gt=0)

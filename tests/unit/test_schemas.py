@@ -105,7 +105,8 @@ def test_invalid_batch_requests(body: str) -> None:
 def test_batch_request_is_options() -> None:
     req = BatchPredictRequest.model_validate_json('{"texts": ["a", "b"], "top_k": 1}')
     assert isinstance(req, PredictOptions)
-    assert req.texts == ["a", "b"]
+    assert [item.text for item in req.texts] == ["a", "b"]  # plain strings are items of just their text
+    assert all(item.entry_id is None and item.user_id is None for item in req.texts)
     assert req.top_k == 1
 
 
