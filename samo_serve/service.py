@@ -278,6 +278,9 @@ class EmotionService:
         level = max((lvl for _, lvl in parts), key=_LEVEL_ORDER.__getitem__)
         window_cut = any(result.truncated for result, _ in parts)
         rendered = self.postprocessor.render(doc, options.threshold, options.top_k, options.all_scores)
+        if self.documents.primary == "coverage" and len(parts) > 1:  # one segment: as a text of its own
+            primary = self.postprocessor.document_primary(scores, lengths, doc, options.threshold)
+            rendered["primary"] = primary or rendered["primary"]
         rendered.update(cache=level, truncated=plan.capped or window_cut, segment_count=plan.cost)
         if plan.capped or window_cut:
             rendered["truncated_by"] = "max_segments" if plan.capped else "model_window"

@@ -81,8 +81,7 @@ STATS_HUB_NUM_CPUS = 0.05
 #: an EmotionModel replica's ``max_ongoing_requests``: this, or ``batching.model_max_batch_size`` when
 #: larger. One call is one ingress micro-batch; several must queue there for batches to merge
 MODEL_MIN_ONGOING_REQUESTS = 64
-#: an Ingress's ``max_ongoing_requests`` is at least this (all its bounds: ``ingress_min_ongoing_requests``)
-INGRESS_MIN_ONGOING_REQUESTS = 256
+INGRESS_MIN_ONGOING_REQUESTS = 256  #: the least Ingress ``max_ongoing_requests`` (``ingress_min_ongoing_requests``)
 #: an Ingress replica's ``max_ongoing_requests`` is at least this many times ``batching.ingress_max_batch_size``
 INGRESS_ONGOING_BATCH_FACTOR = 2
 #: an Ingress replica's ``max_ongoing_requests`` exceeds ``limits.max_in_flight_requests`` by at least this:
@@ -294,10 +293,12 @@ class DocumentSettings(_Section):
 
     #: false: the model reads the first ``max_length`` tokens of a long text, as before 0.6 (``truncated``)
     enabled: bool = True
-    #: document score of each label from its segments' scores (samo_serve.core.segments.AGGREGATIONS).
-    #: ``max``: the card's per-label thresholds were tuned on single sentences, and the max keeps each
-    #: sentence's strongest emotions, so a document shows the union of its sentences' labels
+    #: document score of each label from its segments' (samo_serve.core.segments.AGGREGATIONS); ``max``
+    #: keeps each sentence's strongest emotions: the union of its sentences' labels (docs/MODEL.md)
     aggregation: Literal["max", "mean", "length_mean", "top2_mean", "noisy_or"] = "max"
+    #: a document's ``primary``: the label over its threshold in most of the text (``neutral`` only if
+    #: nothing else is), or ``max``: the strongest score (docs/MODEL.md)
+    primary: Literal["coverage", "max"] = "coverage"
     #: past ``limits.max_segments``: refuse the text (413), or read its first segments (``truncated_by``)
     over_max_segments: Literal["reject", "truncate"] = "reject"
     #: emoji become their names before the model reads a text (the cache key follows). Off: the shipped

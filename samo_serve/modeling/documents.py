@@ -27,6 +27,8 @@ __all__ = [
     "build_entries",
     "document_metrics",
     "document_targets",
+    "dominant_labels",
+    "primary_metrics",
     "join_sentences",
     "sentence_scores",
 ]
@@ -134,6 +136,36 @@ def boundary_recall(entries: Sequence[Sequence[Span]], segments: Sequence[Sequen
 def document_targets(entries: Sequence[PseudoEntry], targets: np.ndarray) -> np.ndarray:
     """The union of the gold labels of each entry's sentences (multi-hot [n_entries, n_labels])."""
     return np.stack([targets[list(entry.rows)].max(axis=0) for entry in entries])
+
+
+def dominant_labels(entries: Sequence[PseudoEntry], targets: np.ndarray, neutral: int | None) -> np.ndarray:
+    """Each entry's gold label over the most of its text: the characters of the sentences carrying each
+    label, summed (``neutral`` only when no sentence has another label). [n_entries] label indices."""
+    out = []
+    for entry in entries:
+        chars = np.array([end - start for start, end in entry.spans], dtype=np.float64)
+        weight = chars @ targets[list(entry.rows)].astype(np.float64)
+        if neutral is not None and weight.sum() > weight[neutral]:
+            weight[neutral] = 0.0
+        out.append(int(np.argmax(weight)))
+    return np.asarray(out)
+
+
+def primary_metrics(
+    primaries: np.ndarray, doc_targets: np.ndarray, dominant: np.ndarray, neutral: int | None
+) -> dict[str, Any]:
+    """How each entry's ``primary`` reads against its gold, over the entries whose sentences carry an
+    emotion: one of those emotions, or ``neutral``; and over all entries: its dominant label
+    (:func:`dominant_labels`)."""
+    n = len(primaries)
+    emotional = doc_targets.sum(axis=1) > (doc_targets[:, neutral] if neutral is not None else 0)
+    among = doc_targets[np.arange(n), primaries].astype(bool) & (primaries != neutral)
+    wrong_neutral = (primaries == neutral) & emotional if neutral is not None else np.zeros(n, bool)
+    return {
+        "emotion_in_gold": round(float(among[emotional].mean()), 4),
+        "primary_is_dominant": round(float((primaries == dominant).mean()), 4),
+        "neutral_primary_with_emotions": round(float(wrong_neutral.sum() / max(1, emotional.sum())), 4),
+    }
 
 
 def document_metrics(scores: np.ndarray, targets: np.ndarray, thresholds: np.ndarray) -> dict[str, Any]:

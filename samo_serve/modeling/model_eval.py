@@ -12,6 +12,7 @@ import numpy as np
 from samo_serve.core.emoji_text import demojize
 from samo_serve.core.model_card import ModelCard, load_card, with_variant
 from samo_serve.core.model_runner import OrtModelRunner
+from samo_serve.core.postprocess import coverage_primary
 from samo_serve.core.segments import AGGREGATIONS, aggregate, plan_text
 from samo_serve.core.tokenizer import TextTokenizer
 from samo_serve.modeling.documents import (
@@ -21,6 +22,8 @@ from samo_serve.modeling.documents import (
     build_entries,
     document_metrics,
     document_targets,
+    dominant_labels,
+    primary_metrics,
     sentence_scores,
 )
 from samo_serve.modeling.evaluation import (
@@ -146,6 +149,7 @@ def evaluate_documents(model_dir: Path, data_dir: Path, split: str = "test", see
     whole = score([as_served(entry.text) for entry in entries])
     document_level = {"first_window": document_metrics(whole, doc_gold, thresholds)}
     segment_level: dict[str, dict[str, float]] = {}
+    primary: dict[str, dict[str, Any]] = {}
     for method in AGGREGATIONS:
         docs, sentences = [], []
         for i, entry in enumerate(entries):
@@ -156,6 +160,20 @@ def evaluate_documents(model_dir: Path, data_dir: Path, split: str = "test", see
             )
         segment_level[method] = _metrics(np.concatenate(sentences), gold, thresholds, card.labels, past)
         document_level[method] = document_metrics(np.stack(docs), doc_gold, thresholds)
+        if method == DocumentSettings().aggregation:  # the served scores: each way of naming the primary
+            neutral = card.labels.index("neutral") if "neutral" in card.labels else None
+            dominant = dominant_labels(entries, data.targets, neutral)
+            strongest = np.stack(docs).argmax(axis=1)
+            covered = [
+                strongest[i] if len(segments[i]) == 1 or (
+                    j := coverage_primary(seg_scores[bounds[i]:bounds[i + 1]], seg_lengths[bounds[i]:bounds[i + 1]],
+                                          thresholds, docs[i], neutral)) is None else j
+                for i in range(len(entries))
+            ]  # fmt: skip
+            primary = {
+                "max": primary_metrics(strongest, doc_gold, dominant, neutral),
+                "coverage": primary_metrics(np.asarray(covered), doc_gold, dominant, neutral),
+            }
     return {
         "split": split,
         "seed": seed,
@@ -168,6 +186,7 @@ def evaluate_documents(model_dir: Path, data_dir: Path, split: str = "test", see
         "alone": _metrics(alone, gold, thresholds, card.labels, past),
         "segment_level": segment_level,
         "document_level": document_level,
+        "primary": primary,
         "best_aggregation": max(AGGREGATIONS, key=lambda m: document_level[m]["micro_f1"]),
         "seconds": round(time.perf_counter() - started, 1),
     }

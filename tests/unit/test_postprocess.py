@@ -132,3 +132,20 @@ def test_emotions_catalog(card: ModelCard) -> None:
 def test_emotions_catalog_without_groups(card: ModelCard) -> None:
     bare = card.model_copy(update={"groups": {}})
     assert all(e["ekman"] is None and e["sentiment"] is None for e in emotions_catalog(bare)["emotions"])
+
+
+def test_coverage_primary_weighs_how_much_of_the_text_carries_a_label() -> None:
+    from samo_serve.core.postprocess import coverage_primary
+
+    cut = np.array([0.5, 0.3, 0.4])  # labels: anger, joy, neutral (index 2)
+    segments = np.array([[0.9, 0.0, 0.1], [0.0, 0.4, 0.6], [0.0, 0.0, 0.99], [0.6, 0.0, 0.2]])
+    lengths = np.array([40, 100, 300, 40])
+    doc = segments.max(axis=0)
+    # neutral covers the most, and scores highest, but anger and joy clear their thresholds: never neutral;
+    # anger: 40 * 0.9 + 40 * 0.6 = 60 over joy's 100 * 0.4 = 40
+    assert coverage_primary(segments, lengths, cut, doc, neutral=2) == 0
+    assert coverage_primary(segments, np.array([40, 400, 300, 40]), cut, doc, neutral=2) == 1  # joy carries more
+    only_neutral = np.array([[0.1, 0.1, 0.9], [0.2, 0.0, 0.8]])
+    assert coverage_primary(only_neutral, np.array([10, 10]), cut, only_neutral.max(axis=0), neutral=2) == 2
+    nothing = np.array([[0.1, 0.1, 0.1], [0.2, 0.0, 0.3]])
+    assert coverage_primary(nothing, np.array([10, 10]), cut, nothing.max(axis=0), neutral=2) is None

@@ -212,6 +212,13 @@ def _eval_documents(model_dir: Path, data: Path, split: str, as_json: bool) -> i
         f"{docs['entries_in_one_window']}; gold boundaries kept {docs['boundary_recall']:.1%}; "
         f"best document F1: {docs['best_aggregation']}"
     )
+    primary = Table(title="each entry's primary (scores: the served aggregation)")
+    for column in ("primary", "one of its emotions", "neutral though it has emotions", "its dominant label"):
+        primary.add_column(column, justify="left" if column == "primary" else "right", no_wrap=True)
+    for name, row in docs["primary"].items():
+        keys = ("emotion_in_gold", "neutral_primary_with_emotions", "primary_is_dominant")
+        primary.add_row("strongest score (max)" if name == "max" else name, *(f"{row[k]:.1%}" for k in keys))
+    console.print(primary)
     emoji_table = Table(title="texts with emoji: before / after demojize")
     for column in ("split", "texts", "macro-F1", "micro-F1"):
         emoji_table.add_column(column, justify="left" if column == "split" else "right", no_wrap=True)
