@@ -268,6 +268,8 @@ class UserSummary:
     emotions: dict[str, EmotionStat]
     ekman: dict[str, float]
     sentiment: dict[str, float]
+    #: positive share minus negative share of the texts, -1..1 (None: no texts)
+    valence: float | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -278,17 +280,19 @@ class UserSummary:
             emotions=_stats(data.get("emotions") or {}),
             ekman={str(k): float(v) for k, v in (data.get("ekman") or {}).items()},
             sentiment={str(k): float(v) for k, v in (data.get("sentiment") or {}).items()},
+            valence=data.get("valence"),
             raw=data,
         )
 
 
 @dataclass(frozen=True)
 class TimelineBucket(UserSummary):
-    """One bucket of ``GET /analytics/users/{user_id}/timeline``, from ``start`` (UTC)."""
+    """One bucket of ``GET /analytics/users/{user_id}/timeline``: [start, end), UTC."""
 
     start: str = ""
+    end: str = ""
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> TimelineBucket:
         summary = UserSummary.from_json(data)
-        return cls(**{**summary.__dict__, "start": str(data["start"])})
+        return cls(**{**summary.__dict__, "start": str(data["start"]), "end": str(data.get("end", ""))})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-__all__ = ["EARLIEST", "LATEST", "parse_utc"]
+__all__ = ["EARLIEST", "LATEST", "parse_utc", "utc_iso"]
 
 #: the times accepted, in UTC: wide enough for any journal, narrow enough that a bucket (a week, a day
 #: either side, a zone's offset) never leaves what ``datetime`` and the databases hold
@@ -31,3 +31,8 @@ def parse_utc(value: str) -> datetime:
     if not EARLIEST <= moment < LATEST:  # compared before converting: 0001-01-01T00:00+01:00 has no UTC datetime
         raise outside
     return moment.astimezone(UTC)
+
+
+def utc_iso(moment: datetime) -> str:
+    """A time as every analytics answer writes it: ISO-8601 in UTC with ``Z`` (``2026-03-01T00:00:00Z``)."""
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")

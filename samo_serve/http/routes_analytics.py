@@ -17,6 +17,7 @@ from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.params import Depends as DependsParam
 from starlette.responses import Response
 
+from samo_serve.core.times import utc_iso
 from samo_serve.errors import AnalyticsUnavailable, Forbidden, ValidationFailed
 from samo_serve.http.guard import needs, require
 from samo_serve.http.responses import json_response
@@ -35,7 +36,7 @@ UserPath = Annotated[str, Path(pattern=USER_ID_PATTERN, description="the caller'
 UserQuery = Annotated[str | None, Query(pattern=USER_ID_PATTERN, description="only this person's texts")]
 Start = Annotated[str | None, Query(description="ISO-8601, inclusive (default: end - 24 h); no zone = UTC")]
 End = Annotated[str | None, Query(description="ISO-8601, exclusive (default: now); no zone = UTC")]
-BucketQuery = Annotated[Bucket, Query(description="UTC hours, days or weeks (weeks start on Monday)")]
+BucketQuery = Annotated[Bucket, Query(description="UTC hours, days, weeks (from Monday) or months (from the 1st)")]
 TenantQuery = Annotated[
     str | None, Query(description="admin only: one tenant (default: every tenant); others always read their own")
 ]
@@ -66,7 +67,7 @@ def _timeline_range(start: str | None, end: str | None, bucket: Bucket) -> tuple
 
 
 def _range(start_at: datetime, end_at: datetime) -> dict[str, str]:
-    return {"start": start_at.isoformat(), "end": end_at.isoformat()}
+    return {"start": utc_iso(start_at), "end": utc_iso(end_at)}
 
 
 def add_analytics_routes(app: FastAPI, service: EmotionService, limited: Sequence[DependsParam]) -> None:

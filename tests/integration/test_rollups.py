@@ -100,10 +100,12 @@ async def test_user_timeline_and_summary_equal_direct_counts(store: LogStore, tm
     log = _log(store, tmp_path)
     start, end = T0 - timedelta(hours=3, minutes=10), T0 + timedelta(days=2, hours=1)
     timeline = await log.timeline("A", "u1", start, end, "day")
-    assert [b["start"] for b in timeline] == ["2026-11-27T00:00:00Z", "2026-11-28T00:00:00Z", "2026-11-29T00:00:00Z"]
+    # calendar days, the first and last clipped to the range asked for
+    assert [b["start"] for b in timeline] == ["2026-11-27T08:50:00Z", "2026-11-28T00:00:00Z", "2026-11-29T00:00:00Z"]
+    assert [b["end"] for b in timeline] == ["2026-11-28T00:00:00Z", "2026-11-29T00:00:00Z", "2026-11-29T13:00:00Z"]
     for bucket in timeline:
-        day = datetime.fromisoformat(bucket["start"])
-        inside, by_emotion = _expected(rows, max(start, day), min(end, day + timedelta(days=1)), "A", "u1")
+        lo, hi = (datetime.fromisoformat(bucket[k]) for k in ("start", "end"))
+        inside, by_emotion = _expected(rows, lo, hi, "A", "u1")
         assert bucket["texts"] == len(inside)
         assert {e: v["count"] for e, v in bucket["emotions"].items()} == {e: len(r) for e, r in by_emotion.items()}
         if inside:

@@ -192,6 +192,33 @@ def test_timeline_buckets_are_utc_and_weeks_start_on_monday() -> None:
     }
 
 
+def test_timeline_months_clipped_bounds_every_group_and_valence() -> None:
+    """Issue 29: bucket=month (calendar months, UTC), buckets clipped to [start, end), mean scores to 6
+    places, every Ekman and sentiment group present (0 too), a valence figure, times with Z."""
+    from samo_serve.storage.request_log.analytics import bucket_count, timeline
+
+    groups = {"sentiment": {"joy": "positive", "anger": "negative", "neutral": "neutral", "surprise": "ambiguous"},
+              "ekman": {"joy": "joy", "anger": "anger", "neutral": "neutral", "surprise": "surprise"}}  # fmt: skip
+    start, end = datetime(2025, 12, 20, 6, tzinfo=UTC), datetime(2026, 2, 3, tzinfo=UTC)
+    assert bucket_count(start, end, "month") == 3
+    assert bucket_count(start, datetime(2026, 1, 1, tzinfo=UTC), "month") == 1  # the end is exclusive
+    hour = datetime(2026, 1, 10, 9, tzinfo=UTC)
+    rows = [(hour, "joy", 3, 1.0, 3 * 0.8193999999999999, 1.0), (hour, "anger", 1, 1.0, 0.5, 1.0)]
+    out = timeline(rows, start, end, "month", groups)
+    assert [(b["start"], b["end"]) for b in out] == [
+        ("2025-12-20T06:00:00Z", "2026-01-01T00:00:00Z"),
+        ("2026-01-01T00:00:00Z", "2026-02-01T00:00:00Z"),
+        ("2026-02-01T00:00:00Z", "2026-02-03T00:00:00Z"),
+    ]
+    january = out[1]
+    assert january["emotions"]["joy"]["mean_score"] == 0.8194
+    assert january["sentiment"] == {"ambiguous": 0.0, "negative": 0.25, "neutral": 0.0, "positive": 0.75}
+    assert january["ekman"] == {"anger": 0.25, "joy": 0.75, "neutral": 0.0, "surprise": 0.0}
+    assert january["valence"] == 0.5  # 0.75 positive - 0.25 negative
+    assert out[0]["valence"] is None  # no texts: no figure
+    assert out[0]["sentiment"] == {"ambiguous": 0.0, "negative": 0.0, "neutral": 0.0, "positive": 0.0}
+
+
 def test_rows_with_tenant_user_and_time_survive_a_spill_line_and_old_lines_replay() -> None:
     row = LogRow(
         uuid.uuid4(), datetime(2026, 3, 4, tzinfo=UTC), "r", None, "a" * 64, None, "joy", 0.5, "{}", "m", "miss",

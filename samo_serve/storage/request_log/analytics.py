@@ -13,11 +13,12 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
+from samo_serve.core.times import utc_iso
 from samo_serve.storage.request_log.rollups import latency_value
 
 __all__ = ["Bucket", "bucket_count", "bucket_starts", "emotion_counts", "emotion_mix", "summary", "timeline"]
 
-Bucket = Literal["hour", "day", "week"]
+Bucket = Literal["hour", "day", "week", "month"]
 Groups = dict[str, dict[str, str]]  # "ekman"/"sentiment" -> label -> group
 _STEP = {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": timedelta(weeks=1)}
 
@@ -75,24 +76,33 @@ def summary(cache_rows: Iterable[Sequence[Any]], latency_rows: Iterable[Sequence
 
 
 def emotion_mix(rows: Iterable[Sequence[Any]], groups: Groups) -> dict[str, Any]:
-    """texts, requests, per-emotion count and mean score, and Ekman / sentiment shares of texts."""
+    """texts, requests, per-emotion count and mean score (6 places), Ekman / sentiment shares of texts
+    (every group of the card, 0 included), and ``valence``: the positive share minus the negative share
+    (-1..1; None without texts)."""
     texts = 0
     requests = 0.0
     emotions: dict[str, dict[str, Any]] = {}
-    shares: dict[str, dict[str, float]] = {kind: defaultdict(float) for kind in ("ekman", "sentiment")}
+    shares: dict[str, dict[str, float]] = {
+        kind: defaultdict(float, dict.fromkeys(sorted(set(groups.get(kind, {}).values())), 0.0))
+        for kind in ("ekman", "sentiment")
+    }
     for key, n, req, conf, _ms in rows:
         if n <= 0:
             continue
         texts += int(n)
         requests += req
-        emotions[key] = {"count": int(n), "mean_score": conf / n}
+        emotions[key] = {"count": int(n), "mean_score": round(conf / n, 6)}
         for kind, share in shares.items():
             share[groups.get(kind, {}).get(key, key)] += n  # an unmapped label (neutral) is its own group
+    mix = {kind: {g: round(n / texts, 4) if texts else 0.0 for g, n in sorted(s.items())} for kind, s in shares.items()}
+    sentiment = shares["sentiment"]
+    valence = (sentiment.get("positive", 0.0) - sentiment.get("negative", 0.0)) / texts if texts else None
     return {
         "texts": texts,
         "requests": round(requests),
         "emotions": dict(sorted(emotions.items(), key=lambda item: (-item[1]["count"], item[0]))),
-        **{kind: {g: round(n / texts, 4) for g, n in sorted(s.items())} for kind, s in shares.items()},
+        **mix,
+        "valence": None if valence is None else round(valence, 4),
     }
 
 
@@ -101,23 +111,42 @@ def _floor(moment: datetime, bucket: Bucket) -> datetime:
     if bucket == "hour":
         return moment
     day = moment.replace(hour=0)
+    if bucket == "month":
+        return day.replace(day=1)
     return day if bucket == "day" else day - timedelta(days=day.weekday())  # weeks start on Monday (ISO)
+
+
+def _next(moment: datetime, bucket: Bucket) -> datetime:
+    """The start of the bucket after the one starting at ``moment``."""
+    if bucket != "month":
+        return moment + _STEP[bucket]
+    return moment.replace(year=moment.year + moment.month // 12, month=moment.month % 12 + 1)
 
 
 def bucket_count(start: datetime, end: datetime, bucket: Bucket) -> int:
     """How many UTC buckets [start, end) touches."""
-    return math.ceil((end - _floor(start, bucket)) / _STEP[bucket])
+    first = _floor(start, bucket)
+    if bucket == "month":
+        last = _floor(end - timedelta(microseconds=1), bucket)
+        return (last.year - first.year) * 12 + last.month - first.month + 1
+    return math.ceil((end - first) / _STEP[bucket])
 
 
 def bucket_starts(start: datetime, end: datetime, bucket: Bucket) -> list[datetime]:
-    first = _floor(start, bucket)
-    return [first + i * _STEP[bucket] for i in range(bucket_count(start, end, bucket))]
+    """The calendar bucket starts (UTC hours, days, weeks from Monday, months from the 1st) that [start,
+    end) touches; the first may lie before ``start`` (the timeline reports it clipped to the range)."""
+    starts = [_floor(start, bucket)]
+    for _ in range(bucket_count(start, end, bucket) - 1):
+        starts.append(_next(starts[-1], bucket))
+    return starts
 
 
 def timeline(
     hour_rows: Iterable[Sequence[Any]], start: datetime, end: datetime, bucket: Bucket, groups: Groups
 ) -> list[dict[str, Any]]:
-    """Every bucket of [start, end), empty ones too (a chart needs them), each with its emotion mix."""
+    """Every bucket of [start, end), empty ones too (a chart needs them), each with its emotion mix. A
+    bucket's ``start`` and ``end`` are its calendar bounds clipped to the range: the first starts at
+    ``start`` and the last ends at ``end``, so no bucket reports time outside what was asked."""
     per_bucket: dict[datetime, list[Sequence[Any]]] = defaultdict(list)
     for hour, *sums in hour_rows:
         moment = hour if isinstance(hour, datetime) else datetime.fromisoformat(hour)
@@ -128,5 +157,6 @@ def timeline(
         for key, *values in per_bucket.get(first, []):
             merged[key] = [a + b for a, b in zip(merged.get(key, [0, 0, 0, 0]), values, strict=True)]
         mix = emotion_mix(([k, *v] for k, v in merged.items()), groups)
-        out.append({"start": first.isoformat().replace("+00:00", "Z"), **mix})
+        bounds = {"start": utc_iso(max(first, start)), "end": utc_iso(min(_next(first, bucket), end))}
+        out.append({**bounds, **mix})
     return out
