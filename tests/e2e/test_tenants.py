@@ -226,3 +226,28 @@ def test_journal_entries_import_edit_and_delete(tenant_server: Server, written: 
     rows = _entry_rows(tenant_server, "jr1")
     assert sorted(rows) == ["j2", "j3"]
     assert _mix(tenant_server, acme, "jr1") == dict(Counter(rows.values()))
+
+
+def test_dashboard_for_a_tenant_key_and_a_person(
+    tenant_server: Server, written: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Issue 29: a tenant's key sees its analytics view, not ops panels emptied under a 403; a person's
+    view has a valence line and its top emotions' mean scores; an emotion keeps its colour across views."""
+    shots = tmp_path_factory.mktemp("dashboard")
+    tenant = dashboard_dom(tenant_server, shots / "tenant.png", query=f"?key={written['a']}&range=7d")
+    assert re.search(r'<body[^>]*data-view="analytics"', tenant), tenant[:500]
+    assert re.search(r'<span id="status" class="muted">analytics view', tenant), tenant[:800]
+    assert re.search(r'id="chart-mix"[^>]*data-texts="[1-9]', tenant)
+    person = dashboard_dom(tenant_server, shots / "person.png", query=f"?key={written['a']}&range=30d&user=u1")
+    valence = re.search(r'data-name="valence" data-values="([^"]*)"', person)
+    assert valence is not None, person[-2000:]
+    assert any(v for v in valence[1].split(","))  # u1 wrote on one day of the range: a point there
+    colours: dict[str, set[str]] = {}  # every bar of both views: one colour per emotion
+    for dom in (tenant, person):
+        for colour, label in re.findall(r'<rect [^>]*fill="(#[0-9a-f]{6})" data-label="(\w+)"', dom):
+            colours.setdefault(label, set()).add(colour)
+    assert colours, person[-2000:]
+    assert all(len(c) == 1 for c in colours.values()), colours
+    admin = dashboard_dom(tenant_server, query=f"?key={written['admin']}&tenant=acme")
+    assert not re.search(r"<body[^>]*data-view=", admin)  # admins see both views
+    print(f"\ndashboard screenshots: {shots}")
