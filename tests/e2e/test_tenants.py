@@ -238,10 +238,14 @@ def test_dashboard_for_a_tenant_key_and_a_person(
     assert re.search(r'<body[^>]*data-view="analytics"', tenant), tenant[:500]
     assert re.search(r'<span id="status" class="muted">analytics view', tenant), tenant[:800]
     assert re.search(r'id="chart-mix"[^>]*data-texts="[1-9]', tenant)
-    person = dashboard_dom(tenant_server, shots / "person.png", query=f"?key={written['a']}&range=30d&user=u1")
+    with client(tenant_server, written["a"]) as c:  # a person of its own (other tests erase u1)
+        body = {"text": "What a lovely, happy day with my family.", "user_id": "dash1", "occurred_at": WHEN.isoformat()}
+        assert c.post("/predict", json=body).status_code == 200
+    _wait_for(lambda: texts_of(tenant_server, written["a"], "dash1") == 1)
+    person = dashboard_dom(tenant_server, shots / "person.png", query=f"?key={written['a']}&range=30d&user=dash1")
     valence = re.search(r'data-name="valence" data-values="([^"]*)"', person)
     assert valence is not None, person[-2000:]
-    assert any(v for v in valence[1].split(","))  # u1 wrote on one day of the range: a point there
+    assert any(v for v in valence[1].split(","))  # dash1 wrote on one day of the range: a point there
     colours: dict[str, set[str]] = {}  # every bar of both views: one colour per emotion
     for dom in (tenant, person):
         for colour, label in re.findall(r'<rect [^>]*fill="(#[0-9a-f]{6})" data-label="(\w+)"', dom):
