@@ -9,7 +9,7 @@ from datetime import datetime
 
 from samo_serve.core.postprocess import PredictOptions
 
-__all__ = ["Charge", "PredictCall", "RequestContext", "TextEntry", "who"]
+__all__ = ["Charge", "PredictCall", "RequestContext", "TextEntry", "repeated_entry", "who"]
 
 #: takes ``cost`` tokens (segments) from the caller's rate-limit bucket; raises RateLimited when it is empty
 Charge = Callable[[int], Awaitable[None]]
@@ -59,10 +59,23 @@ class RequestContext:
 
 
 def who(entry: TextEntry | None, context: RequestContext) -> tuple[str | None, datetime | None, str | None]:
-    """A text's person, time and entry id: its own where it has them, else the request's (an entry id is
-    never the request's: a batch's texts are different entries)."""
+    """A text's person, time and entry id: its own where it has them, else the request's. An entry id is
+    the request's only without a :class:`TextEntry` (``/predict``'s one text); a text of a batch has its
+    own or none."""
     if entry is None:
-        return context.user_id, context.occurred_at, None
+        return context.user_id, context.occurred_at, context.entry_id
     user_id = entry.user_id if entry.user_id is not None else context.user_id
     occurred_at = entry.occurred_at if entry.occurred_at is not None else context.occurred_at
     return user_id, occurred_at, entry.entry_id
+
+
+def repeated_entry(entries: Sequence[TextEntry | None]) -> int | None:
+    """The index of the first text whose entry id an earlier text of the same request has (None: none):
+    which of the two would be the entry? Every route refuses such a request."""
+    seen: set[str] = set()
+    for i, entry in enumerate(entries):
+        if entry is not None and entry.entry_id is not None:
+            if entry.entry_id in seen:
+                return i
+            seen.add(entry.entry_id)
+    return None

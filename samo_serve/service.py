@@ -278,9 +278,8 @@ class EmotionService:
         level = max((lvl for _, lvl in parts), key=_LEVEL_ORDER.__getitem__)
         window_cut = any(result.truncated for result, _ in parts)
         rendered = self.postprocessor.render(doc, options.threshold, options.top_k, options.all_scores)
-        if self.documents.primary == "coverage" and len(parts) > 1:  # one segment: as a text of its own
-            primary = self.postprocessor.document_primary(scores, lengths, doc, options.threshold)
-            rendered["primary"] = primary or rendered["primary"]
+        if self.documents.primary == "coverage":
+            rendered["primary"] = self.postprocessor.document_primary(scores, lengths, doc, options.threshold)
         rendered.update(cache=level, truncated=plan.capped or window_cut, segment_count=plan.cost)
         if plan.capped or window_cut:
             rendered["truncated_by"] = "max_segments" if plan.capped else "model_window"
@@ -310,8 +309,7 @@ class EmotionService:
     ) -> list[LogRow]:
         now = datetime.now(UTC)
         request_id = context.request_id or new_row_id().hex
-        own = (context.user_id, context.occurred_at, context.entry_id)
-        people = [own] * len(texts) if entries is None else [who(e, context) for e in entries]
+        people = [who(e, context) for e in (entries or [None] * len(texts))]
         return [
             LogRow(
                 id=new_row_id(),

@@ -42,6 +42,7 @@ class Postprocessor:
             raise ValueError(f"{len(thresholds)} thresholds for {len(labels)} labels")
         self.labels = labels
         self._thresholds = np.asarray(thresholds, dtype=np.float32)
+        self._neutral = labels.index("neutral") if "neutral" in labels else None
         # per grouping (ekman, sentiment): group names and, per group, the indices of its labels
         self._groups: dict[str, list[tuple[str, list[int]]]] = {}
         for grouping, of_label in (groups or {}).items():
@@ -53,13 +54,12 @@ class Postprocessor:
 
     def document_primary(
         self, segments: np.ndarray, lengths: np.ndarray, doc: np.ndarray, threshold: float | None = None
-    ) -> dict[str, Any] | None:
-        """``primary`` of a document by :func:`coverage_primary` at the card's thresholds (or the caller's
-        one); None: no label clears anywhere (the strongest document score stays primary)."""
+    ) -> dict[str, Any]:
+        """``primary`` of a document by :func:`document_primary_index` at the card's thresholds (or the
+        caller's one)."""
         cut = self._thresholds if threshold is None else np.full_like(self._thresholds, threshold)
-        neutral = self.labels.index("neutral") if "neutral" in self.labels else None
-        j = coverage_primary(segments, lengths, cut, doc, neutral)
-        return None if j is None else {"label": self.labels[j], "score": round(float(doc[j]), 6)}
+        j = document_primary_index(segments, lengths, cut, doc, self._neutral)
+        return {"label": self.labels[j], "score": round(float(doc[j]), 6)}
 
     @classmethod
     def from_card(cls, card: ModelCard) -> Postprocessor:
@@ -116,6 +116,15 @@ def coverage_primary(
         return None
     tied = np.flatnonzero(weight == best)
     return int(tied[np.argmax(doc[tied])])
+
+
+def document_primary_index(
+    scores: np.ndarray, lengths: np.ndarray, cut: np.ndarray, doc: np.ndarray, neutral: int | None
+) -> int:
+    """The primary a document is served with under ``documents.primary: coverage``: :func:`coverage_primary`
+    of its segments, or its strongest document score when it was read in one piece or nothing clears."""
+    j = coverage_primary(scores, lengths, cut, doc, neutral) if len(scores) > 1 else None
+    return int(np.argmax(doc)) if j is None else j
 
 
 def emotions_catalog(card: ModelCard) -> dict[str, Any]:

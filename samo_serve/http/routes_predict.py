@@ -19,6 +19,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
+from samo_serve.calls import PredictCall, RequestContext, TextEntry, repeated_entry
 from samo_serve.core.postprocess import PredictOptions, emotions_catalog
 from samo_serve.errors import (
     BodyTimeout,
@@ -39,7 +40,7 @@ from samo_serve.http.schemas import (
     PredictRequest,
     PredictResponse,
 )
-from samo_serve.service import EmotionService, PredictCall, RequestContext, TextEntry
+from samo_serve.service import EmotionService
 from samo_serve.settings import LimitSettings
 
 __all__ = ["add_predict_routes", "bounded", "read_body", "request_context", "serve_call"]
@@ -193,20 +194,13 @@ def _entries(req: BatchPredictRequest) -> list[TextEntry | None] | None:
     """
     if all(i.user_id is None and i.occurred_at is None and i.entry_id is None for i in req.texts):
         return None
-    seen: set[str] = set()
-    for i, item in enumerate(req.texts):
-        if item.entry_id is not None:
-            if item.entry_id in seen:
-                loc = ["body", "texts", i, "entry_id"]
-                raise ValidationFailed(
-                    f"`texts.{i}.entry_id`: {item.entry_id!r} is in the batch twice; send each entry once",
-                    [{"loc": loc, "msg": "duplicate entry_id", "type": "value_error"}],
-                )
-            seen.add(item.entry_id)
-    return [
-        TextEntry(i.user_id, i.occurred_at, i.entry_id) if i.user_id or i.occurred_at or i.entry_id else None
-        for i in req.texts
-    ]
+    entries: list[TextEntry | None] = [TextEntry(i.user_id, i.occurred_at, i.entry_id) for i in req.texts]
+    if (i := repeated_entry(entries)) is not None:
+        raise ValidationFailed(
+            f"`texts.{i}.entry_id`: {req.texts[i].entry_id!r} is in the batch twice; send each entry once",
+            [{"loc": ["body", "texts", i, "entry_id"], "msg": "duplicate entry_id", "type": "value_error"}],
+        )
+    return entries
 
 
 async def serve_call(

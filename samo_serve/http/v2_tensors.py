@@ -14,12 +14,12 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from samo_serve.calls import TextEntry, repeated_entry
 from samo_serve.core.postprocess import PredictOptions
 from samo_serve.errors import InvalidJSON, InvalidTensor
 from samo_serve.http.responses import dumps
 from samo_serve.http.schemas import Authorship, BatchItem
 from samo_serve.http.v2_schemas import V2InferRequest, V2InputTensor, V2Parameter
-from samo_serve.service import TextEntry
 
 __all__ = [
     "HEADER_LENGTH",
@@ -102,10 +102,10 @@ def _entries(
         _valid(BatchItem, {"text": t, **{k: v[i] for k, v in columns.items() if v[i] != ""}}, f"[{i}]")
         for i, t in enumerate(texts)
     ]
-    ids = [i.entry_id for i in items if i.entry_id is not None]
-    if len(ids) != len(set(ids)):
+    entries: list[TextEntry | None] = [TextEntry(i.user_id, i.occurred_at, i.entry_id) for i in items]
+    if repeated_entry(entries) is not None:
         raise InvalidTensor("entry_id: an entry is in the request twice; send each entry once")
-    return authorship, [TextEntry(i.user_id, i.occurred_at, i.entry_id) for i in items]
+    return authorship, entries
 
 
 M = TypeVar("M", bound=BaseModel)

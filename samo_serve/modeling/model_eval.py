@@ -12,7 +12,7 @@ import numpy as np
 from samo_serve.core.emoji_text import demojize
 from samo_serve.core.model_card import ModelCard, load_card, with_variant
 from samo_serve.core.model_runner import OrtModelRunner
-from samo_serve.core.postprocess import coverage_primary
+from samo_serve.core.postprocess import document_primary_index
 from samo_serve.core.segments import AGGREGATIONS, aggregate, plan_text
 from samo_serve.core.tokenizer import TextTokenizer
 from samo_serve.modeling.documents import (
@@ -164,12 +164,11 @@ def evaluate_documents(model_dir: Path, data_dir: Path, split: str = "test", see
             neutral = card.labels.index("neutral") if "neutral" in card.labels else None
             dominant = dominant_labels(entries, data.targets, neutral)
             strongest = np.stack(docs).argmax(axis=1)
+            parts = [slice(bounds[i], bounds[i + 1]) for i in range(len(entries))]
             covered = [
-                strongest[i] if len(segments[i]) == 1 or (
-                    j := coverage_primary(seg_scores[bounds[i]:bounds[i + 1]], seg_lengths[bounds[i]:bounds[i + 1]],
-                                          thresholds, docs[i], neutral)) is None else j
-                for i in range(len(entries))
-            ]  # fmt: skip
+                document_primary_index(seg_scores[part], seg_lengths[part], thresholds, doc, neutral)
+                for part, doc in zip(parts, docs, strict=True)
+            ]  # as served (samo_serve.service)
             primary = {
                 "max": primary_metrics(strongest, doc_gold, dominant, neutral),
                 "coverage": primary_metrics(np.asarray(covered), doc_gold, dominant, neutral),
