@@ -320,7 +320,8 @@ class EmotionService:
                 text=storable_text(text) if self.log_text else None,
                 primary_emotion=out["primary"]["label"],
                 confidence=out["primary"]["score"],
-                emotions=self._scores_json(row),
+                emotions=self._derived_json(row, "json"),
+                cleared=self._derived_json(row, "cleared"),
                 model_version=self.card.version,
                 cache_level=row.level,
                 processing_time_ms=latency_ms,
@@ -334,12 +335,17 @@ class EmotionService:
             for text, row, out, (user_id, occurred_at, entry_id) in zip(texts, rows, rendered, people, strict=True)
         ]
 
-    def _scores_json(self, row: _Row) -> str:
-        if row.result is None:
-            return self._emotions_json % tuple(row.scores.tolist())
-        text: str | None = row.result.derived.get("json")
-        if text is None:
-            text = row.result.derived["json"] = self._emotions_json % tuple(row.scores.tolist())
+    def _derived_json(self, row: _Row, kind: str) -> str:
+        """A row's scores as JSON: every label's (``json``) or the cleared ones (``cleared``), kept on the
+        cached result so a repeated text formats them once."""
+        if row.result is not None and (text := row.result.derived.get(kind)) is not None:
+            return str(text)
+        if kind == "json":
+            text = self._emotions_json % tuple(row.scores.tolist())
+        else:
+            text = self.postprocessor.cleared_json(row.scores)
+        if row.result is not None:
+            row.result.derived[kind] = text
         return text
 
     async def dependencies(self) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
@@ -43,6 +44,7 @@ class Postprocessor:
         self.labels = labels
         self._thresholds = np.asarray(thresholds, dtype=np.float32)
         self._neutral = labels.index("neutral") if "neutral" in labels else None
+        self._quoted = [json.dumps(label) for label in labels]
         # per grouping (ekman, sentiment): group names and, per group, the indices of its labels
         self._groups: dict[str, list[tuple[str, list[int]]]] = {}
         for grouping, of_label in (groups or {}).items():
@@ -60,6 +62,13 @@ class Postprocessor:
         cut = self._thresholds if threshold is None else np.full_like(self._thresholds, threshold)
         j = document_primary_index(segments, lengths, cut, doc, self._neutral)
         return {"label": self.labels[j], "score": round(float(doc[j]), 6)}
+
+    def cleared_json(self, scores: np.ndarray) -> str:
+        """The labels at or above their tuned thresholds, with their scores (9 digits: float32 exactly), as
+        a JSON object: a log row's ``cleared``, under each of which timelines count the text; ``{}`` when
+        none clears (the response then still names the top label, but timelines count it as primary only)."""
+        picked = np.flatnonzero(scores >= self._thresholds)
+        return "{" + ",".join(f"{self._quoted[j]}:{scores[j]:.9g}" for j in picked) + "}"
 
     @classmethod
     def from_card(cls, card: ModelCard) -> Postprocessor:

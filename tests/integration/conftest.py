@@ -17,6 +17,7 @@ from samo_serve.core.model_runner import OrtModelRunner
 from samo_serve.core.pipeline import LocalPipeline
 from samo_serve.core.tokenizer import TextTokenizer
 from samo_serve.settings import RunnerSettings, Settings, default_model_dir
+from samo_serve.storage.request_log.rollups import USER_ROLLUPS
 from samo_serve.storage.request_log.store import LogStore, store_for_url
 from testkit.local_services import PostgresServer, RedisServer, missing_binaries
 
@@ -85,12 +86,15 @@ async def store(database_url: str) -> AsyncIterator[LogStore]:
     await s.close()
 
 
+_TABLES = ("emotion_requests", "emotion_rollup_tenant", *USER_ROLLUPS.values())
+
+
 async def _truncate(store: LogStore) -> None:
     if store.dialect == "postgresql":
         pool = await store._get_pool()  # type: ignore[attr-defined]
-        await pool.execute("TRUNCATE emotion_requests, emotion_rollup_tenant, emotion_rollup_user")
+        await pool.execute(f"TRUNCATE {', '.join(_TABLES)}")
     else:
-        for table in ("emotion_requests", "emotion_rollup_tenant", "emotion_rollup_user"):
+        for table in _TABLES:
             await store._run(lambda c, t=table: c.execute(f"DELETE FROM {t}"))  # type: ignore[attr-defined]
 
 

@@ -29,6 +29,7 @@ def make_row(
     occurred_at: datetime | None = None,
     request_texts: int = 1,
     entry: str | None = None,
+    cleared: dict[str, float] | None = None,
 ) -> LogRow:
     return LogRow(
         id=uuid.uuid4(),
@@ -49,6 +50,7 @@ def make_row(
         occurred_at=occurred_at,
         request_texts=request_texts,
         entry_id=entry,
+        cleared=None if cleared is None else json.dumps(cleared),
     )
 
 

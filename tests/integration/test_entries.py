@@ -45,6 +45,8 @@ async def _views(store: LogStore) -> Any:
         RangeQuery("emotion", START, END, "B", "u1"),
         RangeQuery("cache", START, END),
         RangeQuery("emotion", START, END, "A", by_hour=True),
+        RangeQuery("label", START, END, "A"),
+        RangeQuery("label", START, END, "A", "u1", by_hour=True),
     ):
         out.append(sorted(tuple(_plain(v) for v in r) for r in await store.range(query)))
     return out
@@ -64,7 +66,11 @@ async def _rollups_equal_raw(store: LogStore) -> Any:
 
 
 def _entry(at: datetime, entry: str, emotion: str, tenant: str = "A", user: str | None = "u1") -> LogRow:
-    return make_row(at, tenant=tenant, user=user, entry=entry, emotion=emotion, text_hash=emotion[0] * 64)
+    """An entry whose primary and one more label (fixed per emotion) cleared their thresholds."""
+    cleared = {emotion: 0.8, "disappointment" if emotion == "joy" else "nervousness": 0.4}
+    return make_row(
+        at, tenant=tenant, user=user, entry=entry, emotion=emotion, text_hash=emotion[0] * 64, cleared=cleared
+    )
 
 
 async def test_an_entry_sent_again_replaces_its_row_and_its_rollups(store: LogStore) -> None:

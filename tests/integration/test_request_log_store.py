@@ -201,6 +201,33 @@ async def test_a_version_1_sqlite_log_gains_segment_count(tmp_path: Path) -> Non
         await store.close()
 
 
+async def test_a_version_4_log_gains_label_rollups_counting_old_rows_by_their_primary(tmp_path: Path) -> None:
+    path = tmp_path / "v4.sqlite3"
+    with sqlite3.connect(path) as conn:  # a log written before the label dimension: migrations 1-4
+        conn.execute("CREATE TABLE samo_schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL)")
+        for migration in MIGRATIONS[:4]:
+            for statement in migration.sqlite:
+                conn.execute(statement)
+            conn.execute("INSERT INTO samo_schema_migrations VALUES (?, ?)", (migration.version, migration.name))
+        at = T0.isoformat(timespec="microseconds")
+        conn.execute(
+            "INSERT INTO emotion_requests (id, created_at, request_id, text_hash, primary_emotion, confidence, "
+            "emotions, model_version, cache_level, processing_time_ms, tenant_id, user_id, occurred_at) "
+            "VALUES ('old', ?, 'r', ?, 'anger', 0.75, '{\"anger\": 0.75}', 'm-1', 'miss', 1.0, 'A', 'u1', ?)",
+            (at, "f" * 64, at),
+        )
+    store = store_for_url(f"sqlite:///{path}", "", statement_timeout_s=10)
+    try:
+        assert await store.migrate() == [m.version for m in MIGRATIONS]
+        await store.insert([make_row(T0, tenant="A", user="u1", emotion="joy", cleared={"joy": 0.9, "anger": 0.5})])
+        log = RequestLog(store, Settings(data_dir=tmp_path), labels=["anger", "joy"])
+        start, end = T0.replace(hour=0, minute=0), T0.replace(hour=0, minute=0) + timedelta(days=1)
+        (day,) = await log.timeline("A", "u1", start, end, "day")
+        assert day["labels"] == {"anger": {"count": 2, "mean_score": 0.625}, "joy": {"count": 1, "mean_score": 0.9}}
+    finally:
+        await store.close()
+
+
 async def test_a_sqlite_batch_is_a_few_statements_whatever_its_size(tmp_path: Path) -> None:
     """Per-row statements (executemany) or per-row Python functions hand the GIL back and forth once per row,
     and a writer thread beside a busy event loop then waits for it each time: a batch must be a fixed

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import random
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -21,10 +22,47 @@ from .helpers import T0, count_rows, make_row
 
 GROUPS = {"ekman": {"joy": "joy", "anger": "anger", "sadness": "sadness"}, "sentiment": {"joy": "positive"}}
 EMOTIONS = ("joy", "anger", "neutral", "sadness")
+LABELS = (*EMOTIONS, "grief")  # the card's labels: grief never clears in these rows, and is listed with 0
 
 
 def _log(store: LogStore, data_dir: Path) -> RequestLog:
-    return RequestLog(store, Settings(data_dir=data_dir), GROUPS)
+    return RequestLog(store, Settings(data_dir=data_dir), GROUPS, LABELS)
+
+
+def _cleared(rng: random.Random, primary: str, confidence: float) -> dict[str, float] | None:
+    """What a row's labels cleared: its primary and up to two more, none, or (a row from before the column)
+    not recorded, when it counts its primary alone."""
+    kind = rng.random()
+    if kind < 0.15:
+        return None
+    if kind < 0.25:
+        return {}
+    others = rng.sample([e for e in EMOTIONS if e != primary], rng.randint(0, 2))
+    return {primary: confidence, **{e: rng.random() * confidence for e in others}}
+
+
+def _labels_of(row: LogRow) -> dict[str, float]:
+    return {row.primary_emotion: row.confidence} if row.cleared is None else json.loads(row.cleared)
+
+
+def _assert_labels(got: dict[str, dict[str, Any]], expected: dict[str, dict[str, Any]]) -> None:
+    assert list(got) == list(expected)
+    for label, want in expected.items():
+        assert got[label]["count"] == want["count"], label
+        assert got[label]["mean_score"] == (
+            None if want["mean_score"] is None else pytest.approx(want["mean_score"], abs=2e-6)
+        )
+
+
+def _expected_labels(inside: list[LogRow]) -> dict[str, dict[str, Any]]:
+    """Per label of LABELS: the rows it cleared in and its mean score over them, computed from the rows."""
+    scores: dict[str, list[float]] = {label: [] for label in LABELS}
+    for row in inside:
+        for label, score in _labels_of(row).items():
+            scores[label].append(score)
+    return {
+        label: {"count": len(s), "mean_score": round(sum(s) / len(s), 6) if s else None} for label, s in scores.items()
+    }
 
 
 def _rows(rng: random.Random, n: int = 300) -> list[LogRow]:
@@ -35,21 +73,23 @@ def _rows(rng: random.Random, n: int = 300) -> list[LogRow]:
         tenant, user = rng.choice(("A", "B")), rng.choice(("u1", "u2", "u3", None))
         occurred = at - timedelta(hours=rng.randint(0, 5)) if rng.random() < 0.3 else None
         request = uuid.uuid4().hex
-        rows += [
-            make_row(
-                at,
-                request_id=request,
-                request_texts=texts,
-                emotion=rng.choice(EMOTIONS),
-                confidence=rng.random(),
-                level=rng.choice(("miss", "l1", "l3")),
-                ms=rng.uniform(0.5, 300),
-                tenant=tenant,
-                user=user,
-                occurred_at=occurred,
+        for _ in range(texts):
+            emotion, confidence = rng.choice(EMOTIONS), rng.random()
+            rows.append(
+                make_row(
+                    at,
+                    request_id=request,
+                    request_texts=texts,
+                    emotion=emotion,
+                    confidence=confidence,
+                    level=rng.choice(("miss", "l1", "l3")),
+                    ms=rng.uniform(0.5, 300),
+                    tenant=tenant,
+                    user=user,
+                    occurred_at=occurred,
+                    cleared=_cleared(rng, emotion, confidence),
+                )
             )
-            for _ in range(texts)
-        ]
     return rows
 
 
@@ -92,6 +132,9 @@ async def test_rollups_equal_a_direct_computation_for_any_range(
         assert summary["requests"] == len({r.request_id for r in inside})
         levels = {lv: sum(r.cache_level == lv for r in inside) for lv in {r.cache_level for r in inside}}
         assert summary["cache"]["by_level"] == levels
+        # every label a text cleared, not only its primary: the whole range (inside one month) as one bucket
+        (whole,) = await log.timeline(tenant, None, start, end, "month")
+        _assert_labels(whole["labels"], _expected_labels(inside))
 
 
 async def test_user_timeline_and_summary_equal_direct_counts(store: LogStore, tmp_path: Path) -> None:
@@ -110,6 +153,9 @@ async def test_user_timeline_and_summary_equal_direct_counts(store: LogStore, tm
         assert {e: v["count"] for e, v in bucket["emotions"].items()} == {e: len(r) for e, r in by_emotion.items()}
         if inside:
             assert sum(bucket["ekman"].values()) == pytest.approx(1.0, abs=1e-3)
+        _assert_labels(bucket["labels"], _expected_labels(inside))
+    summary = await log.summary(start, end, "A", "u1")
+    _assert_labels(summary["labels"], _expected_labels(_expected(rows, start, end, "A", "u1")[0]))
     inside, _ = _expected(rows, start, end, "A", "u1")
     assert (await log.summary(start, end, "A", "u1"))["texts"] == len(inside)
     # a user id of one tenant is not the same user in another; unknown users are empty, not errors

@@ -16,7 +16,16 @@ from typing import Any, Literal
 from samo_serve.core.times import utc_iso
 from samo_serve.storage.request_log.rollups import latency_value
 
-__all__ = ["Bucket", "bucket_count", "bucket_starts", "emotion_counts", "emotion_mix", "summary", "timeline"]
+__all__ = [
+    "Bucket",
+    "bucket_count",
+    "bucket_starts",
+    "emotion_counts",
+    "emotion_mix",
+    "label_counts",
+    "summary",
+    "timeline",
+]
 
 Bucket = Literal["hour", "day", "week", "month"]
 Groups = dict[str, dict[str, str]]  # "ekman"/"sentiment" -> label -> group
@@ -106,6 +115,25 @@ def emotion_mix(rows: Iterable[Sequence[Any]], groups: Groups) -> dict[str, Any]
     }
 
 
+def label_counts(rows: Iterable[Sequence[Any]], labels: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Per label (every one of ``labels``, 0 included, in their order; then any other a row names, from
+    another model version): how many texts it cleared its tuned threshold in, and its mean score over
+    them (6 places; None where it cleared in none). A text counts under each label it cleared."""
+    out: dict[str, dict[str, Any]] = {label: {"count": 0, "mean_score": None} for label in labels}
+    for key, n, _req, score, _ms in rows:
+        if n > 0:
+            out[key] = {"count": int(n), "mean_score": round(score / n, 6)}
+    return out
+
+
+def _merged(rows: Iterable[Sequence[Any]]) -> list[list[Any]]:
+    """Rows of one key summed: [key, texts, requests, confidence_sum, ms_sum]."""
+    merged: dict[str, list[float]] = {}
+    for key, *values in rows:
+        merged[key] = [a + b for a, b in zip(merged.get(key, [0, 0, 0, 0]), values, strict=True)]
+    return [[key, *values] for key, values in merged.items()]
+
+
 def _floor(moment: datetime, bucket: Bucket) -> datetime:
     moment = moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
     if bucket == "hour":
@@ -141,22 +169,31 @@ def bucket_starts(start: datetime, end: datetime, bucket: Bucket) -> list[dateti
     return starts
 
 
-def timeline(
-    hour_rows: Iterable[Sequence[Any]], start: datetime, end: datetime, bucket: Bucket, groups: Groups
-) -> list[dict[str, Any]]:
-    """Every bucket of [start, end), empty ones too (a chart needs them), each with its emotion mix. A
-    bucket's ``start`` and ``end`` are its calendar bounds clipped to the range: the first starts at
-    ``start`` and the last ends at ``end``, so no bucket reports time outside what was asked."""
+def _per_bucket(hour_rows: Iterable[Sequence[Any]], bucket: Bucket) -> dict[datetime, list[Sequence[Any]]]:
     per_bucket: dict[datetime, list[Sequence[Any]]] = defaultdict(list)
     for hour, *sums in hour_rows:
         moment = hour if isinstance(hour, datetime) else datetime.fromisoformat(hour)
         per_bucket[_floor(moment, bucket)].append(sums)
+    return per_bucket
+
+
+def timeline(
+    hour_rows: Iterable[Sequence[Any]],
+    start: datetime,
+    end: datetime,
+    bucket: Bucket,
+    groups: Groups,
+    label_rows: Iterable[Sequence[Any]] = (),
+    labels: Sequence[str] = (),
+) -> list[dict[str, Any]]:
+    """Every bucket of [start, end), empty ones too (a chart needs them), each with its emotion mix (of
+    primary emotions, ``hour_rows``) and its label counts (every label each text cleared, ``label_rows``).
+    A bucket's ``start`` and ``end`` are its calendar bounds clipped to the range: the first starts at
+    ``start`` and the last ends at ``end``, so no bucket reports time outside what was asked."""
+    primaries, cleared = _per_bucket(hour_rows, bucket), _per_bucket(label_rows, bucket)
     out = []
     for first in bucket_starts(start, end, bucket):
-        merged: dict[str, list[float]] = {}
-        for key, *values in per_bucket.get(first, []):
-            merged[key] = [a + b for a, b in zip(merged.get(key, [0, 0, 0, 0]), values, strict=True)]
-        mix = emotion_mix(([k, *v] for k, v in merged.items()), groups)
+        mix = emotion_mix(_merged(primaries.get(first, [])), groups)
         bounds = {"start": utc_iso(max(first, start)), "end": utc_iso(min(_next(first, bucket), end))}
-        out.append({**bounds, **mix})
+        out.append({**bounds, **mix, "labels": label_counts(_merged(cleared.get(first, [])), labels)})
     return out

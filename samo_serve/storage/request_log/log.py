@@ -57,7 +57,13 @@ def parse_range(start: str | None, end: str | None, now: datetime | None = None)
 
 
 class RequestLog:
-    def __init__(self, store: LogStore, settings: Settings, groups: dict[str, dict[str, str]] | None = None) -> None:
+    def __init__(
+        self,
+        store: LogStore,
+        settings: Settings,
+        groups: dict[str, dict[str, str]] | None = None,
+        labels: Sequence[str] = (),
+    ) -> None:
         self.store = store
         self.settings = settings.request_log
         self.writer = LogWriter(store, settings.request_log, SpillFiles(settings.data_dir / "spill"))
@@ -65,6 +71,8 @@ class RequestLog:
         self.hasher = TextHasher.from_settings(settings)
         #: the model card's label -> Ekman / sentiment group, for the shares of timelines
         self.groups = groups or {}
+        #: the model card's labels: a timeline lists each (0 included)
+        self.labels = tuple(labels)
         self._stop_timeout_s = settings.request_log.statement_timeout_s
         cache = settings.cache
         self.l3_stats = LevelStats()
@@ -76,10 +84,10 @@ class RequestLog:
         sqlite_default = str(Path(settings.data_dir) / "requests.sqlite3")
         store = store_for_url(settings.database_url, sqlite_default, settings.request_log.statement_timeout_s)
         try:
-            groups = load_card(settings.model_dir, verify=False).groups
-        except (OSError, ValueError):  # no card: timelines without group shares
-            groups = {}
-        return cls(store, settings, groups)
+            card = load_card(settings.model_dir, verify=False)
+        except (OSError, ValueError):  # no card: timelines without group shares or the labels with none
+            return cls(store, settings)
+        return cls(store, settings, card.groups, card.labels)
 
     async def start(self) -> None:
         self.writer.start()
@@ -140,10 +148,12 @@ class RequestLog:
     async def summary(
         self, start: datetime, end: datetime, tenant_id: str | None = None, user_id: str | None = None
     ) -> dict[str, Any]:
-        """Tenant-wide: texts, requests, cache levels, processing times. A user's: texts and emotion mix."""
+        """Tenant-wide: texts, requests, cache levels, processing times. A user's: texts, emotion mix and
+        label counts."""
         if user_id is not None:
             rows = await self._range(RangeQuery("emotion", start, end, tenant_id, user_id))
-            return analytics.emotion_mix(rows, self.groups)
+            cleared = await self._range(RangeQuery("label", start, end, tenant_id, user_id))
+            return {**analytics.emotion_mix(rows, self.groups), "labels": analytics.label_counts(cleared, self.labels)}
         cache = await self._range(RangeQuery("cache", start, end, tenant_id))
         latency = await self._range(RangeQuery("latency", start, end, tenant_id))
         return analytics.summary(cache, latency)
@@ -151,9 +161,11 @@ class RequestLog:
     async def timeline(
         self, tenant_id: str | None, user_id: str | None, start: datetime, end: datetime, bucket: analytics.Bucket
     ) -> list[dict[str, Any]]:
-        """Per bucket of [start, end) (UTC; weeks from Monday): the emotion mix of a user, or of the tenant(s)."""
+        """Per bucket of [start, end) (UTC; weeks from Monday): the emotion mix and label counts of a user,
+        or of the tenant(s)."""
         rows = await self._range(RangeQuery("emotion", start, end, tenant_id, user_id, by_hour=True))
-        return analytics.timeline(rows, start, end, bucket, self.groups)
+        cleared = await self._range(RangeQuery("label", start, end, tenant_id, user_id, by_hour=True))
+        return analytics.timeline(rows, start, end, bucket, self.groups, cleared, self.labels)
 
     async def user_texts(
         self, tenant_id: str | None, user_id: str, entry_id: str | None = None

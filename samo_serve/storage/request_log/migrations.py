@@ -85,16 +85,22 @@ MIGRATIONS: tuple[Migration, ...] = (
 )
 
 
-def _rollup_tables(time_type: str, int_type: str, float_type: str) -> tuple[str, ...]:
+def _rollup_tables(time_type: str, int_type: str, float_type: str, user_table: str | None = None) -> tuple[str, ...]:
+    """The tenant and user rollup tables (migration 3), or one more user table of their shape (5)."""
     sums = f"texts {int_type} NOT NULL, requests {float_type} NOT NULL, confidence_sum {float_type} NOT NULL, "
     sums += f"ms_sum {float_type} NOT NULL"
+    user = (
+        f"CREATE TABLE IF NOT EXISTS {user_table or 'emotion_rollup_user'} (tenant_id text NOT NULL, "
+        f"user_id text NOT NULL, bucket {time_type} NOT NULL, emotion text NOT NULL, {sums}, "
+        "PRIMARY KEY (tenant_id, user_id, bucket, emotion))"
+    )
+    if user_table is not None:
+        return (user,)
     return (
         f"CREATE TABLE IF NOT EXISTS emotion_rollup_tenant (dim text NOT NULL, span text NOT NULL, "
         f"tenant_id text NOT NULL, bucket {time_type} NOT NULL, key text NOT NULL, {sums}, "
         "PRIMARY KEY (dim, span, bucket, tenant_id, key))",
-        f"CREATE TABLE IF NOT EXISTS emotion_rollup_user (tenant_id text NOT NULL, user_id text NOT NULL, "
-        f"bucket {time_type} NOT NULL, emotion text NOT NULL, {sums}, "
-        "PRIMARY KEY (tenant_id, user_id, bucket, emotion))",
+        user,
     )
 
 
@@ -174,5 +180,22 @@ MIGRATIONS += (
         "emotion_requests.entry_id",
         postgres=("ALTER TABLE emotion_requests ADD COLUMN IF NOT EXISTS entry_id text", _ENTRY_INDEX),
         sqlite=("ALTER TABLE emotion_requests ADD COLUMN entry_id TEXT", _ENTRY_INDEX),
+    ),
+)
+
+MIGRATIONS += (
+    Migration(
+        5,
+        "emotion_requests.cleared; label rollups",
+        # the labels that cleared their tuned thresholds, with their scores (a JSON object): timelines count
+        # a text under each of them (rollups.py's label dimension); filled from the rows already there
+        postgres=(
+            "ALTER TABLE emotion_requests ADD COLUMN IF NOT EXISTS cleared jsonb",
+            *_rollup_tables("timestamptz", "bigint", "double precision", user_table="emotion_rollup_user_label"),
+        ),
+        sqlite=(
+            "ALTER TABLE emotion_requests ADD COLUMN cleared TEXT",
+            *_rollup_tables("TEXT", "INTEGER", "REAL", user_table="emotion_rollup_user_label"),
+        ),
     ),
 )

@@ -36,23 +36,30 @@ __all__ = ["PostgresStore", "numbered"]
 _LOCK_ID = 0x5A4D0_1  # pg_advisory_xact_lock key for migrations
 _CONNECT_TIMEOUT_S = 5.0
 _SERVER_SETTINGS = {"timezone": "UTC"}  # hour buckets are UTC hours
-_ROLLUP_VERSION = 3  # the migration that adds the rollups: fill them from the rows already there
 _TYPES = (
     "uuid", "timestamptz", "text", "text", "text", "text", "text",
     "float8", "text", "text", "text", "float8", "bool", "int4",
-    "text", "text", "timestamptz", "int4", "text",
+    "text", "text", "timestamptz", "int4", "text", "text",
 )  # fmt: skip
 _STORED = (
     "tenant_id, user_id, occurred_at, created_at, primary_emotion, confidence, cache_level, "
-    "processing_time_ms, request_texts"
+    "processing_time_ms, request_texts, cleared"
 )  # what the rollups read of each row
-_TENANT_UP, _USER_UP = rollups.upsert_statements(rollups.POSTGRES, "ins")
+_JSON = ("emotions", "cleared")
+
+
+def _upserts(source: str, sign: int = 1) -> str:
+    """The rollup upserts of the rows of CTE ``source``, as CTEs of one statement."""
+    statements = rollups.upsert_statements(rollups.POSTGRES, source, sign=sign)
+    return ", ".join(f"r{i} AS ({sql})" for i, sql in enumerate(statements))
+
+
 _INSERT = (
     f"WITH ins AS (INSERT INTO emotion_requests ({', '.join(COLUMNS)}) "
-    f"SELECT {', '.join('emotions::jsonb' if c == 'emotions' else c for c in COLUMNS)} "
+    f"SELECT {', '.join(f'{c}::jsonb' if c in _JSON else c for c in COLUMNS)} "
     f"FROM unnest({', '.join(f'${i}::{t}[]' for i, t in enumerate(_TYPES, 1))}) AS t({', '.join(COLUMNS)}) "
     f"ON CONFLICT (id, created_at) DO NOTHING RETURNING {_STORED}), "
-    f"t AS ({_TENANT_UP}), u AS ({_USER_UP}) SELECT count(*) FROM ins"
+    f"{_upserts('ins')} SELECT count(*) FROM ins"
 )
 # A batch with entry ids (two statements more, in the insert's transaction; none for any other batch):
 # each entry's lock (writers on several replicas take them in one order), then its stored rows that the
@@ -64,11 +71,10 @@ _LOCK_ENTRIES = (
     "SELECT pg_advisory_xact_lock(k) FROM (SELECT DISTINCT hashtextextended(tenant_id || chr(31) || entry_id, 0) "
     f"AS k FROM ({_BATCH}) AS b WHERE entry_id IS NOT NULL ORDER BY k) AS locks"
 )
-_SUBTRACT_OLD = rollups.upsert_statements(rollups.POSTGRES, "old", sign=-1)
 _REPLACE = (
     f"WITH batch AS ({_BATCH}), old AS (DELETE FROM emotion_requests e WHERE {replaced_rows('batch')} "
     f"RETURNING {', '.join(f'e.{c}' for c in _STORED.split(', '))}), "
-    f"t AS ({_SUBTRACT_OLD[0]}), u AS ({_SUBTRACT_OLD[1]}) SELECT count(*) FROM old"
+    f"{_upserts('old', sign=-1)} SELECT count(*) FROM old"
 )
 _INSERT_ENTRIES = _INSERT.replace(
     f"AS t({', '.join(COLUMNS)}) ON CONFLICT", f"AS t({', '.join(COLUMNS)}) WHERE NOT ({superseded('t')}) ON CONFLICT"
@@ -132,17 +138,18 @@ class PostgresStore:
                 "(version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
             )
             done = {r["version"] for r in await conn.fetch(f"SELECT version FROM {MIGRATIONS_TABLE}")}
+            applied: set[int] = set()
             for migration in MIGRATIONS:
                 if migration.version in done:
                     continue
                 for statement in migration.postgres:
                     await conn.execute(statement)
-                if migration.version == _ROLLUP_VERSION:
-                    for statement in rollups.rebuild_statements(rollups.POSTGRES):
-                        await conn.execute(statement)
                 await conn.execute(
                     f"INSERT INTO {MIGRATIONS_TABLE} (version, name) VALUES ($1, $2)", migration.version, migration.name
                 )
+                applied.add(migration.version)
+            for statement in rollups.fill_after_migrations(rollups.POSTGRES, applied):
+                await conn.execute(statement)
 
     async def insert(self, rows: Sequence[LogRow]) -> int:
         if not rows:
@@ -228,20 +235,24 @@ class PostgresStore:
         """Delete the user's rows (one entry's, when given) and subtract exactly those rows from the tenant
         rollups (and, for one entry, from the user's), atomically; a whole person's user rollups go."""
         where = user_filter(tenant_id, entry_id)
-        subtract, subtract_user = rollups.upsert_statements(rollups.POSTGRES, "del", sign=-1)
+        subtract, *subtract_user = rollups.upsert_statements(rollups.POSTGRES, "del", sign=-1)
         params = {"user": user_id, "tenant": tenant_id, "entry": entry_id}
-        user = f", u AS ({subtract_user})" if entry_id is not None else ""
+        user = "".join(f", u{i} AS ({sql})" for i, sql in enumerate(subtract_user)) if entry_id is not None else ""
         erase, args = numbered(
             f"WITH del AS (DELETE FROM emotion_requests WHERE {where} RETURNING {_STORED}), "
             f"t AS ({subtract}){user} SELECT count(*) FROM del",
             params,
         )
-        forget, forget_args = numbered(f"DELETE FROM emotion_rollup_user WHERE {user_filter(tenant_id)}", params)
+        forget = [
+            numbered(f"DELETE FROM {table} WHERE {user_filter(tenant_id)}", params)
+            for table in rollups.USER_ROLLUPS.values()
+        ]
         pool = await self._get_pool()
         async with pool.acquire() as conn, conn.transaction():
             deleted: int = await conn.fetchval(erase, *args)
             if entry_id is None:
-                await conn.execute(forget, *forget_args)
+                for sql, forget_args in forget:
+                    await conn.execute(sql, *forget_args)
             for statement in rollups.EMPTY_ROLLUPS:
                 await conn.execute(statement)
         return deleted

@@ -8,7 +8,10 @@ statement on PostgreSQL, so a retried batch never counts twice: only rows the in
   30-day range then reads a few thousand rows, not hundreds of thousands): texts, requests (the sum of
   1/request_texts, so a request split over several keys still adds up to one), confidence and
   processing-time sums. Tenant-wide analytics read at most dims x tenants x hours x keys rows.
+  The ``label`` dimension counts a text under every label that cleared its tuned threshold (the row's
+  ``cleared`` object), not only its primary, with that label's score summed in ``confidence_sum``.
 * ``emotion_rollup_user``: per tenant x user x hour x primary emotion, for user timelines.
+* ``emotion_rollup_user_label``: the same per label that cleared its threshold (a text adds to several).
 
 A range [start, end) is answered from the rollups for its whole days and hours plus the raw rows of its
 partial first and last hour, aggregated by the same SELECT, so the answer equals direct SQL over the raw
@@ -25,11 +28,14 @@ __all__ = [
     "ANALYZE_AFTER_REBUILD",
     "DIMENSIONS",
     "EMPTY_ROLLUPS",
+    "ROLLUP_MIGRATIONS",
     "LATENCY_RATIO",
     "POSTGRES",
     "SQLITE",
+    "USER_ROLLUPS",
     "Dialect",
     "Dim",
+    "fill_after_migrations",
     "latency_bucket",
     "latency_value",
     "range_query",
@@ -38,8 +44,11 @@ __all__ = [
     "upsert_statements",
 ]
 
-Dim = Literal["emotion", "cache", "latency"]
-DIMENSIONS: tuple[Dim, ...] = ("emotion", "cache", "latency")
+Dim = Literal["emotion", "cache", "latency", "label"]
+DIMENSIONS: tuple[Dim, ...] = ("emotion", "cache", "latency", "label")
+#: the per-user tables, by dimension (a whole person's erasure deletes their rows of both)
+USER_ROLLUPS: dict[Dim, str] = {"emotion": "emotion_rollup_user", "label": "emotion_rollup_user_label"}
+_TENANT = "emotion_rollup_tenant"
 TIME = "coalesce(occurred_at, created_at)"  # a plain-SQL row without occurred_at buckets by created_at
 LATENCY_RATIO = 1.05
 _MIN_MS = 0.001
@@ -61,6 +70,10 @@ class Dialect:
     day: str  # its UTC day
     latency: str  # latency_bucket() as text
     one: str  # 1 as a float
+    #: a row's cleared labels joined as ``l`` (label ``l.key``), and one label's score; rows from before
+    #: the column (NULL) count their primary emotion only
+    labels: str
+    label_score: str
 
 
 POSTGRES = Dialect(
@@ -68,6 +81,8 @@ POSTGRES = Dialect(
     day="date_trunc('day', {t})",
     latency=f"floor(ln(greatest({{ms}}, {_MIN_MS})) / ln({LATENCY_RATIO}))::int::text",
     one="1.0::float8",
+    labels="jsonb_each_text(coalesce(cleared, jsonb_build_object(primary_emotion, confidence))) AS l(key, value)",
+    label_score="l.value::float8",
 )
 SQLITE = Dialect(
     hour="substr({t}, 1, 13) || ':00:00.000000+00:00'",  # times are stored as rows.format_time writes them
@@ -77,6 +92,8 @@ SQLITE = Dialect(
     # was built without its math functions)
     latency=f"CAST(CAST(floor(ln(max({{ms}}, {_MIN_MS})) / ln({LATENCY_RATIO})) AS INTEGER) AS TEXT)",
     one="1.0",
+    labels="json_each(coalesce(cleared, json_object(primary_emotion, confidence))) AS l",
+    label_score="l.value",
 )
 
 _SUMS = "texts, requests, confidence_sum, ms_sum"
@@ -85,26 +102,42 @@ SPANS = ("hour", "day")
 _USER_COLUMNS = f"tenant_id, user_id, bucket, emotion, {_SUMS}"
 
 
-def _measures(d: Dialect, sign: int) -> str:
+def _measures(d: Dialect, sign: int, score: str = "confidence") -> str:
     return (
         f"count(*) * {sign} AS texts, sum({d.one} / request_texts) * {sign} AS requests, "
-        f"sum(confidence) * {sign} AS confidence_sum, sum(processing_time_ms) * {sign} AS ms_sum"
+        f"sum({score}) * {sign} AS confidence_sum, sum(processing_time_ms) * {sign} AS ms_sum"
     )
+
+
+def _score(d: Dialect, dim: Dim) -> tuple[str, str]:
+    """(what a row adds to ``confidence_sum``, what it is joined with): a label's score, once per label."""
+    if dim == "label":
+        return d.label_score, f", {d.labels}"
+    return "confidence", ""
 
 
 def _tenant_select(d: Dialect, dim: Dim, source: str, where: str, sign: int = 1, span: str = "hour") -> str:
-    key = {"emotion": "primary_emotion", "cache": "cache_level", "latency": d.latency.format(ms="processing_time_ms")}
+    key = {
+        "emotion": "primary_emotion",
+        "cache": "cache_level",
+        "latency": d.latency.format(ms="processing_time_ms"),
+        "label": "l.key",
+    }
     truncate = d.hour if span == "hour" else d.day
+    score, joined = _score(d, dim)
     return (
         f"SELECT '{dim}' AS dim, '{span}' AS span, tenant_id, {truncate.format(t=TIME)} AS bucket, {key[dim]} AS key, "
-        f"{_measures(d, sign)} FROM {source} WHERE {where} GROUP BY tenant_id, 4, 5"
+        f"{_measures(d, sign, score)} FROM {source}{joined} WHERE {where} GROUP BY tenant_id, 4, 5"
     )
 
 
-def _user_select(d: Dialect, source: str, where: str, sign: int = 1) -> str:
+def _user_select(d: Dialect, source: str, where: str, sign: int = 1, dim: Dim = "emotion") -> str:
+    score, joined = _score(d, dim)
+    key = "l.key" if dim == "label" else "primary_emotion"
     return (
-        f"SELECT tenant_id, user_id, {d.hour.format(t=TIME)} AS bucket, primary_emotion AS emotion, "
-        f"{_measures(d, sign)} FROM {source} WHERE user_id IS NOT NULL AND {where} GROUP BY tenant_id, user_id, 3, 4"
+        f"SELECT tenant_id, user_id, {d.hour.format(t=TIME)} AS bucket, {key} AS emotion, "
+        f"{_measures(d, sign, score)} FROM {source}{joined} WHERE user_id IS NOT NULL AND {where} "
+        "GROUP BY tenant_id, user_id, 3, 4"
     )
 
 
@@ -112,26 +145,34 @@ def _adds(table: str) -> str:
     return ", ".join(f"{c} = {table}.{c} + excluded.{c}" for c in _SUMS.split(", "))
 
 
-def upsert_statements(d: Dialect, source: str, where: str = "true", sign: int = 1) -> tuple[str, str]:
-    """Add (sign -1: subtract) the rows of ``source`` matching ``where`` to both rollup tables.
+def upsert_statements(
+    d: Dialect, source: str, where: str = "true", sign: int = 1, dims: tuple[Dim, ...] = DIMENSIONS
+) -> tuple[str, ...]:
+    """Add (sign -1: subtract) the rows of ``source`` matching ``where`` to the rollup tables of ``dims``:
+    the tenant rollups first, then the user rollups (``USER_ROLLUPS`` order).
 
     Rows are upserted in primary-key order, so writers on several replicas lock them in one order.
     """
-    tenant = " UNION ALL ".join(
-        _tenant_select(d, dim, source, where, sign, span) for dim in DIMENSIONS for span in SPANS
+    tenant = " UNION ALL ".join(_tenant_select(d, dim, source, where, sign, span) for dim in dims for span in SPANS)
+    users = tuple(
+        f"INSERT INTO {table} ({_USER_COLUMNS}) SELECT * FROM ({_user_select(d, source, where, sign, dim)}) "
+        "AS agg WHERE true ORDER BY tenant_id, user_id, bucket, emotion "
+        f"ON CONFLICT (tenant_id, user_id, bucket, emotion) DO UPDATE SET {_adds(table)}"
+        for dim, table in USER_ROLLUPS.items()
+        if dim in dims
     )
     return (
         f"INSERT INTO emotion_rollup_tenant ({_TENANT_COLUMNS}) SELECT * FROM ({tenant}) AS agg WHERE true "
         "ORDER BY dim, span, bucket, tenant_id, key "
         f"ON CONFLICT (dim, span, bucket, tenant_id, key) DO UPDATE SET {_adds('emotion_rollup_tenant')}",
-        f"INSERT INTO emotion_rollup_user ({_USER_COLUMNS}) SELECT * FROM ({_user_select(d, source, where, sign)}) "
-        "AS agg WHERE true ORDER BY tenant_id, user_id, bucket, emotion "
-        f"ON CONFLICT (tenant_id, user_id, bucket, emotion) DO UPDATE SET {_adds('emotion_rollup_user')}",
+        *users,
     )
 
 
 #: after rows are subtracted (an erasure, an edit): rollup rows that count nothing any more go
-EMPTY_ROLLUPS = tuple(f"DELETE FROM emotion_rollup_{table} WHERE texts <= 0" for table in ("tenant", "user"))
+EMPTY_ROLLUPS = tuple(
+    f"DELETE FROM {table} WHERE texts <= 0" for table in ("emotion_rollup_tenant", *USER_ROLLUPS.values())
+)
 
 
 def rebuild_steps(d: Dialect) -> tuple[tuple[str, str], ...]:
@@ -139,24 +180,39 @@ def rebuild_steps(d: Dialect) -> tuple[tuple[str, str], ...]:
     dropped keep their rollups."""
     hours = f"SELECT DISTINCT {d.hour.format(t=TIME)} FROM emotion_requests"
     days = f"SELECT DISTINCT {d.day.format(t=TIME)} FROM emotion_requests"
-    tenant, user = upsert_statements(d, "emotion_requests")
-    clear = "DELETE FROM emotion_rollup_{} WHERE {}bucket IN ({})"
-    return (
-        ("clear the hourly tenant rollups of hours with raw rows", clear.format("tenant", "span = 'hour' AND ", hours)),
-        ("clear the daily tenant rollups of days with raw rows", clear.format("tenant", "span = 'day' AND ", days)),
-        ("clear the user rollups of hours with raw rows", clear.format("user", "", hours)),
-        ("tenant rollups from the raw rows", tenant),
-        ("user rollups from the raw rows", user),
-    )
+    tenant, *users = upsert_statements(d, "emotion_requests")
+    clear = "DELETE FROM {} WHERE {}bucket IN ({})"
+    steps = [
+        ("clear the hourly tenant rollups of hours with raw rows", clear.format(_TENANT, "span = 'hour' AND ", hours)),
+        ("clear the daily tenant rollups of days with raw rows", clear.format(_TENANT, "span = 'day' AND ", days)),
+    ]
+    steps += [(f"clear the {dim} user rollups of hours with raw rows", clear.format(table, "", hours))
+              for dim, table in USER_ROLLUPS.items()]  # fmt: skip
+    steps.append(("tenant rollups from the raw rows", tenant))
+    steps += [(f"{dim} user rollups from the raw rows", sql) for dim, sql in zip(USER_ROLLUPS, users, strict=True)]
+    return tuple(steps)
 
 
 def rebuild_statements(d: Dialect) -> tuple[str, ...]:
     return tuple(sql for _, sql in rebuild_steps(d))
 
 
+#: the migrations that add rollups: 3 the tables, 5 the label dimension (and its user table)
+ROLLUP_MIGRATIONS = (3, 5)
+
+
+def fill_after_migrations(d: Dialect, applied: set[int]) -> tuple[str, ...]:
+    """What fills the rollups from the rows already there, once the migrations ``applied`` have run: all of
+    them after migration 3 (a log from before rollups), the label dimension after migration 5 (rows from
+    before it count their primary emotion as their one label)."""
+    if 3 in applied:
+        return rebuild_statements(d)
+    return upsert_statements(d, "emotion_requests", dims=("label",)) if 5 in applied else ()
+
+
 #: what a rebuild runs after it commits, so the planner's statistics describe the tables it rewrote (after a
 #: rebuild of 5M rows a 30-day summary took 466 ms at p95 until a manual ANALYZE, 40 ms after)
-ANALYZE_AFTER_REBUILD = ("ANALYZE emotion_rollup_tenant", "ANALYZE emotion_rollup_user")
+ANALYZE_AFTER_REBUILD = tuple(f"ANALYZE {table}" for table in ("emotion_rollup_tenant", *USER_ROLLUPS.values()))
 
 
 def range_query(d: Dialect, dim: Dim, *, tenant: bool, user: bool, by_hour: bool) -> str:
@@ -167,8 +223,8 @@ def range_query(d: Dialect, dim: Dim, *, tenant: bool, user: bool, by_hour: bool
     end, lo <= dlo <= dhi <= hi (RangeQuery.params), and tenant / user when filtered. Columns: [bucket,]
     key, texts, requests, confidence_sum, ms_sum.
     """
-    if user and dim != "emotion":
-        raise ValueError("user rollups hold emotions only")
+    if user and dim not in USER_ROLLUPS:
+        raise ValueError(f"user rollups hold {' and '.join(USER_ROLLUPS)} only")
     filters = (" AND tenant_id = :tenant" if tenant else "") + (" AND user_id = :user" if user else "")
     edges = f"({TIME} >= :start AND {TIME} < :lo OR {TIME} >= :hi AND {TIME} < :end){filters}"
     days = by_hour or user
@@ -178,8 +234,8 @@ def range_query(d: Dialect, dim: Dim, *, tenant: bool, user: bool, by_hour: bool
         else "(bucket >= :lo AND bucket < :dlo OR bucket >= :dhi AND bucket < :hi)"
     )
     if user:
-        stored = f"SELECT bucket, emotion AS key, {_SUMS} FROM emotion_rollup_user WHERE {hours}{filters}"
-        raw = f"SELECT bucket, emotion AS key, {_SUMS} FROM ({_user_select(d, 'emotion_requests', edges)}) AS e"
+        stored = f"SELECT bucket, emotion AS key, {_SUMS} FROM {USER_ROLLUPS[dim]} WHERE {hours}{filters}"
+        raw = f"SELECT bucket, emotion AS key, {_SUMS} FROM ({_user_select(d, 'emotion_requests', edges, 1, dim)}) AS e"
     else:
         rollup = f"SELECT bucket, key, {_SUMS} FROM emotion_rollup_tenant WHERE dim = '{dim}'"
         stored = f"{rollup} AND span = 'hour' AND {hours}{filters}"

@@ -65,6 +65,9 @@ class LogRow:
     #: the caller's id of the journal entry this text is (unique within the tenant): a row sent again with
     #: the same one replaces the earlier (an edit), and DELETE /users/{user}/entries/{entry} erases it
     entry_id: str | None = None
+    #: the labels that cleared their tuned thresholds, with their scores, as a JSON object (timelines count
+    #: the text under each); None in rows spilled by an older version (they count their primary only)
+    cleared: str | None = None
 
 
 COLUMNS = tuple(f.name for f in fields(LogRow))

@@ -36,7 +36,6 @@ __all__ = ["SqliteStore"]
 
 T = TypeVar("T")
 _DELETE_BATCH = 5_000
-_ROLLUP_VERSION = 3  # the migration that adds the rollups: fill them from the rows already there
 # A batch is staged in a temporary table: the rows not stored yet are inserted and added to the rollups
 # from there, in one transaction (so a retried batch counts nothing twice).
 _BATCH_TABLE = f"CREATE TEMP TABLE IF NOT EXISTS samo_batch (id TEXT PRIMARY KEY, {', '.join(COLUMNS[1:])})"
@@ -155,17 +154,18 @@ class SqliteStore:
                 "applied_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')))"
             )
             done = {v for (v,) in conn.execute(f"SELECT version FROM {MIGRATIONS_TABLE}")}
+            applied: set[int] = set()
             for migration in MIGRATIONS:
                 if migration.version not in done:
                     for statement in migration.sqlite:
                         conn.execute(statement)
-                    if migration.version == _ROLLUP_VERSION:
-                        for statement in rollups.rebuild_statements(rollups.SQLITE):
-                            conn.execute(statement)
                     conn.execute(
                         f"INSERT INTO {MIGRATIONS_TABLE} (version, name) VALUES (?, ?)",
                         (migration.version, migration.name),
                     )
+                    applied.add(migration.version)
+            for statement in rollups.fill_after_migrations(rollups.SQLITE, applied):
+                conn.execute(statement)
 
     async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
         def locked() -> T:
@@ -255,18 +255,18 @@ class SqliteStore:
     async def erase_user(self, tenant_id: str | None, user_id: str, entry_id: str | None = None) -> int:
         where = user_filter(tenant_id, entry_id)
         params = {"user": user_id, "tenant": tenant_id, "entry": entry_id}
-        subtract, subtract_user = rollups.upsert_statements(rollups.SQLITE, "emotion_requests", where, sign=-1)
+        subtract, *subtract_user = rollups.upsert_statements(rollups.SQLITE, "emotion_requests", where, sign=-1)
         # a whole person: their user rollups go; one entry: its part of them is subtracted
-        user = (f"DELETE FROM emotion_rollup_user WHERE {user_filter(tenant_id)}", params)
+        user = [(f"DELETE FROM {t} WHERE {user_filter(tenant_id)}", params) for t in rollups.USER_ROLLUPS.values()]
         if entry_id is not None:
-            user = (subtract_user, params)
+            user = [(sql, params) for sql in subtract_user]
 
         def erase(conn: sqlite3.Connection) -> int:
             return _transaction(
                 conn,
                 [
                     (subtract, params),
-                    user,
+                    *user,
                     *((sql, {}) for sql in rollups.EMPTY_ROLLUPS),
                     (f"DELETE FROM emotion_requests WHERE {where}", params),
                 ],
