@@ -144,6 +144,18 @@ async def test_entries_over_http_import_edit_and_delete(
             assert r.status_code == 200, r.text
             assert service.request_log is not None
             await service.request_log.writer.flush()
+            # the day's timeline counts every label each entry cleared at the card's thresholds
+            cut = dict(zip(card.labels, card.thresholds, strict=True))
+            cleared = [
+                {e["label"] for e in out["emotions"] if e["score"] >= cut[e["label"]]} for out in r.json()["results"]
+            ]
+            assert sum(map(len, cleared)) > 2  # an entry with more than one label
+            day = "start=2026-11-20T00:00:00Z&end=2026-11-21T00:00:00Z&bucket=day"
+            (bucket,) = (await client.get(f"/analytics/users/u1/timeline?{day}")).json()["buckets"]
+            assert list(bucket["labels"]) == card.labels
+            assert {k: v["count"] for k, v in bucket["labels"].items() if v["count"]} == {
+                label: sum(label in c for c in cleared[:2]) for label in set().union(*cleared[:2])
+            }
             edit = {"text": "Honestly I am a bit sad today.", "user_id": "u1", "entry_id": "day-1"}
             assert (await client.post("/predict", json=edit)).status_code == 200
             await service.request_log.writer.flush()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -149,3 +151,18 @@ def test_coverage_primary_weighs_how_much_of_the_text_carries_a_label() -> None:
     assert coverage_primary(only_neutral, np.array([10, 10]), cut, only_neutral.max(axis=0), neutral=2) == 2
     nothing = np.array([[0.1, 0.1, 0.1], [0.2, 0.0, 0.3]])
     assert coverage_primary(nothing, np.array([10, 10]), cut, nothing.max(axis=0), neutral=2) is None
+
+
+@pytest.mark.parametrize(
+    ("scores", "expected"),
+    [
+        ([0.6, 0.4, 0.85, 0.1], {"a": 0.6, "d": 0.1}),  # per-label thresholds, inclusive; c under its 0.9
+        ([0.4, 0.45, 0.3, 0.05], {}),  # nothing clears: the response names its top label, the row none
+    ],
+)
+def test_cleared_json_is_the_labels_at_their_thresholds(
+    post: Postprocessor, scores: list[float], expected: dict[str, float]
+) -> None:
+    got = json.loads(post.cleared_json(np.asarray(scores, dtype=np.float32)))
+    assert got == pytest.approx(expected)
+    assert list(got) == list(expected)  # the card's order
