@@ -7,9 +7,10 @@ Seeds ``--rows`` raw rows over the last ``--days`` days with one ``INSERT .. SEL
 per million rows (seeded ``random()``; users belong to one tenant each; emotions and latencies skewed),
 then runs ``samo-serve log rebuild-rollups`` (rows loaded by plain SQL are counted by a rebuild). It
 then times, over ``--repeats`` calls each, the 30-day summary and emotions breakdown (all tenants and
-one tenant) and one user's day-bucket timeline, as the service answers them (RequestLog), and checks
+one tenant), one user's and one tenant's day-bucket timeline, as the service answers them (RequestLog), and checks
 each answer against direct SQL over the raw table: texts, requests, cache levels, per-emotion counts and
-means exactly (to 1e-9), processing-time percentiles within the histogram's 2.5 %. A private PostgreSQL
+means exactly (to 1e-9), the user timeline's primary counts and every label's count and mean score
+(to 1e-6), processing-time percentiles within the histogram's 2.5 %. A private PostgreSQL
 (testkit.local_services) unless ``--dsn``; never the machine's own. Prints one JSON document. The seeding
 and the direct SQL use the bench's own store with a 600 s statement timeout (they are not the product's
 work); the rebuild is the CLI's, and the timed answers come from the store a server would use (settings'
@@ -35,9 +36,11 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent)]  # testkit/ (harnesses the wheel leaves out)
 
+from samo_serve.core.times import utc_iso  # noqa: E402
 from samo_serve.settings import Settings  # noqa: E402
 from samo_serve.storage.request_log import RequestLog  # noqa: E402
 from samo_serve.storage.request_log.postgres import PostgresStore  # noqa: E402
+from samo_serve.storage.request_log.rollups import USER_ROLLUPS  # noqa: E402
 from testkit.local_services import PostgresServer  # noqa: E402
 
 # roughly GoEmotions' frequency order: random()^3 picks the front ones most
@@ -78,17 +81,22 @@ CHUNK = 1_000_000
 def seed_sql(first: int, last: int, args: argparse.Namespace, now: datetime) -> str:
     labels = "ARRAY[" + ",".join(f"'{x}'" for x in LABELS) + "]"
     levels = "ARRAY[" + ",".join(f"'{x}'" for x in LEVELS) + "]"
+    pick = f"({labels})[1 + floor(power(random(), 3) * {len(LABELS)})::int]"
     span_s = args.days * 86400
+    # cleared: the primary, and for 40 % of rows a second label (GoEmotions texts carry 1.2 labels on average,
+    # entries of several sentences more), as the service records them
     return f"""
         INSERT INTO emotion_requests (id, created_at, request_id, api_key_id, text_hash, primary_emotion,
             confidence, emotions, model_version, cache_level, processing_time_ms, truncated, segment_count,
-            tenant_id, user_id, occurred_at, request_texts)
-        SELECT gen_random_uuid(), t, 'r' || (g / 2), NULL, md5(g::text) || md5((g + 1)::text),
-            ({labels})[1 + floor(power(random(), 3) * {len(LABELS)})::int], 0.3 + random() * 0.7, '{{}}'::jsonb,
+            tenant_id, user_id, occurred_at, request_texts, cleared)
+        SELECT gen_random_uuid(), t, 'r' || (g / 2), NULL, md5(g::text) || md5((g + 1)::text), p, c, '{{}}'::jsonb,
             'bench', ({levels})[1 + floor(power(random(), 2) * 4)::int], exp(random() * 6), false, 1,
-            't' || (u % {args.tenants}), 'u' || u, t, 2
+            't' || (u % {args.tenants}), 'u' || u, t, 2,
+            jsonb_build_object(p, c) || CASE WHEN random() < 0.4 THEN jsonb_build_object({pick}, c * random())
+                                             ELSE '{{}}'::jsonb END
         FROM (SELECT g, abs(hashint4((g / 2)::int)) % {args.users} AS u,
-                     '{now.isoformat()}'::timestamptz - random() * interval '{span_s} seconds' AS t
+                     '{now.isoformat()}'::timestamptz - random() * interval '{span_s} seconds' AS t,
+                     {pick} AS p, 0.3 + random() * 0.7 AS c
               FROM generate_series({first}, {last}) AS g) AS s
     """  # two rows per request (g / 2), of one user: request counts are checked as sums of 1/request_texts
 
@@ -108,6 +116,7 @@ async def seed(store: PostgresStore, dsn: str, args: argparse.Namespace, now: da
     started = time.perf_counter()
     subprocess.run(
         [sys.executable, "-m", "samo_serve.ops.cli", "log", "rebuild-rollups"],
+        stdout=sys.stderr,  # its JSON line: this bench prints one document
         env={**os.environ, "SAMO_DATABASE_URL": dsn},
         check=True,
     )
@@ -190,9 +199,31 @@ async def check_timeline(
         start,
         end,
     )
-    raw: dict[tuple[str, str], int] = {(r[0].isoformat().replace("+00:00", "Z"), r[1]): r[2] for r in rows}
+
+    def first(day: datetime) -> str:  # a bucket starts at its calendar day, the first one at the range's start
+        return utc_iso(max(day, start))
+
+    raw: dict[tuple[str, str], int] = {(first(r[0]), r[1]): r[2] for r in rows}
     mine = {(b["start"], e): v["count"] for b in timeline for e, v in b["emotions"].items()}
-    return [] if raw == mine else [f"timeline differs in {len(set(raw.items()) ^ set(mine.items()))} cells"]
+    problems = [] if raw == mine else [f"timeline differs in {len(set(raw.items()) ^ set(mine.items()))} cells"]
+    rows = await pool.fetch(
+        "SELECT date_trunc('day', coalesce(occurred_at, created_at)) AS day, l.key, count(*), avg(l.value::float8) "
+        "FROM emotion_requests, jsonb_each_text(cleared) AS l(key, value) WHERE tenant_id = $1 AND user_id = $2 "
+        "AND coalesce(occurred_at, created_at) >= $3 AND coalesce(occurred_at, created_at) < $4 GROUP BY 1, 2",
+        tenant,
+        user,
+        start,
+        end,
+    )
+    day = {(first(r[0]), r[1]): (r[2], r[3]) for r in rows}
+    labels = {
+        (b["start"], k): (v["count"], v["mean_score"]) for b in timeline for k, v in b["labels"].items() if v["count"]
+    }
+    if labels.keys() != day.keys() or any(
+        labels[k][0] != n or abs(labels[k][1] - m) > 1e-6 for k, (n, m) in day.items()
+    ):
+        problems.append("timeline label counts or mean scores differ")
+    return problems
 
 
 async def measure(store: PostgresStore, dsn: str, args: argparse.Namespace, now: datetime) -> dict[str, Any]:
@@ -221,6 +252,9 @@ async def measure(store: PostgresStore, dsn: str, args: argparse.Namespace, now:
         "texts": sum(b["texts"] for b in timeline),
         "problems": await check_timeline(store, timeline, tenant, user_id, start, end),
     }
+    # the tenant's: what the dashboard draws for 30 days
+    tenant_days, tenant_t = await timed(lambda: log.timeline(tenant, None, start, end, "day"), args.repeats)
+    results["tenant_timeline_day"] = {**tenant_t, "texts": sum(b["texts"] for b in tenant_days), "problems": []}
     await log.store.close()
     return results
 
@@ -237,7 +271,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         pool = await store._get_pool()
         sizes = {
             t: await pool.fetchval(f"SELECT count(*) FROM {t}")
-            for t in ("emotion_requests", "emotion_rollup_tenant", "emotion_rollup_user")
+            for t in ("emotion_requests", "emotion_rollup_tenant", *USER_ROLLUPS.values())
         }
         results = await measure(store, dsn, args, now)
         target = all(

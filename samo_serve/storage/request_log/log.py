@@ -163,8 +163,9 @@ class RequestLog:
     ) -> list[dict[str, Any]]:
         """Per bucket of [start, end) (UTC; weeks from Monday): the emotion mix and label counts of a user,
         or of the tenant(s)."""
-        rows = await self._range(RangeQuery("emotion", start, end, tenant_id, user_id, by_hour=True))
-        cleared = await self._range(RangeQuery("label", start, end, tenant_id, user_id, by_hour=True))
+        days = bucket != "hour"  # UTC days nest in days, weeks and months: whole ones are read as one row each
+        rows = await self._range(RangeQuery("emotion", start, end, tenant_id, user_id, True, days))
+        cleared = await self._range(RangeQuery("label", start, end, tenant_id, user_id, True, days))
         return analytics.timeline(rows, start, end, bucket, self.groups, cleared, self.labels)
 
     async def user_texts(

@@ -215,22 +215,24 @@ def fill_after_migrations(d: Dialect, applied: set[int]) -> tuple[str, ...]:
 ANALYZE_AFTER_REBUILD = tuple(f"ANALYZE {table}" for table in ("emotion_rollup_tenant", *USER_ROLLUPS.values()))
 
 
-def range_query(d: Dialect, dim: Dim, *, tenant: bool, user: bool, by_hour: bool) -> str:
+def range_query(d: Dialect, dim: Dim, *, tenant: bool, user: bool, by_hour: bool, whole_days: bool = False) -> str:
     """Sums per key (and per hour) over [:start, :end), from the coarsest rows that fit.
 
-    Whole days [:dlo, :dhi) from day rollups (not per hour, and not for users), whole hours [:lo, :hi)
-    outside them from hour rollups, the partial first and last hour from raw rows. Parameters: start,
-    end, lo <= dlo <= dhi <= hi (RangeQuery.params), and tenant / user when filtered. Columns: [bucket,]
-    key, texts, requests, confidence_sum, ms_sum.
+    Whole days [:dlo, :dhi) from day rollups (not per hour unless ``whole_days``, and never for users), whole
+    hours [:lo, :hi) outside them from hour rollups, the partial first and last hour from raw rows.
+    ``whole_days`` (with ``by_hour``): a whole day's sums come as one row at its midnight, for a timeline
+    whose buckets are days or longer (a 30-day tenant timeline reads 30 x keys day rows, not 720 x keys).
+    Parameters: start, end, lo <= dlo <= dhi <= hi (RangeQuery.params), and tenant / user when filtered.
+    Columns: [bucket,] key, texts, requests, confidence_sum, ms_sum.
     """
     if user and dim not in USER_ROLLUPS:
         raise ValueError(f"user rollups hold {' and '.join(USER_ROLLUPS)} only")
     filters = (" AND tenant_id = :tenant" if tenant else "") + (" AND user_id = :user" if user else "")
     edges = f"({TIME} >= :start AND {TIME} < :lo OR {TIME} >= :hi AND {TIME} < :end){filters}"
-    days = by_hour or user
+    hours_only = (by_hour and not whole_days) or user
     hours = (
         "bucket >= :lo AND bucket < :hi"
-        if days
+        if hours_only
         else "(bucket >= :lo AND bucket < :dlo OR bucket >= :dhi AND bucket < :hi)"
     )
     if user:
@@ -239,7 +241,7 @@ def range_query(d: Dialect, dim: Dim, *, tenant: bool, user: bool, by_hour: bool
     else:
         rollup = f"SELECT bucket, key, {_SUMS} FROM emotion_rollup_tenant WHERE dim = '{dim}'"
         stored = f"{rollup} AND span = 'hour' AND {hours}{filters}"
-        if not days:
+        if not hours_only:
             stored += f" UNION ALL {rollup} AND span = 'day' AND bucket >= :dlo AND bucket < :dhi{filters}"
         raw = f"SELECT bucket, key, {_SUMS} FROM ({_tenant_select(d, dim, 'emotion_requests', edges)}) AS e"
     group = "bucket, key" if by_hour else "key"

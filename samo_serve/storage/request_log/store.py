@@ -138,10 +138,14 @@ class RangeQuery:
     tenant_id: str | None = None
     user_id: str | None = None
     by_hour: bool = False
+    #: with by_hour: whole days as one row each (from the day rollups), for buckets of a day or longer
+    whole_days: bool = False
 
     def sql(self, dialect: Dialect) -> str:
-        user = self.user_id is not None
-        return range_query(dialect, self.dim, tenant=self.tenant_id is not None, user=user, by_hour=self.by_hour)
+        user, tenant = self.user_id is not None, self.tenant_id is not None
+        return range_query(
+            dialect, self.dim, tenant=tenant, user=user, by_hour=self.by_hour, whole_days=self.whole_days
+        )
 
     def params(self, as_time: Callable[[datetime], Any] = lambda t: t) -> dict[str, Any]:
         """start/end and the whole hours between them (lo, hi), in the driver's time form."""
