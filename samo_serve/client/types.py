@@ -249,7 +249,8 @@ class JournalEntry:
 
 @dataclass(frozen=True)
 class EmotionStat:
-    """An emotion in a person's texts: how many had it as their primary emotion, and its mean score."""
+    """An emotion in a person's texts: how many had it as their primary emotion (``emotions``) or cleared its
+    threshold in them (``labels``), and its mean score over those texts (None: in none)."""
 
     count: int
     mean_score: float | None
@@ -270,6 +271,8 @@ class UserSummary:
     sentiment: dict[str, float]
     #: positive share minus negative share of the texts, -1..1 (None: no texts)
     valence: float | None = None
+    #: every label of the model: the texts it cleared its threshold in (a text counts under each it cleared)
+    labels: dict[str, EmotionStat] = field(default_factory=dict)
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -281,6 +284,7 @@ class UserSummary:
             ekman={str(k): float(v) for k, v in (data.get("ekman") or {}).items()},
             sentiment={str(k): float(v) for k, v in (data.get("sentiment") or {}).items()},
             valence=data.get("valence"),
+            labels=_stats(data.get("labels") or {}),
             raw=data,
         )
 

@@ -6,6 +6,7 @@ tenant's user leaving the other's same-named user intact, and the dashboard's an
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections import Counter
@@ -171,23 +172,32 @@ def test_erasing_one_tenants_user_leaves_the_other_tenants(tenant_server: Server
     assert texts_of(tenant_server, written["admin"], "u1") == 1
 
 
-def _entry_rows(server: Server, user: str) -> dict[str, str]:
-    """entry_id -> primary emotion of acme's rows of ``user``, read straight from the server's SQLite log."""
+def _entry_rows(server: Server, user: str, column: str = "primary_emotion") -> dict[str, str]:
+    """entry_id -> primary emotion (or another column) of acme's rows of ``user``, read straight from the
+    server's SQLite log."""
     import sqlite3
 
     with sqlite3.connect(server.data_dir / "requests.sqlite3") as db:
         rows = db.execute(
-            "SELECT entry_id, primary_emotion FROM emotion_requests WHERE tenant_id = 'acme' AND user_id = ?", (user,)
+            f"SELECT entry_id, {column} FROM emotion_requests WHERE tenant_id = 'acme' AND user_id = ?", (user,)
         ).fetchall()
     return dict(rows)
 
 
-def _mix(server: Server, key: str, user: str) -> dict[str, int]:
-    """The person's primary-emotion counts over RANGE as analytics answer them (whole hours: the rollups)."""
+def _mix(server: Server, key: str, user: str) -> tuple[dict[str, int], dict[str, int]]:
+    """The person's primary-emotion counts and label counts over RANGE as analytics answer them (whole
+    hours: the rollups)."""
     with client(server, key) as c:
         r = c.get(f"/analytics/users/{user}/summary", params=RANGE)
     assert r.status_code == 200, r.text
-    return {e: v["count"] for e, v in r.json()["emotions"].items()}
+    labels = {e: v["count"] for e, v in r.json()["labels"].items() if v["count"]}
+    return {e: v["count"] for e, v in r.json()["emotions"].items()}, labels
+
+
+def _expected_mix(server: Server, user: str) -> tuple[dict[str, int], dict[str, int]]:
+    """The same counted from the raw rows: primaries, and every label each row cleared."""
+    cleared = [json.loads(c) for c in _entry_rows(server, user, "cleared").values()]
+    return dict(Counter(_entry_rows(server, user).values())), dict(Counter(k for c in cleared for k in c))
 
 
 def _wait_for(check: Any, timeout_s: float = 30) -> None:
@@ -216,7 +226,8 @@ def test_journal_entries_import_edit_and_delete(tenant_server: Server, written: 
     _wait_for(lambda: _entry_rows(tenant_server, "jr1").get("j2") not in (None, "anger"))
     rows = _entry_rows(tenant_server, "jr1")
     assert sorted(rows) == ["j1", "j2", "j3"]  # the edit replaced j2's row: still one per entry
-    assert _mix(tenant_server, acme, "jr1") == dict(Counter(rows.values()))
+    assert _mix(tenant_server, acme, "jr1") == _expected_mix(tenant_server, "jr1")
+    assert sum(_mix(tenant_server, acme, "jr1")[1].values()) > 3  # an entry counted under more than one label
 
     with client(tenant_server, beta) as c:  # another tenant's key: the entry is not there for it
         assert c.delete("/users/jr1/entries/j1").json() == {"deleted": 0}
@@ -225,7 +236,7 @@ def test_journal_entries_import_edit_and_delete(tenant_server: Server, written: 
         assert c.delete("/users/jr1/entries/j1").json() == {"deleted": 0}
     rows = _entry_rows(tenant_server, "jr1")
     assert sorted(rows) == ["j2", "j3"]
-    assert _mix(tenant_server, acme, "jr1") == dict(Counter(rows.values()))
+    assert _mix(tenant_server, acme, "jr1") == _expected_mix(tenant_server, "jr1")
 
 
 def test_dashboard_for_a_tenant_key_and_a_person(
@@ -246,6 +257,12 @@ def test_dashboard_for_a_tenant_key_and_a_person(
     valence = re.search(r'data-name="valence" data-values="([^"]*)"', person)
     assert valence is not None, person[-2000:]
     assert any(v for v in valence[1].split(","))  # dash1 wrote on one day of the range: a point there
+    # the mean scores of the emotions dash1's text carried (labels it cleared), a point on that day each
+    scores = {n: v for n, v in re.findall(r'data-name="(\w+)" data-values="([^"]*)"', person) if n != "valence"}
+    assert scores, person[-2000:]
+    assert "neutral" not in scores, scores
+    assert all(0 < float(x) <= 1 for v in scores.values() for x in v.split(",") if x), scores
+    assert all(any(v.split(",")) for v in scores.values()), scores
     colours: dict[str, set[str]] = {}  # every bar of both views: one colour per emotion
     for dom in (tenant, person):
         for colour, label in re.findall(r'<rect [^>]*fill="(#[0-9a-f]{6})" data-label="(\w+)"', dom):

@@ -19,6 +19,7 @@ from samo_serve.client import (
     AsyncClient,
     Client,
     ConnectFailed,
+    EmotionStat,
     EmptyText,
     InvalidRequest,
     JournalEntry,
@@ -381,7 +382,9 @@ async def test_async_client_typed_answers() -> None:
 def test_people_entries_and_their_analytics() -> None:
     """A journal import (entries with ids), a person's timeline and summary, and both erasures."""
     bucket = {"start": "2026-11-20T00:00:00Z", "texts": 2, "requests": 1,
-              "emotions": {"joy": {"count": 2, "mean_score": 0.8}}, "ekman": {"joy": 1.0}, "sentiment": {}}  # fmt: skip
+              "emotions": {"joy": {"count": 2, "mean_score": 0.8}}, "ekman": {"joy": 1.0}, "sentiment": {},
+              "labels": {"anger": {"count": 0, "mean_score": None}, "joy": {"count": 2, "mean_score": 0.8},
+                         "relief": {"count": 1, "mean_score": 0.4}}}  # fmt: skip
     sent: list[tuple[str, str, Any]] = []
 
     def server(request: httpx.Request) -> httpx.Response:
@@ -415,6 +418,7 @@ def test_people_entries_and_their_analytics() -> None:
     }
     assert (day.start, day.texts, day.emotions["joy"].count, day.ekman) == ("2026-11-20T00:00:00Z", 2, 2, {"joy": 1.0})
     assert (summary.texts, summary.emotions["joy"].mean_score) == (2, 0.8)
+    assert (day.labels["relief"], day.labels["anger"]) == (EmotionStat(1, 0.4), EmotionStat(0, None))
     paths = [(method, path.split("?")[0]) for method, path, _ in sent[3:]]
     assert paths == [
         ("GET", "/analytics/users/u%201/timeline"), ("GET", "/analytics/users/u%201/summary"),

@@ -123,7 +123,13 @@ class PostgresStore:
                     server_settings=_SERVER_SETTINGS,
                 )
             if not self._ready:
-                await self._apply_migrations(self._pool)
+                # its own connection, without the request path's command timeout: a migration that fills
+                # rollups from the rows already there (5: the label dimension) reads the whole log
+                conn = await asyncpg.connect(self._dsn, timeout=_CONNECT_TIMEOUT_S, server_settings=_SERVER_SETTINGS)
+                try:
+                    await self._apply_migrations(conn)
+                finally:
+                    await conn.close()
                 self._ready = True
         return self._pool
 
@@ -133,8 +139,8 @@ class PostgresStore:
         return [int(r["version"]) for r in rows]
 
     @staticmethod
-    async def _apply_migrations(pool: asyncpg.Pool) -> None:
-        async with pool.acquire() as conn, conn.transaction():
+    async def _apply_migrations(conn: asyncpg.Connection) -> None:
+        async with conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_ID)
             await conn.execute(
                 f"CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} "
