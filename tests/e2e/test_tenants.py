@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
+from samo_serve.client import Client, JournalEntry
 from samo_serve.http.api_keys import KeyStore
 
 from .conftest import Server, run_server
@@ -185,13 +186,12 @@ def _entry_rows(server: Server, user: str, column: str = "primary_emotion") -> d
 
 
 def _mix(server: Server, key: str, user: str) -> tuple[dict[str, int], dict[str, int]]:
-    """The person's primary-emotion counts and label counts over RANGE as analytics answer them (whole
+    """The person's primary-emotion counts and label counts over RANGE as the client reads them (whole
     hours: the rollups)."""
-    with client(server, key) as c:
-        r = c.get(f"/analytics/users/{user}/summary", params=RANGE)
-    assert r.status_code == 200, r.text
-    labels = {e: v["count"] for e, v in r.json()["labels"].items() if v["count"]}
-    return {e: v["count"] for e, v in r.json()["emotions"].items()}, labels
+    with Client(server.url, api_key=key) as samo:
+        summary = samo.user_summary(user, RANGE["start"], RANGE["end"])
+    labels = {label: s.count for label, s in summary.labels.items() if s.count}
+    return {e: s.count for e, s in summary.emotions.items()}, labels
 
 
 def _expected_mix(server: Server, user: str) -> tuple[dict[str, int], dict[str, int]]:
@@ -208,32 +208,37 @@ def _wait_for(check: Any, timeout_s: float = 30) -> None:
 
 
 def test_journal_entries_import_edit_and_delete(tenant_server: Server, written: dict[str, str]) -> None:
-    """Issue 29: an import with entry ids, an edit, and one entry deleted through Serve; after each, the
-    rollups the analytics read agree with the raw rows, and another tenant cannot touch the entry."""
+    """Issue 29, through the Python client and Serve: an import with entry ids, an edit, one entry deleted;
+    after each, the rollups the analytics read agree with the raw rows (primaries and every label each
+    entry cleared), and another tenant cannot touch the entry."""
     acme, beta = written["a"], written["b"]
     day = [WHEN + timedelta(hours=h) for h in (1, 2, 3)]
-    items = [
-        {"text": "Thank you all, I feel so grateful tonight.", "entry_id": "j1", "occurred_at": day[0].isoformat()},
-        {"text": "I am so angry at how this went.", "entry_id": "j2", "occurred_at": day[1].isoformat()},
-        {"text": "Just tired and a bit sad.", "entry_id": "j3", "occurred_at": day[2].isoformat()},
+    journal = [
+        ("j1", day[0], "Thank you all, I feel so grateful tonight."),
+        ("j2", day[1], "I am so angry at how this went, and disappointed in myself."),
+        ("j3", day[2], "Just tired and a bit sad."),
     ]
-    with client(tenant_server, acme) as c:
-        assert c.post("/predict/batch", json={"texts": items, "user_id": "jr1"}).status_code == 200
-    _wait_for(lambda: len(_entry_rows(tenant_server, "jr1")) == 3)
-    with client(tenant_server, acme) as c:  # an edit of j2, later the same day
-        edit = {"text": "Honestly, I love how it turned out.", "user_id": "jr1", "entry_id": "j2"}
-        assert c.post("/predict", json={**edit, "occurred_at": day[1].isoformat()}).status_code == 200
-    _wait_for(lambda: _entry_rows(tenant_server, "jr1").get("j2") not in (None, "anger"))
-    rows = _entry_rows(tenant_server, "jr1")
-    assert sorted(rows) == ["j1", "j2", "j3"]  # the edit replaced j2's row: still one per entry
-    assert _mix(tenant_server, acme, "jr1") == _expected_mix(tenant_server, "jr1")
-    assert sum(_mix(tenant_server, acme, "jr1")[1].values()) > 3  # an entry counted under more than one label
+    with Client(tenant_server.url, api_key=acme) as samo:
+        samo.predict_batch([JournalEntry(text, entry_id=e, occurred_at=at) for e, at, text in journal], user_id="jr1")
+        _wait_for(lambda: len(_entry_rows(tenant_server, "jr1")) == 3)
+        assert _mix(tenant_server, acme, "jr1") == _expected_mix(tenant_server, "jr1")
+        assert sum(_mix(tenant_server, acme, "jr1")[1].values()) > 3  # an entry counted under more than one label
+        # an edit of j2, later the same day
+        samo.predict("Honestly, I love how it turned out.", user_id="jr1", entry_id="j2", occurred_at=day[1])
+        _wait_for(lambda: _entry_rows(tenant_server, "jr1").get("j2") not in (None, "anger"))
+        rows = _entry_rows(tenant_server, "jr1")
+        assert sorted(rows) == ["j1", "j2", "j3"]  # the edit replaced j2's row: still one per entry
+        assert _mix(tenant_server, acme, "jr1") == _expected_mix(tenant_server, "jr1")
+        buckets = samo.user_timeline("jr1", WHEN, WHEN + timedelta(days=1), bucket="day")  # WHEN's day and the next
+        assert sum(b.texts for b in buckets) == 3
+        carried = sum((Counter({label: s.count for label, s in b.labels.items()}) for b in buckets), Counter())
+        assert dict(carried) == _expected_mix(tenant_server, "jr1")[1]  # Counter addition drops the zeros
 
-    with client(tenant_server, beta) as c:  # another tenant's key: the entry is not there for it
-        assert c.delete("/users/jr1/entries/j1").json() == {"deleted": 0}
-    with client(tenant_server, acme) as c:
-        assert c.delete("/users/jr1/entries/j1").json() == {"deleted": 1}
-        assert c.delete("/users/jr1/entries/j1").json() == {"deleted": 0}
+    with Client(tenant_server.url, api_key=beta) as other:  # another tenant's key: the entry is not there for it
+        assert other.delete_entry("jr1", "j1") == 0
+    with Client(tenant_server.url, api_key=acme) as samo:
+        assert samo.delete_entry("jr1", "j1") == 1
+        assert samo.delete_entry("jr1", "j1") == 0
     rows = _entry_rows(tenant_server, "jr1")
     assert sorted(rows) == ["j2", "j3"]
     assert _mix(tenant_server, acme, "jr1") == _expected_mix(tenant_server, "jr1")
