@@ -79,7 +79,7 @@ def test_model_autoscaling_can_reach_its_max_replicas(path: Path) -> None:
     ids=["defaults", "in-flight-bound", "larger-batches"],
 )
 def test_build_app_takes_its_deployment_options_from_settings(args: dict[str, Any], ongoing: dict[str, Any]) -> None:
-    """The options a config's ``deployments:`` leaves out come from samo_serve/settings.py (no Ray started)."""
+    """The options a config's ``deployments:`` leaves out come from samo_serve/settings/ (no Ray started)."""
     from ray.serve._private.build_app import build_app as serve_build_app  # how Serve walks the bound graph
 
     from deployments.app import build_app

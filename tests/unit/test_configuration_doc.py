@@ -1,4 +1,4 @@
-"""docs/CONFIGURATION.md agrees with the Settings model (samo_serve/settings.py).
+"""docs/CONFIGURATION.md agrees with the Settings model (samo_serve/settings/).
 
 The doc's table has a row per setting, or per few settings of one section: the key column names them
 (``section.field``, more fields of that section after it as ``field``, each separated by `` / `` or ``, ``,
@@ -112,7 +112,7 @@ def test_every_setting_is_documented_once() -> None:
     keys = [key for row_keys, env, _ in ROWS for key in row_keys]
     documented = set(keys) | {key for _, env, _ in ROWS for key in DEFAULTS if env_name(key) in env}
     missing = sorted(set(DEFAULTS) - documented)
-    assert not missing, f"docs/CONFIGURATION.md has no row for {missing} (a line each, from settings.py's #: comments)"
+    assert not missing, f"docs/CONFIGURATION.md has no row for {missing} (a line each, from settings's #: comments)"
     twice = sorted({key for key in keys if keys.count(key) > 1})
     assert not twice, f"documented in more than one row: {twice}"
 
@@ -157,6 +157,6 @@ def test_stated_defaults_are_the_models(key: str, stated: str) -> None:
     elif isinstance(doc, float):
         assert isinstance(model, int | float), (key, stated, model)
         assert not isinstance(model, bool), (key, stated, model)
-        assert float(model) == doc, f"{key}: the doc says {stated}, settings.py {model}"
+        assert float(model) == doc, f"{key}: the doc says {stated}, settings {model}"
     else:
-        assert model == doc, f"{key}: the doc says {stated}, settings.py {model!r}"
+        assert model == doc, f"{key}: the doc says {stated}, settings {model!r}"
