@@ -5,6 +5,7 @@ and :class:`EmotionModelClient`, the ingress's way to call it.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from typing import Any
@@ -24,6 +25,7 @@ from samo_serve.errors import ModelUnavailable, Overloaded
 from samo_serve.observability.memory import check_memory
 from samo_serve.observability.metrics import Metrics, NullFactory, ProcessSampler
 from samo_serve.observability.ray_metrics import RayFactory
+from samo_serve.observability.tracing import Tracing, traceparent_of_current
 from samo_serve.settings import BatchingSettings, updated_batching
 
 __all__ = ["REPLICA_GONE", "REPLICA_RETRIES", "EmotionModel", "EmotionModelClient"]
@@ -47,6 +49,7 @@ class EmotionModel:
         self._runner = OrtModelRunner.for_card(self._card, settings.model_dir, runner_settings)
         factory = RayFactory() if settings.observability.metrics_enabled else NullFactory()
         self._metrics = Metrics(factory)
+        self._tracing = Tracing(settings.tracing, "model", on_export_failure=self._metrics.trace_export_failures.inc)
         self._sampler = ProcessSampler(self._metrics)
         self._info_tags = {"version": self._card.version, "provider": self._runner.provider}
         self._metrics.model_info.set(1, self._info_tags)
@@ -69,10 +72,12 @@ class EmotionModel:
     )
     async def predict(self, batches: list[TokenBatch]) -> list[np.ndarray]:
         merged = merge_token_batches(batches)
-        started = time.perf_counter()
+        started, began = time.perf_counter(), time.time()
         # ORT releases the GIL: run it off the event loop so the next batch fills meanwhile.
         scores = await asyncio.to_thread(self._runner.predict, merged)
         self._metrics.on_model_batch(len(merged), time.perf_counter() - started)
+        if self._tracing.enabled:
+            self._tracing.model_spans(batches, began, time.time(), len(merged))
         return split_rows(scores, [len(b) for b in batches])
 
     def info(self) -> dict[str, object]:
@@ -100,6 +105,8 @@ class EmotionModelClient:
         self._backoff_s = backoff_s
 
     async def predict(self, tokens: TokenBatch) -> np.ndarray:
+        if (traceparent := traceparent_of_current()) is not None:  # the model replica's spans join this trace
+            tokens = dataclasses.replace(tokens, traceparent=traceparent, sent_at=time.time())
         for attempt in range(REPLICA_RETRIES + 1):
             try:
                 scores: np.ndarray = await self._handle.predict.remote(tokens)

@@ -45,4 +45,5 @@ def build_service(
     tokenizer = TextTokenizer.for_card(card, settings.model_dir)
     pipeline = BatchingPipeline(encoder or tokenizer, model, settings.batching)
     pipeline.observe(telemetry)
+    pipeline.trace(telemetry.tracing)
     return EmotionService.from_settings(card, pipeline, settings, telemetry=telemetry, tokenizer=tokenizer)

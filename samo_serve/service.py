@@ -20,6 +20,7 @@ from samo_serve.core.segments import Plan, Segment, aggregate, has_content, plan
 from samo_serve.core.tokenizer import TextTokenizer
 from samo_serve.errors import AnalyticsUnavailable, BatchTooLarge, EmptyText, TextTooLong
 from samo_serve.observability.telemetry import Telemetry
+from samo_serve.observability.tracing import Tracing
 from samo_serve.settings import Settings
 from samo_serve.storage.cache import L1Cache, TextKeys, text_keys
 from samo_serve.storage.cache_router import CacheRouter
@@ -86,6 +87,7 @@ class EmotionService:
         self.postprocessor = Postprocessor.from_card(card)
         self.request_log = request_log
         self.telemetry = telemetry
+        self.tracing = telemetry.tracing if telemetry is not None else Tracing.off()
         self.log_text = settings.log_text
         self.documents = settings.documents
         self.limits = settings.limits
@@ -115,6 +117,7 @@ class EmotionService:
             l2=l2,
             l3=request_log if cache.l3_enabled else None,
         )
+        self.cache.tracing = self.tracing
 
     @classmethod
     def from_settings(
@@ -162,9 +165,10 @@ class EmotionService:
         texts = call.texts
         if len(texts) > self.limits.max_batch_texts:
             raise BatchTooLarge(f"{len(texts)} texts; the limit is {self.limits.max_batch_texts} per request")
-        for i, text in enumerate(texts):
-            check_text(text, self.limits.max_text_chars, call.field(i))
-        plans = await self._plan(call)
+        with self.tracing.span("validate", **{"samo.texts": len(texts)}):
+            for i, text in enumerate(texts):
+                check_text(text, self.limits.max_text_chars, call.field(i))
+            plans = await self._plan(call)
         if charge is not None:
             await charge(sum(p.cost for p in plans))
         return await self._predict(call, context, plans, charge)
@@ -234,7 +238,8 @@ class EmotionService:
             out.append(rendered)
             rows.append(row)
         if self.request_log is not None:
-            self.request_log.record(self._log_rows(texts, rows, out, latency_ms, context, call.entries))
+            with self.tracing.span("log.enqueue", **{"samo.rows": len(rows)}):
+                self.request_log.record(self._log_rows(texts, rows, out, latency_ms, context, call.entries))
         return out
 
     def keys(self, text: str, tenant: str = "") -> TextKeys:
@@ -246,13 +251,16 @@ class EmotionService:
     ) -> dict[str, tuple[CachedResult, str]]:
         """Results of every segment: from the caches, and the distinct misses from one pipeline call."""
         flat = [k for ks in keys for k in ks]
-        found = await self.cache.lookup(flat, None if self.shared_cache else context.tenant_id)
+        with self.tracing.span("cache.lookup", **{"samo.keys": len(flat)}):
+            found = await self.cache.lookup(flat, None if self.shared_cache else context.tenant_id)
+            self.tracing.set_attributes(**{"samo.hits": len(found)})
         missing: dict[str, str] = {}
         for k, text in zip(flat, (t for p in plans for t in p.texts), strict=True):
             if k.cache_key not in found:
                 missing.setdefault(k.cache_key, text)
         if missing:
-            results = await self.pipeline.classify(list(missing.values()))
+            with self.tracing.span("classify", **{"samo.texts": len(missing)}):
+                results = await self.pipeline.classify(list(missing.values()))
             fresh = dict(zip(missing, results, strict=True))
             found.update((key, (result, "miss")) for key, result in fresh.items())
             self.cache.fill(fresh)

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Protocol
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -72,6 +74,28 @@ class BatchObserver(Protocol):
         ...
 
 
+class BatchTracer(Protocol):
+    """What the pipeline records spans with (``observability.tracing.Tracing`` is one)."""
+
+    enabled: bool
+
+    def current_parent(self) -> Any: ...
+
+    def linked(self, name: str, parents: Sequence[Any], **attributes: Any) -> AbstractContextManager[Any]: ...
+
+    def span(self, name: str, **attributes: Any) -> AbstractContextManager[Any]: ...
+
+
+class _Traced(list[str]):
+    """A call's texts with the span that submitted them: its micro-batch joins that trace."""
+
+    __slots__ = ("parent",)
+
+    def __init__(self, texts: list[str], parent: Any) -> None:
+        super().__init__(texts)
+        self.parent = parent
+
+
 class BatchingPipeline:
     """The :class:`Pipeline`: micro-batches of ``classify`` calls, tokenized and scored one batch at a time.
 
@@ -85,6 +109,7 @@ class BatchingPipeline:
         self._encoder = encoder
         self._model = model
         self._observer: BatchObserver | None = None
+        self._tracer: BatchTracer | None = None
         # Not @serve.batch: its fixed wait window cost every request at low load (samo_serve.core.micro_batcher).
         self._batcher: MicroBatcher[list[str], list[CachedResult]] = MicroBatcher(
             self._run_batch, batching.ingress_max_batch_size, batching.ingress_max_in_flight
@@ -96,6 +121,10 @@ class BatchingPipeline:
         self._observer = observer
         self._batcher.on_batch = lambda size, wait_s: observer.on_batch(size, self._batcher.max_size, wait_s)
 
+    def trace(self, tracer: BatchTracer) -> None:
+        """Record each micro-batch (tokenize, the model call) in the traces of the calls in it."""
+        self._tracer = tracer if tracer.enabled else None
+
     def apply_batching(self, batching: BatchingSettings) -> None:
         """New micro-batch limits; batches already formed keep theirs."""
         self.batching = batching
@@ -105,12 +134,17 @@ class BatchingPipeline:
     async def classify(self, texts: list[str]) -> list[CachedResult]:
         if not texts:
             return []
-        size = self._batcher.max_size
+        size, parent = self._batcher.max_size, None
+        if self._tracer is not None:
+            parent = self._tracer.current_parent()
         if len(texts) <= size:
-            return await self._batcher.submit(texts)
+            return await self._batcher.submit(texts if parent is None else _Traced(texts, parent))
         # A document's segments can outnumber a micro-batch; the model refuses a call past its own batch
         # size, so they go as full micro-batches (merging with other requests' texts like any call).
-        parts = await asyncio.gather(*(self._batcher.submit(texts[i : i + size]) for i in range(0, len(texts), size)))
+        calls = [texts[i : i + size] for i in range(0, len(texts), size)]
+        parts = await asyncio.gather(
+            *(self._batcher.submit(c if parent is None else _Traced(c, parent)) for c in calls)
+        )
         return [result for part in parts for result in part]
 
     async def model_info(self) -> dict[str, object]:
@@ -118,8 +152,17 @@ class BatchingPipeline:
 
     async def _run_batch(self, calls: list[list[str]]) -> list[list[CachedResult]]:
         texts, sizes = flatten(calls)
-        tokens = await self._encode(texts)
-        scores = await self._model.predict(tokens)
+        parents = [c.parent for c in calls if isinstance(c, _Traced)]
+        if self._tracer is None or not parents:
+            tokens = await self._encode(texts)
+            scores = await self._model.predict(tokens)
+        else:  # in the first traced call's trace, linked to the other traced calls
+            size = {"samo.batch_size": len(texts), "samo.calls": len(calls)}
+            with self._tracer.linked("micro_batch", parents, **size):
+                with self._tracer.span("tokenize"):
+                    tokens = await self._encode(texts)
+                with self._tracer.span("model.call", **{"samo.batch_size": len(texts)}):
+                    scores = await self._model.predict(tokens)
         results = [CachedResult(row, bool(flag)) for row, flag in zip(scores, tokens.truncated, strict=True)]
         return unflatten(results, sizes)
 

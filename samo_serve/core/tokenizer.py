@@ -26,6 +26,10 @@ class TokenBatch:
     ids: np.ndarray  # int32 [total_tokens]
     offsets: np.ndarray  # int64 [n + 1]
     truncated: np.ndarray  # bool [n]
+    #: the caller's W3C traceparent and when it sent the batch (``time.time()``): the model replica's spans
+    #: join the caller's trace (observability.tracing); None when the call is not traced
+    traceparent: str | None = None
+    sent_at: float = 0.0
 
     def __len__(self) -> int:
         return int(self.offsets.shape[0] - 1)

@@ -145,7 +145,7 @@ class Edge:
                 message["headers"] = headers
             await send(message)
 
-        guard = self.guard
+        guard, tracing = self.guard, self.telemetry.tracing
         counted = False
         direct = self._direct(scope)
         try:
@@ -163,8 +163,10 @@ class Edge:
                 receive = _uncounted_while_waiting(receive, guard)
             if direct is not None:
                 route, params = direct
-                response = await route.endpoint(Request(scope, receive), **params)
-                await response(scope, receive, respond)
+                with tracing.server_span(f"POST {route.template}", scope["headers"], rid, state.get("tenant_id", "")):
+                    response = await route.endpoint(Request(scope, receive), **params)
+                    await response(scope, receive, respond)
+                    tracing.set_attributes(**{"http.response.status_code": status})
             else:
                 await self.app(scope, receive, respond)
         except asyncio.CancelledError:  # Ray Serve cancels a request whose client hung up

@@ -144,6 +144,9 @@ class Metrics:
         self.rss = f.gauge("samo_process_rss_bytes", "resident memory of this replica's process")
         self.cpu = f.counter("samo_process_cpu_seconds", "CPU time (user + system) of this replica's process")
         self.model_info = f.gauge("samo_model_info", "1 for the served model", ("version", "provider"))
+        self.trace_export_failures = f.counter(
+            "samo_trace_export_failures", "spans this process could not export to the OTLP endpoint (tracing on)"
+        )
 
     def on_model_batch(self, size: int, seconds: float) -> None:
         """One model call: its texts and ONNX Runtime time (the model replica in Ray, the runner in one process)."""

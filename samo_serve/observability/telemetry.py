@@ -21,6 +21,7 @@ from typing import Any, Protocol
 from samo_serve.observability.memory import rss_mb
 from samo_serve.observability.metrics import MetricFactory, Metrics, NullFactory, ProcessSampler
 from samo_serve.observability.recommendations import RecommendationSettings, recommend
+from samo_serve.observability.tracing import Tracing
 from samo_serve.observability.window_stats import WINDOWS_S, WindowStats, summarize
 from samo_serve.settings import Settings
 
@@ -116,8 +117,11 @@ class Telemetry:
         max_rss_mb: int | None = None,
         hub: StatsHubClient | None = None,
         replica_id: str | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.metrics = metrics
+        #: this process's traces (observability.tracing; off unless ``tracing.enabled``)
+        self.tracing = tracing or Tracing.off()
         self.windows = WindowStats()
         self.rules = rules or RecommendationSettings()
         self.max_rss_mb = max_rss_mb
@@ -134,10 +138,12 @@ class Telemetry:
         factory: MetricFactory,
         hub: StatsHubClient | None = None,
         replica_id: str | None = None,
+        process: str = "ingress",
     ) -> Telemetry:
         obs = settings.observability
         metrics = Metrics(factory if obs.metrics_enabled else NullFactory())
-        return cls(metrics, obs.recommendations, settings.limits.max_rss_mb, hub, replica_id)
+        tracing = Tracing(settings.tracing, process, on_export_failure=metrics.trace_export_failures.inc)
+        return cls(metrics, obs.recommendations, settings.limits.max_rss_mb, hub, replica_id, tracing)
 
     # -------------------------------------------------------------------------------- recording
 
@@ -193,6 +199,7 @@ class Telemetry:
                 await self._task
         with contextlib.suppress(Exception):
             await self.push()
+        await asyncio.to_thread(self.tracing.flush)  # the spans still queued leave before the process does
 
     # --------------------------------------------------------------------------------- reading
 

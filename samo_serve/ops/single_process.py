@@ -34,7 +34,7 @@ __all__ = ["build_app", "serve_single_process"]
 def build_app(settings: Settings, factory: PrometheusFactory | None = None) -> FastAPI:
     """The service's app with tokenizer and model in this process; metrics into ``factory``'s registry."""
     card = served_card(settings, verify=settings.verify_model_sha256)
-    telemetry = Telemetry.from_settings(settings, factory or PrometheusFactory())
+    telemetry = Telemetry.from_settings(settings, factory or PrometheusFactory(), process="single-process")
     runner = OrtModelRunner.for_card(card, settings.model_dir, settings.runner)
     service = build_service(settings, LocalModel(runner, telemetry.metrics), telemetry, card)
     return create_app(settings, service)

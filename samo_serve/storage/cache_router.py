@@ -11,6 +11,7 @@ from typing import Any
 
 from samo_serve.core.results import CachedResult
 from samo_serve.errors import AnalyticsUnavailable
+from samo_serve.observability.tracing import Tracing
 from samo_serve.storage.cache import L1Cache, TextKeys, cache_key_of
 from samo_serve.storage.redis_cache import RedisCache
 from samo_serve.storage.request_log import RequestLog
@@ -35,6 +36,8 @@ class CacheRouter:
         self.l1 = l1
         self.l2 = l2
         self.l3 = l3
+        #: spans of the L2 and L3 lookups (the service passes its own)
+        self.tracing = Tracing.off()
 
     async def forget(self, texts: list[tuple[str, str, str]], shared_across_tenants: bool = False) -> None:
         """Erasure: the entries of these (model_version, tenant_id, text_hash) out of this process's L1 and
@@ -67,7 +70,8 @@ class CacheRouter:
             else:
                 missing[k.cache_key] = k
         if missing and self.l2 is not None:
-            results = await self.l2.get_many(list(missing))
+            with self.tracing.span("cache.l2", **{"samo.keys": len(missing)}):
+                results = await self.l2.get_many(list(missing))
             for key, result in zip(list(missing), results, strict=True):
                 if result is not None:
                     found[key] = (result, "l2")
@@ -76,7 +80,8 @@ class CacheRouter:
                         self.l1.set(key, result)
         if missing and self.l3 is not None:
             hashes = [k.text_hash for k in missing.values()]
-            by_hash = await self.l3.lookup(self.model_version, hashes, self.labels, tenant_id)
+            with self.tracing.span("cache.l3", **{"samo.keys": len(hashes)}):
+                by_hash = await self.l3.lookup(self.model_version, hashes, self.labels, tenant_id)
             promoted = {}
             for key, k in list(missing.items()):
                 if (result := by_hash.get(k.text_hash)) is not None:
