@@ -118,6 +118,8 @@ class EmotionService:
             l3=request_log if cache.l3_enabled else None,
         )
         self.cache.tracing = self.tracing
+        if request_log is not None:
+            request_log.writer.tracing = self.tracing
 
     @classmethod
     def from_settings(

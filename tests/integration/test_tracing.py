@@ -34,7 +34,7 @@ def _app(settings: Settings, card: ModelCard, tracing: Tracing) -> Any:
     telemetry = Telemetry(metrics, tracing=tracing)
     runner = OrtModelRunner.for_card(card, settings.model_dir, RunnerSettings(device="cpu", intra_op_threads=1))
     service = build_service(settings, LocalModel(runner, metrics), telemetry, card)
-    return create_app(settings, service)
+    return create_app(settings, service), service
 
 
 async def test_a_request_is_one_trace_under_the_callers_traceparent(
@@ -43,7 +43,7 @@ async def test_a_request_is_one_trace_under_the_callers_traceparent(
     settings = make_settings(tracing=TracingSettings(enabled=True, sample_ratio=0.0))  # only the caller decides
     memory = InMemorySpanExporter()
     tracing = Tracing(settings.tracing, "test", exporter=memory)
-    app = _app(settings, card, tracing)
+    app, service = _app(settings, card, tracing)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://samo") as client:
@@ -51,10 +51,12 @@ async def test_a_request_is_one_trace_under_the_callers_traceparent(
             assert r.status_code == 200, r.text
             unsampled = await client.post("/predict", json={"text": "another text"})  # ratio 0: not traced
             assert unsampled.status_code == 200
+            assert service.request_log is not None
+            await service.request_log.writer.flush()
     tracing.flush()
     spans = {s.name: s for s in memory.get_finished_spans()}
     expected = {"POST /predict", "validate", "cache.lookup", "classify", "micro_batch", "tokenize", "model.call"}
-    assert expected | {"log.enqueue"} <= set(spans), sorted(spans)
+    assert expected | {"log.enqueue", "log.write"} <= set(spans), sorted(spans)
     assert len(memory.get_finished_spans()) == len(spans)  # one request traced, each span once
     root = spans["POST /predict"]
     assert root.context is not None
@@ -70,6 +72,11 @@ async def test_a_request_is_one_trace_under_the_callers_traceparent(
                           ("model.call", "micro_batch"), ("log.enqueue", "POST /predict")]:  # fmt: skip
         assert parent_of[child] == spans[parent].context.span_id, (child, parent)  # type: ignore[union-attr]
     assert spans["model.call"].attributes == {"samo.batch_size": 1}
+    write = spans["log.write"]  # the writer's batch, in the request's trace (rows of other requests linked)
+    assert write.parent is not None
+    assert write.parent.span_id == spans["log.enqueue"].context.span_id  # type: ignore[union-attr]
+    assert write.attributes is not None
+    assert write.attributes["samo.rows"] >= 1
     for span in spans.values():  # ids, counts and the tenant: never the text
         assert SECRET not in repr(dict(span.attributes or {})), span.name
         assert not span.events, span.name
@@ -86,7 +93,7 @@ async def test_a_bad_collector_fails_no_request_and_is_counted(
         settings = make_settings(tracing=tracing)
         failures: list[int] = []
         traces = Tracing(tracing, "test", on_export_failure=failures.append)
-        app = _app(settings, card, traces)
+        app, _ = _app(settings, card, traces)
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://samo") as client:

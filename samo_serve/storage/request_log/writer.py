@@ -16,7 +16,9 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from typing import Any
 
+from samo_serve.observability.tracing import Tracing
 from samo_serve.settings import RequestLogSettings
 from samo_serve.storage.request_log.rows import LogRow
 from samo_serve.storage.request_log.spill import SpillFiles
@@ -27,6 +29,7 @@ __all__ = ["LogWriter", "WriterCounters"]
 log = logging.getLogger(__name__)
 
 _FIRST_BACKOFF_S = 0.1
+_TRACED_PER_WRITE = 32  # traced requests a write's span links to
 
 
 @dataclass
@@ -56,6 +59,10 @@ class LogWriter:
         self._in_flight = 0
         self._next_maintenance = 0.0  # partitions ahead and retention: at start, then every interval
         self.maintenance: dict[str, int] = {}
+        #: the next write's span (``log.write``) is in the trace of the first traced request whose rows it
+        #: carries, linked to the others (the service passes its tracing)
+        self.tracing = Tracing.off()
+        self._traced: list[Any] = []
 
     @property
     def pending(self) -> int:
@@ -67,6 +74,9 @@ class LogWriter:
 
     def enqueue(self, rows: list[LogRow]) -> None:
         self.counters.queued += len(rows)
+        traced = self.tracing.enabled and len(self._traced) < _TRACED_PER_WRITE
+        if traced and (parent := self.tracing.current_parent()).trace_flags.sampled:
+            self._traced.append(parent)
         room = self.settings.queue_max_rows - len(self._queue)
         if room < len(rows):
             self._spill(rows[max(room, 0) :])
@@ -116,8 +126,10 @@ class LogWriter:
             n = min(len(self._queue), self.settings.flush_rows)
             batch = [self._queue.popleft() for _ in range(n)]
             self._in_flight = len(batch)
+            traced, self._traced = self._traced, []
             try:
-                stored = await self._insert(batch)
+                with self.tracing.linked("log.write", traced, **{"samo.rows": n}):
+                    stored = await self._insert(batch)
             except asyncio.CancelledError:  # shutdown timed out: the batch goes back, to be spilled
                 self._queue.extendleft(reversed(batch))
                 raise
