@@ -19,6 +19,7 @@ from samo_serve.core.results import CachedResult
 from samo_serve.core.segments import Plan, Segment, aggregate, has_content, plan_text
 from samo_serve.core.tokenizer import TextTokenizer
 from samo_serve.errors import AnalyticsUnavailable, BatchTooLarge, EmptyText, TextTooLong
+from samo_serve.observability.drift_watch import DriftWatch, card_references
 from samo_serve.observability.telemetry import Telemetry
 from samo_serve.observability.tracing import Tracing
 from samo_serve.settings import Settings
@@ -118,8 +119,11 @@ class EmotionService:
             l3=request_log if cache.l3_enabled else None,
         )
         self.cache.tracing = self.tracing
+        self.drift: DriftWatch | None = None  # the log's rollups against the card's reference
         if request_log is not None:
             request_log.writer.tracing = self.tracing
+            metrics = telemetry.metrics if telemetry is not None else None
+            self.drift = DriftWatch(request_log, settings.observability.drift, card_references(card), metrics)
 
     @classmethod
     def from_settings(
@@ -140,9 +144,13 @@ class EmotionService:
     async def start(self) -> None:
         if self.request_log is not None:
             await self.request_log.start()
+        if self.drift is not None:
+            self.drift.start()
 
     async def stop(self) -> None:
         """Flush the request log (what the database will not take is spilled to disk) and close clients."""
+        if self.drift is not None:
+            await self.drift.stop()
         if self.request_log is not None:
             await self.request_log.stop()
         if self.cache.l2 is not None:
@@ -240,8 +248,7 @@ class EmotionService:
             out.append(rendered)
             rows.append(row)
         if self.request_log is not None:
-            with self.tracing.span("log.enqueue", **{"samo.rows": len(rows)}):
-                self.request_log.record(self._log_rows(texts, rows, out, latency_ms, context, call.entries))
+            self.request_log.record(self._log_rows(texts, rows, out, latency_ms, context, call.entries))
         return out
 
     def keys(self, text: str, tenant: str = "") -> TextKeys:

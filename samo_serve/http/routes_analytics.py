@@ -125,6 +125,23 @@ def add_analytics_routes(app: FastAPI, service: EmotionService, limited: Sequenc
         buckets = await request_log().timeline(tenant_id, user_id, start_at, end_at, bucket)
         return json_response({**_range(start_at, end_at), "bucket": bucket, "buckets": buckets})
 
+    @app.get(
+        "/analytics/drift",
+        responses=_RESPONSES,
+        summary="Drift of each tenant's emotion mix and confidence from the model's reference, per model version",
+        dependencies=scoped,
+    )
+    async def analytics_drift(
+        request: Request,
+        hours: Annotated[int | None, Query(ge=1, le=744, description="the window (default drift.window_hours)")] = None,
+        tenant: TenantQuery = None,
+    ) -> Response:
+        tenant_id = tenant_filter(request, tenant)
+        request_log()  # 503 when the log is off
+        if service.drift is None:
+            raise AnalyticsUnavailable("the drift watch needs the request log")
+        return json_response(await service.drift.report(tenant_id, hours))
+
     _add_user_analytics(app, request_log, scoped)
 
 

@@ -34,6 +34,7 @@ from samo_serve.modeling.evaluation import (
     top_label_agreement,
 )
 from samo_serve.modeling.goemotions import read_split
+from samo_serve.observability.drift import reference_of
 from samo_serve.settings import DocumentSettings, LimitSettings, RunnerSettings
 
 # The documents benchmark reads texts as the service does by default (emoji named or not).
@@ -86,6 +87,8 @@ def evaluate_split(model_dir: Path, data_dir: Path, split: str = "test") -> dict
     thresholds = np.asarray(card.thresholds)
     report = classification_report(scores, data.targets, thresholds, card.labels)
     report.update(split=split, model_version=card.version, onnx_file=card.onnx_file, seconds=round(elapsed, 1))
+    # what the model says of the split: the drift watch's default reference (--write-reference keeps it)
+    report["reference"] = reference_of(scores, card.labels, split)
     fp32 = card.variants.get("fp32")
     if fp32 and fp32["file"] != card.onnx_file and (model_dir / fp32["file"]).exists():
         ref_card = with_variant(card, "fp32", model_dir)

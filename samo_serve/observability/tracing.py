@@ -4,12 +4,13 @@ One :class:`Tracing` per process (an ingress replica, a model replica, the one-p
 ``settings.tracing``. A request's trace, under the caller's W3C ``traceparent`` when it sends one:
 
 * ``POST /predict`` (server span, the edge): ``samo.request_id``, ``samo.tenant``, the status;
-* ``validate`` (checks and the segment plan), ``cache.lookup`` (L1, L2, L3: hits per level),
-  ``classify`` (the distinct misses: the micro-batch wait and everything below), ``log.enqueue``;
+* ``validate`` (checks and the segment plan), ``cache.lookup`` (L1; ``cache.l2``, ``cache.l3`` inside),
+  ``classify`` (the distinct misses: the micro-batch wait and everything below);
 * ``micro_batch`` (in the trace of the first traced call of the batch; the others are linked), with
   ``tokenize`` and ``model.call`` (the handle hop), whose ``traceparent`` travels with the tokens;
 * in the model replica: ``model.queue`` (from the call's send to the merged batch's start) and
-  ``model.ort`` (ONNX Runtime, ``samo.batch_size`` = the merged batch's texts).
+  ``model.ort`` (ONNX Runtime, ``samo.batch_size`` = the merged batch's texts);
+* ``log.write``: the writer's insert of the request's rows, after the response (linked to the others').
 
 Spans carry ids, sizes and the tenant, never text. Sampling is parent-based: a caller's sampled
 ``traceparent`` is always followed, otherwise ``sample_ratio`` of requests. Spans leave in a background

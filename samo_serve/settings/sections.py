@@ -208,11 +208,28 @@ class TracingSettings(_Section):
     export_timeout_s: float = Field(default=5.0, gt=0)
 
 
+class DriftSettings(_Section):
+    """The drift watch: each tenant's recent texts against the model's reference (docs/METRICS.md, "Drift")."""
+
+    enabled: bool = True
+    #: the sliding window: each tenant's texts of the last this many hours (read from the hourly rollups)
+    window_hours: int = Field(default=24, ge=1, le=744)
+    #: seconds between updates of the ``samo_drift_*`` gauges (each ingress replica, while the log is on)
+    interval_s: float = Field(default=60.0, gt=0)
+    #: texts a tenant's window needs before its drift is judged (fewer: no gauge, ``judged: false``)
+    min_texts: int = Field(default=200, ge=1)
+    #: past this Jensen-Shannon divergence of the emotion mix, a tenant has drifted (the alert's threshold)
+    mix_js_threshold: float = Field(default=0.1, gt=0, le=1)
+    #: past this population-stability index of the top score, the model is less (or more) sure than it was
+    confidence_psi_threshold: float = Field(default=0.25, gt=0)
+
+
 class ObservabilitySettings(_Section):
     """Metrics (docs/METRICS.md) and the thresholds behind /stats recommendations."""
 
     metrics_enabled: bool = True
     recommendations: RecommendationSettings = RecommendationSettings()
+    drift: DriftSettings = DriftSettings()
 
 
 class RateTier(_Section):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +44,10 @@ def register(sub: Subparsers) -> None:
         action="store_true",
         help="the document benchmark (pseudo-entries of 3-12 test sentences, per aggregation) and emoji F1",
     )
+    ev.add_argument(
+        "--write-reference", action="store_true",
+        help="keep the split's emotion mix and confidence on the card: the drift watch's reference",
+    )  # fmt: skip
     ev.set_defaults(func=_eval)
 
     _register_train(msub)
@@ -149,6 +154,12 @@ def _eval(args: argparse.Namespace) -> int:
         return _eval_documents(model_dir, data, args.split, args.json)
     with user_file(data, "GoEmotions data", _DATA_REMEDY):
         report = evaluate_split(model_dir, data, args.split)
+    if args.write_reference:
+        from samo_serve.core.model_card import load_card, save_card
+
+        card = load_card(model_dir, verify=False)
+        card.metrics.setdefault(args.split, {})["reference"] = report["reference"]
+        print(f"reference of {args.split} (n={report['n']}) written to {save_card(card, model_dir)}", file=sys.stderr)
     if args.json:
         print(json.dumps(report, indent=2))
         return 0

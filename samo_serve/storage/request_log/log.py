@@ -168,6 +168,15 @@ class RequestLog:
         cleared = await self._range(RangeQuery("label", start, end, tenant_id, user_id, True, days))
         return analytics.timeline(rows, start, end, bucket, self.groups, cleared, self.labels)
 
+    async def drift_rows(
+        self, start: datetime, end: datetime, tenant_id: str | None = None
+    ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+        """Per tenant over [start, end): texts per ``version|primary`` and per ``version|tenth`` of the top
+        score (observability.drift.window_report reads them)."""
+        mix = await self._range(RangeQuery("drift_mix", start, end, tenant_id, by_tenant=True))
+        confidence = await self._range(RangeQuery("drift_confidence", start, end, tenant_id, by_tenant=True))
+        return mix, confidence
+
     async def user_texts(
         self, tenant_id: str | None, user_id: str, entry_id: str | None = None
     ) -> list[tuple[str, str, str]]:

@@ -46,7 +46,7 @@ _TYPES = (
 )  # fmt: skip
 _STORED = (
     "tenant_id, user_id, occurred_at, created_at, primary_emotion, confidence, cache_level, "
-    "processing_time_ms, request_texts, cleared"
+    "processing_time_ms, request_texts, cleared, model_version"
 )  # what the rollups read of each row
 _JSON = ("emotions", "cleared")
 

@@ -24,6 +24,8 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
+from samo_serve.observability.drift import VERSION_SEPARATOR
+
 __all__ = [
     "ANALYZE_AFTER_REBUILD",
     "DIMENSIONS",
@@ -44,8 +46,11 @@ __all__ = [
     "upsert_statements",
 ]
 
-Dim = Literal["emotion", "cache", "latency", "label"]
-DIMENSIONS: tuple[Dim, ...] = ("emotion", "cache", "latency", "label")
+Dim = Literal["emotion", "cache", "latency", "label", "drift_mix", "drift_confidence"]
+DIMENSIONS: tuple[Dim, ...] = ("emotion", "cache", "latency", "label", "drift_mix", "drift_confidence")
+#: the drift dimensions (observability.drift), keyed ``{model_version}|{primary}`` and ``{model_version}|{bin}``
+#: (the top score in tenths), are hourly only: drift reads a window of recent hours
+_HOURLY_ONLY = ("drift_mix", "drift_confidence")
 #: the per-user tables, by dimension (a whole person's erasure deletes their rows of both)
 USER_ROLLUPS: dict[Dim, str] = {"emotion": "emotion_rollup_user", "label": "emotion_rollup_user_label"}
 _TENANT = "emotion_rollup_tenant"
@@ -74,6 +79,8 @@ class Dialect:
     #: the column (NULL) count their primary emotion only
     labels: str
     label_score: str
+    #: the top score's tenth, 0..9 (observability.drift.confidence_bin), as text
+    confidence_bin: str
 
 
 POSTGRES = Dialect(
@@ -83,6 +90,7 @@ POSTGRES = Dialect(
     one="1.0::float8",
     labels="jsonb_each_text(coalesce(cleared, jsonb_build_object(primary_emotion, confidence))) AS l(key, value)",
     label_score="l.value::float8",
+    confidence_bin="least(9, greatest(0, floor(confidence * 10)))::int::text",
 )
 SQLITE = Dialect(
     hour="substr({t}, 1, 13) || ':00:00.000000+00:00'",  # times are stored as rows.format_time writes them
@@ -94,6 +102,7 @@ SQLITE = Dialect(
     one="1.0",
     labels="json_each(coalesce(cleared, json_object(primary_emotion, confidence))) AS l",
     label_score="l.value",
+    confidence_bin="CAST(min(9, max(0, CAST(floor(confidence * 10) AS INTEGER))) AS TEXT)",
 )
 
 _SUMS = "texts, requests, confidence_sum, ms_sum"
@@ -122,6 +131,8 @@ def _tenant_select(d: Dialect, dim: Dim, source: str, where: str, sign: int = 1,
         "cache": "cache_level",
         "latency": d.latency.format(ms="processing_time_ms"),
         "label": "l.key",
+        "drift_mix": f"model_version || '{VERSION_SEPARATOR}' || primary_emotion",
+        "drift_confidence": f"model_version || '{VERSION_SEPARATOR}' || {d.confidence_bin}",
     }
     truncate = d.hour if span == "hour" else d.day
     score, joined = _score(d, dim)
@@ -153,7 +164,12 @@ def upsert_statements(
 
     Rows are upserted in primary-key order, so writers on several replicas lock them in one order.
     """
-    tenant = " UNION ALL ".join(_tenant_select(d, dim, source, where, sign, span) for dim in dims for span in SPANS)
+    tenant = " UNION ALL ".join(
+        _tenant_select(d, dim, source, where, sign, span)
+        for dim in dims
+        for span in SPANS
+        if span == "hour" or dim not in _HOURLY_ONLY
+    )
     users = tuple(
         f"INSERT INTO {table} ({_USER_COLUMNS}) SELECT * FROM ({_user_select(d, source, where, sign, dim)}) "
         "AS agg WHERE true ORDER BY tenant_id, user_id, bucket, emotion "
@@ -215,7 +231,9 @@ def fill_after_migrations(d: Dialect, applied: set[int]) -> tuple[str, ...]:
 ANALYZE_AFTER_REBUILD = tuple(f"ANALYZE {table}" for table in ("emotion_rollup_tenant", *USER_ROLLUPS.values()))
 
 
-def range_query(d: Dialect, dim: Dim, *, tenant: bool, user: bool, by_hour: bool, whole_days: bool = False) -> str:
+def range_query(
+    d: Dialect, dim: Dim, *, tenant: bool, user: bool, by_hour: bool, whole_days: bool = False, by_tenant: bool = False
+) -> str:
     """Sums per key (and per hour) over [:start, :end), from the coarsest rows that fit.
 
     Whole days [:dlo, :dhi) from day rollups (not per hour unless ``whole_days``, and never for users), whole
@@ -223,28 +241,29 @@ def range_query(d: Dialect, dim: Dim, *, tenant: bool, user: bool, by_hour: bool
     ``whole_days`` (with ``by_hour``): a whole day's sums come as one row at its midnight, for a timeline
     whose buckets are days or longer (a 30-day tenant timeline reads 30 x keys day rows, not 720 x keys).
     Parameters: start, end, lo <= dlo <= dhi <= hi (RangeQuery.params), and tenant / user when filtered.
-    Columns: [bucket,] key, texts, requests, confidence_sum, ms_sum.
+    Columns: [tenant_id (``by_tenant``),] [bucket,] key, texts, requests, confidence_sum, ms_sum.
     """
     if user and dim not in USER_ROLLUPS:
         raise ValueError(f"user rollups hold {' and '.join(USER_ROLLUPS)} only")
     filters = (" AND tenant_id = :tenant" if tenant else "") + (" AND user_id = :user" if user else "")
     edges = f"({TIME} >= :start AND {TIME} < :lo OR {TIME} >= :hi AND {TIME} < :end){filters}"
-    hours_only = (by_hour and not whole_days) or user
+    hours_only = (by_hour and not whole_days) or user or dim in _HOURLY_ONLY
     hours = (
         "bucket >= :lo AND bucket < :hi"
         if hours_only
         else "(bucket >= :lo AND bucket < :dlo OR bucket >= :dhi AND bucket < :hi)"
     )
     if user:
-        stored = f"SELECT bucket, emotion AS key, {_SUMS} FROM {USER_ROLLUPS[dim]} WHERE {hours}{filters}"
-        raw = f"SELECT bucket, emotion AS key, {_SUMS} FROM ({_user_select(d, 'emotion_requests', edges, 1, dim)}) AS e"
+        stored = f"SELECT tenant_id, bucket, emotion AS key, {_SUMS} FROM {USER_ROLLUPS[dim]} WHERE {hours}{filters}"
+        user_rows = _user_select(d, "emotion_requests", edges, 1, dim)
+        raw = f"SELECT tenant_id, bucket, emotion AS key, {_SUMS} FROM ({user_rows}) AS e"
     else:
-        rollup = f"SELECT bucket, key, {_SUMS} FROM emotion_rollup_tenant WHERE dim = '{dim}'"
+        rollup = f"SELECT tenant_id, bucket, key, {_SUMS} FROM emotion_rollup_tenant WHERE dim = '{dim}'"
         stored = f"{rollup} AND span = 'hour' AND {hours}{filters}"
         if not hours_only:
             stored += f" UNION ALL {rollup} AND span = 'day' AND bucket >= :dlo AND bucket < :dhi{filters}"
-        raw = f"SELECT bucket, key, {_SUMS} FROM ({_tenant_select(d, dim, 'emotion_requests', edges)}) AS e"
-    group = "bucket, key" if by_hour else "key"
+        raw = f"SELECT tenant_id, bucket, key, {_SUMS} FROM ({_tenant_select(d, dim, 'emotion_requests', edges)}) AS e"
+    group = ("tenant_id, " if by_tenant else "") + ("bucket, key" if by_hour else "key")
     return (
         f"SELECT {group}, CAST(sum(texts) AS BIGINT) AS texts, sum(requests) AS requests, "
         "sum(confidence_sum) AS confidence_sum, sum(ms_sum) AS ms_sum "

@@ -140,12 +140,13 @@ class RangeQuery:
     by_hour: bool = False
     #: with by_hour: whole days as one row each (from the day rollups), for buckets of a day or longer
     whole_days: bool = False
+    #: sums per tenant (the first column), for every tenant at once
+    by_tenant: bool = False
 
     def sql(self, dialect: Dialect) -> str:
         user, tenant = self.user_id is not None, self.tenant_id is not None
-        return range_query(
-            dialect, self.dim, tenant=tenant, user=user, by_hour=self.by_hour, whole_days=self.whole_days
-        )
+        shape = {"by_hour": self.by_hour, "whole_days": self.whole_days, "by_tenant": self.by_tenant}
+        return range_query(dialect, self.dim, tenant=tenant, user=user, **shape)
 
     def params(self, as_time: Callable[[datetime], Any] = lambda t: t) -> dict[str, Any]:
         """start/end and the whole hours between them (lo, hi), in the driver's time form."""
