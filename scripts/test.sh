@@ -11,6 +11,8 @@ command -v redis-server >/dev/null || need+=(redis-server)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || need+=(postgresql)
 # the dashboard is checked in headless Chromium (tests/e2e/test_observability.py)
 command -v chromium >/dev/null || command -v chromium-browser >/dev/null || need+=(chromium)
+# the drift alerts are checked with `promtool test rules` (tests/unit/test_alerts.py): Debian's prometheus ships it
+command -v promtool >/dev/null || need+=(prometheus)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing ${need[*]} (apt-get)"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
