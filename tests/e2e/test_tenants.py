@@ -50,7 +50,8 @@ def keys_file(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str,
 
 @pytest.fixture(scope="module")
 def tenant_server(tmp_path_factory: pytest.TempPathFactory, keys_file: tuple[Path, dict[str, str]]) -> Iterator[Server]:
-    yield from run_server(tmp_path_factory, {"SAMO_API_KEYS_FILE": str(keys_file[0])})
+    drift = {"SAMO_OBSERVABILITY__DRIFT__INTERVAL_S": "2", "SAMO_OBSERVABILITY__DRIFT__MIN_TEXTS": "100"}
+    yield from run_server(tmp_path_factory, {"SAMO_API_KEYS_FILE": str(keys_file[0]), **drift})
 
 
 @pytest.fixture(scope="module")
@@ -277,3 +278,49 @@ def test_dashboard_for_a_tenant_key_and_a_person(
     admin = dashboard_dom(tenant_server, query=f"?key={written['admin']}&tenant=acme")
     assert not re.search(r"<body[^>]*data-view=", admin)  # admins see both views
     print(f"\ndashboard screenshots: {shots}")
+
+
+def test_a_shifted_tenant_drifts_and_the_other_does_not(
+    tenant_server: Server, written: dict[str, str], goemotions_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 28 through Serve: acme sends only GoEmotions train texts labelled anger or grief, beta ordinary
+    dev texts; the drift gauge of acme passes its threshold, beta's stays under it; `samo-serve drift
+    report` and GET /analytics/drift say the same, each tenant's key sees its own tenant only."""
+    from samo_serve.core.model_card import load_card
+    from samo_serve.modeling.goemotions import read_split
+    from samo_serve.ops.cli import main
+    from samo_serve.settings import DriftSettings, default_model_dir
+
+    card = load_card(default_model_dir(), verify=False)
+    train = read_split(goemotions_dir, "train", len(card.labels))
+    wanted = [card.labels.index("anger"), card.labels.index("grief")]
+    streams = {
+        "a": [t for t, y in zip(train.texts, train.targets, strict=True) if y[wanted].any()][:256],
+        "b": read_split(goemotions_dir, "dev", len(card.labels)).texts[:256],
+    }
+    for who, texts in streams.items():
+        with client(tenant_server, written[who]) as c:
+            for i in range(0, len(texts), 32):
+                assert c.post("/predict/batch", json={"texts": texts[i : i + 32]}).status_code == 200
+    threshold = DriftSettings().mix_js_threshold
+
+    def gauges() -> dict[str, float]:
+        text = httpx.get(f"http://127.0.0.1:{tenant_server.metrics_port}/metrics", timeout=30).text
+        found = re.findall(r"^ray_samo_drift_mix_js\{([^}]*)\} ([0-9.e+-]+)$", text, re.M)
+        out: dict[str, float] = {}
+        for labels, value in found:
+            tenant = re.search(r'tenant="([^"]*)"', labels)
+            if tenant and f'model_version="{card.version}"' in labels:
+                out[tenant[1]] = max(out.get(tenant[1], 0.0), float(value))
+        return out
+
+    _wait_for(lambda: {"acme", "beta"} <= set(gauges()) and gauges()["acme"] > threshold, timeout_s=90)
+    assert gauges()["beta"] < threshold
+    with client(tenant_server, written["b"]) as c:  # beta's key: beta alone
+        mine = c.get("/analytics/drift").json()
+    assert set(mine["tenants"]) == {"beta"}
+    assert mine["tenants"]["beta"][card.version]["drifted"] is False
+    assert main(["drift", "report", "--url", tenant_server.url, "--api-key", written["admin"], "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["tenants"]["acme"][card.version]["drifted"] is True
+    assert "anger" in {m["label"] for m in report["tenants"]["acme"][card.version]["moved"][:3]}

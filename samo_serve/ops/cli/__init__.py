@@ -13,6 +13,7 @@ Examples::
     samo-serve plan --target-rps 400 --p95-ms 300 --from runs/lt/results.json --out runs/plan.yaml
     samo-serve k8s render --out k8s/rayservice.yaml              # the RayService of configs/serve-gpu.yaml
     samo-serve log rebuild-rollups                               # analytics rollups from the raw log rows
+    samo-serve drift report --api-key KEY                        # each tenant's drift from the reference
 
 A mistake the user can fix (a missing file, an invalid setting, a service that does not answer) ends
 in one line on stderr, ``samo-serve: <what is wrong>; <what to do>``; ``-v`` shows its traceback.
@@ -25,12 +26,12 @@ import logging
 import os
 import sys
 
-from samo_serve.ops.cli import k8s, keys, loadtest, log, model, plan, report, run
+from samo_serve.ops.cli import drift, k8s, keys, loadtest, log, model, plan, report, run
 from samo_serve.ops.cli.errors import describe
 
 __all__ = ["main"]
 
-_GROUPS = (run, model, loadtest, plan, k8s, report, keys, log)  # the order `samo-serve --help` lists them
+_GROUPS = (run, model, loadtest, plan, k8s, report, drift, keys, log)  # the order `samo-serve --help` lists them
 
 
 def _parser() -> argparse.ArgumentParser:

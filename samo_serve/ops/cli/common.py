@@ -67,13 +67,15 @@ def add_api_key(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--api-key", default=os.environ.get("SAMO_API_KEY"), help="default: $SAMO_API_KEY")
 
 
-def get(url: str, path: str, api_key: str | None = None, timeout_s: float = 30) -> httpx.Response:
+def get(
+    url: str, path: str, api_key: str | None = None, timeout_s: float = 30, params: dict[str, Any] | None = None
+) -> httpx.Response:
     """GET ``url`` + ``path`` from a running samo-serve; a :class:`CliError` (exit 2) when nothing answers."""
     import httpx
 
     headers = {"X-API-Key": api_key} if api_key else {}
     try:
-        return httpx.get(url.rstrip("/") + path, headers=headers, timeout=timeout_s)
+        return httpx.get(url.rstrip("/") + path, headers=headers, timeout=timeout_s, params=params)
     except (httpx.HTTPError, httpx.InvalidURL) as exc:
         raise CliError(
             f"cannot reach {url} ({str(exc) or type(exc).__name__})",

@@ -1,0 +1,86 @@
+"""``samo-serve drift report``: each tenant's drift from the model's reference, from a running service."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import TYPE_CHECKING, Any
+
+from samo_serve.ops.cli.common import DEFAULT_URL, add_api_key, get
+from samo_serve.ops.cli.errors import CliError
+
+if TYPE_CHECKING:
+    from samo_serve.ops.cli.common import Subparsers
+
+__all__ = ["register"]
+
+
+def register(sub: Subparsers) -> None:
+    drift = sub.add_parser("drift", help="the drift watch: emotion mix and confidence against the model's reference")
+    drift_sub = drift.add_subparsers(dest="drift_command", required=True)
+    report = drift_sub.add_parser(
+        "report", help="per tenant and model version: the distances and the labels that moved most"
+    )
+    report.add_argument("--url", default=DEFAULT_URL)
+    add_api_key(report)
+    report.add_argument("--tenant", default=None, help="admin keys: one tenant (default: every tenant)")
+    report.add_argument("--hours", type=int, default=None, help="the window (default: the server's drift.window_hours)")
+    report.add_argument("--json", action="store_true", help="print GET /analytics/drift as it came")
+    report.set_defaults(func=_report)
+
+
+def _report(args: argparse.Namespace) -> int:
+    url = args.url.rstrip("/")
+    params = {k: v for k, v in (("tenant", args.tenant), ("hours", args.hours)) if v is not None}
+    response = get(url, "/analytics/drift", args.api_key, params=params)
+    if response.status_code in (401, 403):
+        raise CliError(
+            f"{url}/analytics/drift answered {response.status_code}: it needs an analytics key (admin: any tenant)",
+            "pass --api-key KEY or set SAMO_API_KEY",
+            code=2,
+        )
+    if response.status_code != 200:
+        raise CliError(f"{url}/analytics/drift answered {response.status_code}", "is --url a samo-serve?", code=2)
+    report: dict[str, Any] = response.json()
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    _print(report)
+    return 0
+
+
+def _print(report: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    from samo_serve.ops.report import stdout_console
+
+    limits = report["thresholds"]
+    table = Table(title=f"drift {report['start']} .. {report['end']} (thresholds: JS {limits['mix_js']}, "
+                        f"PSI {limits['confidence_psi']})")  # fmt: skip
+    for column in (
+        "tenant",
+        "model version",
+        "texts",
+        "mix JS",
+        "confidence PSI",
+        "",
+        "moved most (share now / reference)",
+    ):
+        table.add_column(column, no_wrap=column != "moved most (share now / reference)")
+    for tenant, versions in report["tenants"].items():
+        for version, e in versions.items():
+            if not e["judged"]:
+                table.add_row(tenant or '""', version, str(e["texts"]), "-", "-", "not judged", "")
+                continue
+            moved = ", ".join(f"{m['label']} {m['share']:.2f}/{m['reference']:.2f}" for m in e["moved"][:3])
+            flag = "[red]drifted[/red]" if e.get("drifted") else "ok"
+            table.add_row(
+                tenant or '""',
+                version,
+                str(e["texts"]),
+                f"{e['mix_js']:.3f}",
+                f"{e['confidence_psi']:.3f}",
+                flag,
+                moved,
+            )
+    stdout_console().print(table)
