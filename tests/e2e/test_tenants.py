@@ -281,7 +281,11 @@ def test_dashboard_for_a_tenant_key_and_a_person(
 
 
 def test_a_shifted_tenant_drifts_and_the_other_does_not(
-    tenant_server: Server, written: dict[str, str], goemotions_dir: Path, capsys: pytest.CaptureFixture[str]
+    tenant_server: Server,
+    written: dict[str, str],
+    goemotions_dir: Path,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
     """Issue 28 through Serve: acme sends only GoEmotions train texts labelled anger or grief, beta ordinary
     dev texts; the drift gauge of acme passes its threshold, beta's stays under it; `samo-serve drift
@@ -324,3 +328,10 @@ def test_a_shifted_tenant_drifts_and_the_other_does_not(
     report = json.loads(capsys.readouterr().out)
     assert report["tenants"]["acme"][card.version]["drifted"] is True
     assert "anger" in {m["label"] for m in report["tenants"]["acme"][card.version]["moved"][:3]}
+    dom = dashboard_dom(tenant_server, query=f"?key={written['admin']}")  # the drift panel: bars per tenant
+    bars = dict(re.findall(r'<rect [^>]*data-tenant="(acme|beta)" [^>]*data-name="mix_js" data-value="([^"]+)"', dom))
+    assert float(bars["acme"]) > threshold > float(bars["beta"]), bars
+    shot = tmp_path_factory.mktemp("dashboard-drift") / "drift.png"  # acme's own view: the panel in sight
+    dom = dashboard_dom(tenant_server, shot, query=f"?key={written['a']}")
+    assert re.findall(r'<rect [^>]*data-tenant="(\w+)" [^>]*data-name="mix_js"', dom) == ["acme"]
+    print(f"\ndrift panel screenshot: {shot}")
