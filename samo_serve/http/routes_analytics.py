@@ -22,6 +22,7 @@ from samo_serve.errors import AnalyticsUnavailable, Forbidden, ValidationFailed
 from samo_serve.http.guard import needs, require
 from samo_serve.http.responses import json_response
 from samo_serve.http.schemas import USER_ID_PATTERN, ErrorResponse
+from samo_serve.observability.drift_watch import DriftWatch
 from samo_serve.service import EmotionService
 from samo_serve.storage.request_log import RequestLog, parse_range
 from samo_serve.storage.request_log.analytics import Bucket, bucket_count
@@ -125,6 +126,15 @@ def add_analytics_routes(app: FastAPI, service: EmotionService, limited: Sequenc
         buckets = await request_log().timeline(tenant_id, user_id, start_at, end_at, bucket)
         return json_response({**_range(start_at, end_at), "bucket": bucket, "buckets": buckets})
 
+    _add_drift_routes(app, service, request_log, scoped)
+    _add_user_analytics(app, request_log, scoped)
+
+
+def _add_drift_routes(
+    app: FastAPI, service: EmotionService, request_log: Callable[[], RequestLog], scoped: list[Any]
+) -> None:
+    """GET /analytics/drift, and pinning a tenant's own reference (docs/METRICS.md, "Drift")."""
+
     @app.get(
         "/analytics/drift",
         responses=_RESPONSES,
@@ -142,7 +152,38 @@ def add_analytics_routes(app: FastAPI, service: EmotionService, limited: Sequenc
             raise AnalyticsUnavailable("the drift watch needs the request log")
         return json_response(await service.drift.report(tenant_id, hours))
 
-    _add_user_analytics(app, request_log, scoped)
+    def drift_watch(request: Request, tenant: str | None) -> tuple[DriftWatch, str]:
+        """The watch and the one tenant a pin is for: the key's own, or the one an admin names."""
+        tenant_id = tenant_filter(request, tenant)
+        request_log()
+        if service.drift is None:
+            raise AnalyticsUnavailable("the drift watch needs the request log")
+        if tenant_id is None:
+            raise ValidationFailed("an admin key pins one tenant's reference: add `tenant`",
+                                   [{"loc": ["query", "tenant"], "msg": "required for an admin key"}])  # fmt: skip
+        return service.drift, tenant_id
+
+    @app.post(
+        "/analytics/drift/pin",
+        responses=_RESPONSES,
+        summary="Make the tenant's texts of [start, end) its drift reference, per model version",
+        dependencies=scoped,
+    )
+    async def drift_pin(request: Request, start: Start = None, end: End = None, tenant: TenantQuery = None) -> Response:
+        watch, tenant_id = drift_watch(request, tenant)
+        start_at, end_at = parse_range(start, end)
+        return json_response(await watch.pin(tenant_id, start_at, end_at))
+
+    @app.delete(
+        "/analytics/drift/pin",
+        responses=_RESPONSES,
+        summary="Drop the tenant's pinned drift references: back to the model card's",
+        dependencies=scoped,
+    )
+    async def drift_unpin(request: Request, tenant: TenantQuery = None) -> Response:
+        watch, tenant_id = drift_watch(request, tenant)
+        await watch.unpin(tenant_id)
+        return json_response({"tenant": tenant_id, "pinned": {}})
 
 
 def _add_user_analytics(app: FastAPI, request_log: Callable[[], RequestLog], scoped: list[Any]) -> None:

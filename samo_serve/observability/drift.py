@@ -28,7 +28,9 @@ __all__ = [
     "js_divergence",
     "psi",
     "reference_of",
+    "reference_from",
     "shares",
+    "window_counts",
     "window_report",
 ]
 
@@ -97,18 +99,11 @@ def compare(
     }
 
 
-def window_report(
-    mix_rows: Iterable[Sequence[Any]],
-    confidence_rows: Iterable[Sequence[Any]],
-    references: Mapping[str, Mapping[str, Any]],
-    min_texts: int,
-) -> dict[str, dict[str, dict[str, Any]]]:
-    """Per tenant and model version, a window's drift from the version's reference.
-
-    ``*_rows``: rollup sums per tenant (``RangeQuery(by_tenant=True)``: tenant, ``version|key``, texts,
-    ...). A version without a reference, or with fewer than ``min_texts`` texts in the window, is listed
-    with its texts and ``judged: false``.
-    """
+def window_counts(
+    mix_rows: Iterable[Sequence[Any]], confidence_rows: Iterable[Sequence[Any]]
+) -> tuple[dict[tuple[str, str], dict[str, float]], dict[tuple[str, str], dict[int, float]]]:
+    """Rollup sums per tenant (``RangeQuery(by_tenant=True)``: tenant, ``version|key``, texts, ...) as texts
+    per (tenant, version): per primary emotion, and per tenth of the top score."""
     mix: dict[tuple[str, str], dict[str, float]] = defaultdict(dict)
     confidence: dict[tuple[str, str], dict[int, float]] = defaultdict(dict)
     for tenant, key, n, *_ in mix_rows:
@@ -118,12 +113,41 @@ def window_report(
         version, _, tenth = str(key).rpartition(VERSION_SEPARATOR)
         bins = confidence[(tenant, version)]
         bins[int(tenth)] = bins.get(int(tenth), 0.0) + n
+    return mix, confidence
+
+
+def reference_from(mix: Mapping[str, float], confidence: Mapping[int, float], split: str) -> dict[str, Any]:
+    """A window's counts as a reference (what ``samo-serve drift pin`` keeps): shares, in the card's form."""
+    n = sum(mix.values())
+    return {
+        "split": split,
+        "n": int(n),
+        "mix": {label: round(c / n, 6) for label, c in sorted(mix.items())},
+        "confidence": [round(confidence.get(i, 0.0) / n, 6) for i in range(CONFIDENCE_BINS)],
+    }
+
+
+def window_report(
+    mix_rows: Iterable[Sequence[Any]],
+    confidence_rows: Iterable[Sequence[Any]],
+    references: Mapping[str, Mapping[str, Any]],
+    min_texts: int,
+    pinned: Mapping[tuple[str, str], Mapping[str, Any]] | None = None,
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """Per tenant and model version, a window's drift from its reference: the tenant's pinned one for that
+    version (``pinned``: (tenant, version) -> reference), else the version's own (``references``).
+
+    A version without a reference, or with fewer than ``min_texts`` texts in the window, is listed with its
+    texts and ``judged: false``.
+    """
+    mix, confidence = window_counts(mix_rows, confidence_rows)
     out: dict[str, dict[str, dict[str, Any]]] = {}
     for (tenant, version), counts in sorted(mix.items()):
-        reference = references.get(version)
+        reference = (pinned or {}).get((tenant, version)) or references.get(version)
         texts = int(sum(counts.values()))
         entry: dict[str, Any] = {"texts": texts, "judged": False}
         if reference is not None and texts >= min_texts and texts > 0:
             entry = {**compare(counts, confidence[(tenant, version)], reference), "judged": True}
+            entry["reference"] = reference.get("split")
         out.setdefault(tenant, {})[version] = entry
     return out

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from samo_serve.core.times import utc_iso
-from samo_serve.observability.drift import window_report
+from samo_serve.errors import ValidationFailed
+from samo_serve.observability.drift import reference_from, window_counts, window_report
 from samo_serve.observability.metrics import Metrics
 from samo_serve.settings import DriftSettings
 
@@ -55,7 +57,8 @@ class DriftWatch:
         end = now or datetime.now(UTC)
         start = end - timedelta(hours=hours or self.settings.window_hours)
         mix, confidence = await self.request_log.drift_rows(start, end, tenant_id)
-        tenants = window_report(mix, confidence, self.references, self.settings.min_texts)
+        pinned = {(t, v): json.loads(r) for t, v, r in await self.request_log.pinned_references()}
+        tenants = window_report(mix, confidence, self.references, self.settings.min_texts, pinned)
         if tenant_id is not None:
             tenants = {tenant_id: tenants.get(tenant_id, {})}
         thresholds = {
@@ -75,6 +78,27 @@ class DriftWatch:
             "thresholds": thresholds,
             "tenants": tenants,
         }
+
+    async def pin(self, tenant_id: str, start: datetime, end: datetime) -> dict[str, Any]:
+        """Make the tenant's texts of [start, end) its reference, per model version (``samo-serve drift pin``):
+        drift then measures change from that window (a new customer's normal), not from the test set."""
+        mix_rows, confidence_rows = await self.request_log.drift_rows(start, end, tenant_id)
+        mix, confidence = window_counts(mix_rows, confidence_rows)
+        split = f"pinned {utc_iso(start)}..{utc_iso(end)}"
+        references = {v: reference_from(c, confidence[(t, v)], split) for (t, v), c in mix.items() if t == tenant_id}
+        too_few = [v for v, r in references.items() if r["n"] < self.settings.min_texts]
+        if too_few or not references:
+            raise ValidationFailed(
+                f"a pinned window needs at least {self.settings.min_texts} texts of the tenant per model version "
+                f"(drift.min_texts); [start, end) has {({v: references[v]['n'] for v in too_few}) or 'none'}",
+                [{"loc": ["query", "start"], "msg": "too few texts in the window"}],
+            )
+        await self.request_log.pin_references(tenant_id, references)
+        return {"tenant": tenant_id, "pinned": {v: {"split": r["split"], "n": r["n"]} for v, r in references.items()}}
+
+    async def unpin(self, tenant_id: str) -> None:
+        """Back to the model card's reference."""
+        await self.request_log.pin_references(tenant_id, {})
 
     async def update_gauges(self) -> dict[str, Any]:
         """Set ``samo_drift_mix_js`` and ``samo_drift_confidence_psi`` of every judged tenant and version;

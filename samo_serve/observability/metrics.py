@@ -145,11 +145,13 @@ class Metrics:
         self.cpu = f.counter("samo_process_cpu_seconds", "CPU time (user + system) of this replica's process")
         self.model_info = f.gauge("samo_model_info", "1 for the served model", ("version", "provider"))
         self.drift_mix_js = f.gauge(
-            "samo_drift_mix_js", "Jensen-Shannon divergence of a tenant's emotion mix from the reference",
+            "samo_drift_mix_js",
+            "Jensen-Shannon divergence of a tenant's emotion mix from the reference",
             ("tenant", "model_version"),
         )
         self.drift_confidence_psi = f.gauge(
-            "samo_drift_confidence_psi", "population-stability index of a tenant's top scores against the reference",
+            "samo_drift_confidence_psi",
+            "population-stability index of a tenant's top scores against the reference",
             ("tenant", "model_version"),
         )
         self.trace_export_failures = f.counter(

@@ -335,3 +335,11 @@ def test_a_shifted_tenant_drifts_and_the_other_does_not(
     dom = dashboard_dom(tenant_server, shot, query=f"?key={written['a']}")
     assert re.findall(r'<rect [^>]*data-tenant="(\w+)" [^>]*data-name="mix_js"', dom) == ["acme"]
     print(f"\ndrift panel screenshot: {shot}")
+    # acme's stream is its new normal: pinned with its own key, its drift is measured from there
+    capsys.readouterr()
+    assert main(["drift", "pin", "--url", tenant_server.url, "--api-key", written["a"]]) == 0
+    assert json.loads(capsys.readouterr().out)["tenant"] == "acme"
+    with client(tenant_server, written["a"]) as c:
+        after = c.get("/analytics/drift").json()["tenants"]["acme"][card.version]
+    assert (after["drifted"], after["reference"][:7]) == (False, "pinned ")
+    assert main(["drift", "pin", "--url", tenant_server.url, "--api-key", written["a"], "--unpin"]) == 0

@@ -17,6 +17,7 @@ from samo_serve.calls import RequestContext
 from samo_serve.core.model_card import ModelCard
 from samo_serve.core.pipeline import LocalPipeline
 from samo_serve.core.postprocess import PredictOptions
+from samo_serve.errors import ValidationFailed
 from samo_serve.modeling.goemotions import read_split
 from samo_serve.observability.drift import js_divergence, psi
 from samo_serve.observability.drift_watch import DriftWatch, card_references
@@ -72,6 +73,25 @@ async def test_each_tenant_is_judged_against_the_reference(store: LogStore, tmp_
     assert gauge("samo_drift_mix_js", {"tenant": "quiet", "model_version": "m-1"}) is None
     one = await watch.report("angry")  # one tenant's report holds nothing of another's
     assert set(one["tenants"]) == {"angry"}
+
+
+async def test_a_pinned_window_is_the_tenants_reference_until_unpinned(store: LogStore, tmp_path: Path) -> None:
+    await store.insert(_rows("angry", {"anger": 0.9, "joy": 0.1}, 400))
+    await store.insert(_rows("steady", REFERENCE["mix"], 400))
+    log = RequestLog(store, Settings(data_dir=tmp_path))
+    watch = DriftWatch(log, DriftSettings(min_texts=100), {"m-1": REFERENCE})
+    assert (await watch.report("angry"))["tenants"]["angry"]["m-1"]["drifted"]
+    pinned = await watch.pin("angry", NOW - timedelta(hours=12), NOW)  # angry is this tenant's normal
+    assert pinned["pinned"]["m-1"]["n"] == 400
+    after = (await watch.report())["tenants"]
+    assert after["angry"]["m-1"]["mix_js"] < 0.001
+    assert not after["angry"]["m-1"]["drifted"]
+    assert after["angry"]["m-1"]["reference"].startswith("pinned ")
+    assert after["steady"]["m-1"]["reference"] == "test"  # another tenant keeps the card's
+    with pytest.raises(ValidationFailed, match="at least 100 texts"):
+        await watch.pin("steady", NOW - timedelta(minutes=3), NOW)  # nothing written in the last minutes
+    await watch.unpin("angry")
+    assert (await watch.report("angry"))["tenants"]["angry"]["m-1"]["drifted"]
 
 
 def test_the_distances_are_the_textbook_ones() -> None:

@@ -27,6 +27,35 @@ def register(sub: Subparsers) -> None:
     report.add_argument("--hours", type=int, default=None, help="the window (default: the server's drift.window_hours)")
     report.add_argument("--json", action="store_true", help="print GET /analytics/drift as it came")
     report.set_defaults(func=_report)
+    pin = drift_sub.add_parser("pin", help="make a window of a tenant's texts its reference (a new normal)")
+    pin.add_argument("--url", default=DEFAULT_URL)
+    add_api_key(pin)
+    pin.add_argument("--start", default=None, help="ISO-8601 (default: end - 24 h)")
+    pin.add_argument("--end", default=None, help="ISO-8601 (default: now)")
+    pin.add_argument("--tenant", default=None, help="admin keys: the tenant (a tenant's key pins its own)")
+    pin.add_argument("--unpin", action="store_true", help="drop the tenant's pinned references: the card's again")
+    pin.set_defaults(func=_pin)
+
+
+def _pin(args: argparse.Namespace) -> int:
+    import httpx
+
+    url = args.url.rstrip("/")
+    params = {k: v for k, v in (("tenant", args.tenant), ("start", args.start), ("end", args.end)) if v is not None}
+    headers = {"X-API-Key": args.api_key} if args.api_key else {}
+    try:
+        method = httpx.delete if args.unpin else httpx.post
+        response = method(f"{url}/analytics/drift/pin", params=params, headers=headers, timeout=60)
+    except httpx.HTTPError as exc:
+        raise CliError(f"cannot reach {url} ({type(exc).__name__})", "start the service or pass --url", code=2) from exc
+    if response.status_code != 200:
+        try:
+            message = response.json()["error"]["message"]
+        except (ValueError, KeyError, TypeError):
+            message = response.text[:200]
+        raise CliError(f"{url}/analytics/drift/pin answered {response.status_code}: {message}", "see --help", code=2)
+    print(json.dumps(response.json(), indent=2))
+    return 0
 
 
 def _report(args: argparse.Namespace) -> int:

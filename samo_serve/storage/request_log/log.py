@@ -177,6 +177,21 @@ class RequestLog:
         confidence = await self._range(RangeQuery("drift_confidence", start, end, tenant_id, by_tenant=True))
         return mix, confidence
 
+    async def pinned_references(self) -> list[tuple[str, str, str]]:
+        """(tenant, model_version, reference JSON) of the drift references operators pinned."""
+        try:
+            return await self.store.pinned_references()
+        except Exception as exc:
+            raise AnalyticsUnavailable(f"request-log database unavailable: {type(exc).__name__}") from exc
+
+    async def pin_references(self, tenant_id: str, references: dict[str, dict[str, Any]]) -> int:
+        """Pin a tenant's drift references (model version -> reference); none: unpin them all."""
+        encoded = {version: json.dumps(reference) for version, reference in references.items()}
+        try:
+            return await self.store.pin_references(tenant_id, encoded, datetime.now(UTC))
+        except Exception as exc:
+            raise AnalyticsUnavailable(f"request-log database unavailable: {type(exc).__name__}") from exc
+
     async def user_texts(
         self, tenant_id: str | None, user_id: str, entry_id: str | None = None
     ) -> list[tuple[str, str, str]]:

@@ -199,3 +199,20 @@ MIGRATIONS += (
         ),
     ),
 )
+
+MIGRATIONS += (
+    Migration(
+        6,
+        "drift_references",
+        # a window of a tenant's texts an operator pinned as its drift reference (samo-serve drift pin), per
+        # model version: the mix and confidence shares as JSON, no text and no user
+        postgres=(
+            "CREATE TABLE IF NOT EXISTS drift_references (tenant_id text NOT NULL, model_version text NOT NULL, "
+            "reference jsonb NOT NULL, pinned_at timestamptz NOT NULL, PRIMARY KEY (tenant_id, model_version))",
+        ),
+        sqlite=(
+            "CREATE TABLE IF NOT EXISTS drift_references (tenant_id TEXT NOT NULL, model_version TEXT NOT NULL, "
+            "reference TEXT NOT NULL, pinned_at TEXT NOT NULL, PRIMARY KEY (tenant_id, model_version))",
+        ),
+    ),
+)

@@ -271,6 +271,24 @@ class PostgresStore:
         async with pool.acquire() as conn:
             return await maintain_partitions(conn, retention_days, now)
 
+    async def pin_references(self, tenant_id: str, references: dict[str, str], now: datetime) -> int:
+        pool = await self._get_pool()
+        async with pool.acquire() as conn, conn.transaction():
+            if not references:
+                await conn.execute("DELETE FROM drift_references WHERE tenant_id = $1", tenant_id)
+            for version, reference in references.items():
+                await conn.execute(
+                    "INSERT INTO drift_references VALUES ($1, $2, $3::jsonb, $4) ON CONFLICT (tenant_id, "
+                    "model_version) DO UPDATE SET reference = excluded.reference, pinned_at = excluded.pinned_at",
+                    tenant_id, version, reference, now,
+                )  # fmt: skip
+        return len(references)
+
+    async def pinned_references(self) -> list[tuple[str, str, str]]:
+        pool = await self._get_pool()
+        rows = await pool.fetch("SELECT tenant_id, model_version, reference::text FROM drift_references")
+        return [(r[0], r[1], r[2]) for r in rows]
+
     async def ping(self) -> None:
         pool = await self._get_pool()
         await pool.fetchval("SELECT 1", timeout=_CONNECT_TIMEOUT_S)

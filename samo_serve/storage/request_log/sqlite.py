@@ -289,6 +289,23 @@ class SqliteStore:
             if batch < _DELETE_BATCH:
                 return {"rows_deleted": deleted}
 
+    async def pin_references(self, tenant_id: str, references: dict[str, str], now: datetime) -> int:
+        statements: list[tuple[str, dict[str, Any]]] = []
+        if not references:
+            statements.append(("DELETE FROM drift_references WHERE tenant_id = :tenant", {"tenant": tenant_id}))
+        for version, reference in references.items():
+            params = {"tenant": tenant_id, "version": version, "reference": reference, "at": format_time(now)}
+            statements.append(
+                ("INSERT OR REPLACE INTO drift_references VALUES (:tenant, :version, :reference, :at)", params)
+            )
+        await self._run(lambda c: _transaction(c, statements) if statements else 0)
+        return len(references)
+
+    async def pinned_references(self) -> list[tuple[str, str, str]]:
+        sql = "SELECT tenant_id, model_version, reference FROM drift_references"
+        rows = await self._run(lambda c: c.execute(sql).fetchall())
+        return [(str(t), str(v), str(r)) for t, v, r in rows]
+
     async def ping(self) -> None:
         await self._run(lambda c: c.execute("SELECT 1").fetchone())
 
