@@ -56,7 +56,11 @@ def test_one_request_is_one_trace_across_the_ray_processes(traced_server: Server
     def complete(spans: list[ReceivedSpan]) -> bool:
         return INGRESS | {"model.queue", "model.ort"} <= {s.name for s in _ours(spans)}
 
-    spans = _ours(receiver.wait_for(complete, timeout_s=60))
+    try:
+        spans = _ours(receiver.wait_for(complete, timeout_s=60))
+    except AssertionError:  # which of ours is missing, and where the others went
+        seen = sorted((s.name, s.trace_id[:8], s.parent_span_id[:8]) for s in receiver.spans)
+        raise AssertionError(f"trace {TRACE_ID[:8]} incomplete: {seen}") from None
     by_name = {s.name: s for s in spans}
     assert len(spans) == len(by_name)  # each span once
     root = by_name["POST /predict"]

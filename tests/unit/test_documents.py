@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -127,6 +128,7 @@ async def test_request_log_has_one_row_per_text_with_its_segment_count(
 
     class Log:
         hasher = TextHasher(b"k" * 32)  # rows hold the log's keyed hash
+        writer = SimpleNamespace(tracing=None)  # the service hands its tracing to the log's writer
 
         def record(self, batch: list[LogRow]) -> None:
             rows.extend(batch)
