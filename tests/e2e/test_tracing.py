@@ -24,7 +24,7 @@ INGRESS = {
     "micro_batch",
     "tokenize",
     "model.call",
-    "log.enqueue",
+    "log.write",
 }
 
 
