@@ -137,6 +137,9 @@ def test_grafana_queries_only_metrics_the_endpoint_has(server: Server) -> None:
     dashboard = json.loads((ROOT / "k8s" / "grafana" / "samo-serve.json").read_text())
     exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
     queried = {n for e in exprs for n in re.findall(r"\b(ray_[a-z_]+)\b", e)}
+    # series that exist once their event has happened: a tenant judged for drift (its gauges are read off
+    # this endpoint in test_tenants.py), a span export that failed (tests/integration/test_tracing.py)
+    queried -= {"ray_samo_drift_mix_js", "ray_samo_drift_confidence_psi", "ray_samo_trace_export_failures_total"}
     asyncio.run(burst(server, 50, "grafana"))
     deadline = time.monotonic() + 90  # some of Serve's series appear only after a control-loop round
     while (missing := queried - scrape(server)["names"]) and time.monotonic() < deadline:
