@@ -84,3 +84,16 @@ def test_plan_from_another_directory_resizes_the_shipped_config(
     assert main(["plan", "--target-rps", "100", "--p95-ms", "300", "--from", "results.json", "--out", "p.yaml"]) == 0
     assert "4 EmotionModel" in capsys.readouterr().out
     assert deployment(load_serve_config(tmp_path / "p.yaml"), "EmotionModel")["autoscaling_config"]["max_replicas"] == 4
+
+
+def test_drift_report_prints_each_tenant_and_what_moved(capsys: pytest.CaptureFixture[str]) -> None:
+    from samo_serve.ops.cli.drift import _print
+
+    entry = {"texts": 300, "judged": True, "drifted": True, "mix_js": 0.42, "confidence_psi": 0.57,
+             "moved": [{"label": "anger", "share": 0.45, "reference": 0.03}]}  # fmt: skip
+    tenants = {"acme": {"m-ffa517df561e": entry}, "beta": {"m-ffa517df561e": {"texts": 5, "judged": False}}}
+    limits = {"mix_js": 0.1, "confidence_psi": 0.25}
+    _print({"start": "2026-12-07T00:00:00Z", "end": "2026-12-08T00:00:00Z", "thresholds": limits, "tenants": tenants})
+    out = capsys.readouterr().out
+    for shown in ("acme", "drifted", "anger", "not judged", "ffa517df561e"):
+        assert shown in out, out

@@ -84,32 +84,18 @@ def _print(report: dict[str, Any]) -> None:
     from samo_serve.ops.report import stdout_console
 
     limits = report["thresholds"]
-    table = Table(title=f"drift {report['start']} .. {report['end']} (thresholds: JS {limits['mix_js']}, "
-                        f"PSI {limits['confidence_psi']})")  # fmt: skip
-    for column in (
-        "tenant",
-        "model version",
-        "texts",
-        "mix JS",
-        "confidence PSI",
-        "",
-        "moved most (share now / reference)",
-    ):
-        table.add_column(column, no_wrap=column != "moved most (share now / reference)")
+    table = Table(title=f"drift {report['start'][:16]} .. {report['end'][:16]} UTC "
+                        f"(limits: mix JS {limits['mix_js']}, confidence PSI {limits['confidence_psi']})")  # fmt: skip
+    for column in ("tenant", "model", "texts", "mix JS", "PSI", "", "moved most: share now / reference"):
+        table.add_column(column, overflow="fold")
     for tenant, versions in report["tenants"].items():
         for version, e in versions.items():
+            short = version.rsplit("-", 1)[-1]  # the version's hash: the name is the card's
             if not e["judged"]:
-                table.add_row(tenant or '""', version, str(e["texts"]), "-", "-", "not judged", "")
+                table.add_row(tenant or '""', short, str(e["texts"]), "-", "-", "not judged", "")
                 continue
-            moved = ", ".join(f"{m['label']} {m['share']:.2f}/{m['reference']:.2f}" for m in e["moved"][:3])
+            moved = "\n".join(f"{m['label']} {m['share']:.2f} / {m['reference']:.2f}" for m in e["moved"][:3])
             flag = "[red]drifted[/red]" if e.get("drifted") else "ok"
-            table.add_row(
-                tenant or '""',
-                version,
-                str(e["texts"]),
-                f"{e['mix_js']:.3f}",
-                f"{e['confidence_psi']:.3f}",
-                flag,
-                moved,
-            )
+            row = (f"{e['mix_js']:.3f}", f"{e['confidence_psi']:.3f}", flag, moved)
+            table.add_row(tenant or '""', short, str(e["texts"]), *row)
     stdout_console().print(table)
