@@ -47,6 +47,8 @@ async def _views(store: LogStore) -> Any:
         RangeQuery("emotion", START, END, "A", by_hour=True),
         RangeQuery("label", START, END, "A"),
         RangeQuery("label", START, END, "A", "u1", by_hour=True),
+        RangeQuery("drift_mix", START, END, by_tenant=True),
+        RangeQuery("drift_confidence", START, END, "A"),
     ):
         out.append(sorted(tuple(_plain(v) for v in r) for r in await store.range(query)))
     return out
