@@ -63,22 +63,57 @@ def load_settings(**args: Any) -> Settings:
         raise CliError(f"invalid SAMO_* environment ({exc})", f"fix that variable ({where})") from exc
 
 
+WRONG_URL = "pass --url with the address of a samo-serve (samo-serve run starts one)"
+
+
 def add_api_key(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--api-key", default=os.environ.get("SAMO_API_KEY"), help="default: $SAMO_API_KEY")
 
 
-def get(
-    url: str, path: str, api_key: str | None = None, timeout_s: float = 30, params: dict[str, Any] | None = None
+def request(
+    method: str,
+    url: str,
+    path: str,
+    api_key: str | None = None,
+    timeout_s: float = 30,
+    params: dict[str, Any] | None = None,
 ) -> httpx.Response:
-    """GET ``url`` + ``path`` from a running samo-serve; a :class:`CliError` (exit 2) when nothing answers."""
+    """``method`` ``url`` + ``path`` of a running samo-serve; a :class:`CliError` (exit 2) when nothing answers."""
     import httpx
 
+    send = getattr(httpx, method.lower())  # httpx.get, httpx.post, httpx.delete
     headers = {"X-API-Key": api_key} if api_key else {}
     try:
-        return httpx.get(url.rstrip("/") + path, headers=headers, timeout=timeout_s, params=params)
+        response: httpx.Response = send(url.rstrip("/") + path, headers=headers, timeout=timeout_s, params=params)
     except (httpx.HTTPError, httpx.InvalidURL) as exc:
         raise CliError(
             f"cannot reach {url} ({str(exc) or type(exc).__name__})",
             "start the service (samo-serve run) or pass --url with its address",
             code=2,
         ) from exc
+    return response
+
+
+def get(
+    url: str, path: str, api_key: str | None = None, timeout_s: float = 30, params: dict[str, Any] | None = None
+) -> httpx.Response:
+    """GET ``url`` + ``path`` of a running samo-serve (:func:`request`)."""
+    return request("GET", url, path, api_key, timeout_s, params)
+
+
+def error_message(response: httpx.Response) -> str:
+    """samo-serve's own error message (``{"error": {"message": …}}``) as `` (…)``, not another server's HTML page."""
+    try:
+        message = response.json()["error"]["message"]
+    except (ValueError, KeyError, TypeError):
+        return ""
+    return f" ({message})"
+
+
+def require_ok(response: httpx.Response, url: str, path: str, key: str, key_remedy: str = "") -> None:
+    """A :class:`CliError` (exit 2) unless ``response`` is a 200: a 401/403 names the ``key`` it needs."""
+    where = f"{url.rstrip('/')}{path} answered {response.status_code}"
+    if response.status_code in (401, 403):
+        raise CliError(f"{where}: it needs {key}", f"pass --api-key KEY or set SAMO_API_KEY{key_remedy}", code=2)
+    if response.status_code != 200:
+        raise CliError(f"{where}{error_message(response)}", WRONG_URL, code=2)

@@ -6,13 +6,14 @@ import argparse
 import json
 from typing import TYPE_CHECKING, Any
 
-from samo_serve.ops.cli.common import DEFAULT_URL, add_api_key, get
-from samo_serve.ops.cli.errors import CliError
+from samo_serve.ops.cli.common import DEFAULT_URL, add_api_key, get, request, require_ok
 
 if TYPE_CHECKING:
     from samo_serve.ops.cli.common import Subparsers
 
 __all__ = ["register"]
+
+_KEY = "a key with the analytics scope (admin: any tenant)"
 
 
 def register(sub: Subparsers) -> None:
@@ -38,38 +39,18 @@ def register(sub: Subparsers) -> None:
 
 
 def _pin(args: argparse.Namespace) -> int:
-    import httpx
-
-    url = args.url.rstrip("/")
     params = {k: v for k, v in (("tenant", args.tenant), ("start", args.start), ("end", args.end)) if v is not None}
-    headers = {"X-API-Key": args.api_key} if args.api_key else {}
-    try:
-        method = httpx.delete if args.unpin else httpx.post
-        response = method(f"{url}/analytics/drift/pin", params=params, headers=headers, timeout=60)
-    except httpx.HTTPError as exc:
-        raise CliError(f"cannot reach {url} ({type(exc).__name__})", "start the service or pass --url", code=2) from exc
-    if response.status_code != 200:
-        try:
-            message = response.json()["error"]["message"]
-        except (ValueError, KeyError, TypeError):
-            message = response.text[:200]
-        raise CliError(f"{url}/analytics/drift/pin answered {response.status_code}: {message}", "see --help", code=2)
+    path = "/analytics/drift/pin"
+    response = request("DELETE" if args.unpin else "POST", args.url, path, args.api_key, 60, params)
+    require_ok(response, args.url, path, _KEY)
     print(json.dumps(response.json(), indent=2))
     return 0
 
 
 def _report(args: argparse.Namespace) -> int:
-    url = args.url.rstrip("/")
     params = {k: v for k, v in (("tenant", args.tenant), ("hours", args.hours)) if v is not None}
-    response = get(url, "/analytics/drift", args.api_key, params=params)
-    if response.status_code in (401, 403):
-        raise CliError(
-            f"{url}/analytics/drift answered {response.status_code}: it needs an analytics key (admin: any tenant)",
-            "pass --api-key KEY or set SAMO_API_KEY",
-            code=2,
-        )
-    if response.status_code != 200:
-        raise CliError(f"{url}/analytics/drift answered {response.status_code}", "is --url a samo-serve?", code=2)
+    response = get(args.url, "/analytics/drift", args.api_key, params=params)
+    require_ok(response, args.url, "/analytics/drift", _KEY)
     report: dict[str, Any] = response.json()
     if args.json:
         print(json.dumps(report, indent=2))
