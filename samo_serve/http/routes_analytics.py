@@ -147,21 +147,22 @@ def _add_drift_routes(
         tenant: TenantQuery = None,
     ) -> Response:
         tenant_id = tenant_filter(request, tenant)
+        return json_response(await watch().report(tenant_id, hours))
+
+    def watch() -> DriftWatch:
         request_log()  # 503 when the log is off
         if service.drift is None:
             raise AnalyticsUnavailable("the drift watch needs the request log")
-        return json_response(await service.drift.report(tenant_id, hours))
+        return service.drift
 
     def drift_watch(request: Request, tenant: str | None) -> tuple[DriftWatch, str]:
         """The watch and the one tenant a pin is for: the key's own, or the one an admin names."""
         tenant_id = tenant_filter(request, tenant)
-        request_log()
-        if service.drift is None:
-            raise AnalyticsUnavailable("the drift watch needs the request log")
+        drift = watch()
         if tenant_id is None:
             raise ValidationFailed("an admin key pins one tenant's reference: add `tenant`",
                                    [{"loc": ["query", "tenant"], "msg": "required for an admin key"}])  # fmt: skip
-        return service.drift, tenant_id
+        return drift, tenant_id
 
     @app.post(
         "/analytics/drift/pin",

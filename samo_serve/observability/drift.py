@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -37,13 +37,14 @@ __all__ = [
 VERSION_SEPARATOR = "|"  # rollup keys: ``{model_version}|{label or tenth}`` (storage.request_log.rollups)
 CONFIDENCE_BINS = 10  # tenths of the top score: bin i holds [i/10, (i+1)/10), the last one 1.0 too
 _PSI_FLOOR = 1e-4
+K = TypeVar("K")
 
 
 def confidence_bin(score: float) -> int:
     return min(CONFIDENCE_BINS - 1, max(0, math.floor(score * CONFIDENCE_BINS)))
 
 
-def shares(counts: Mapping[str, float], keys: Sequence[str]) -> list[float]:
+def shares(counts: Mapping[K, float], keys: Sequence[K]) -> list[float]:
     """``counts`` as shares over ``keys`` (in that order); all 0 when there is nothing."""
     total = sum(counts.get(k, 0.0) for k in keys)
     return [counts.get(k, 0.0) / total if total else 0.0 for k in keys]
@@ -89,7 +90,7 @@ def compare(
     labels = sorted(set(reference["mix"]) | set(mix))
     now, then = shares(mix, labels), [float(reference["mix"].get(k, 0.0)) for k in labels]
     expected = [float(x) for x in reference["confidence"]]
-    observed = shares({str(k): v for k, v in confidence.items()}, [str(i) for i in range(CONFIDENCE_BINS)])
+    observed = shares(confidence, range(CONFIDENCE_BINS))
     moved = sorted(zip(labels, now, then, strict=True), key=lambda x: -abs(x[1] - x[2]))[:top]
     return {
         "texts": int(sum(mix.values())),
@@ -118,12 +119,12 @@ def window_counts(
 
 def reference_from(mix: Mapping[str, float], confidence: Mapping[int, float], split: str) -> dict[str, Any]:
     """A window's counts as a reference (what ``samo-serve drift pin`` keeps): shares, in the card's form."""
-    n = sum(mix.values())
+    labels = sorted(mix)
     return {
         "split": split,
-        "n": int(n),
-        "mix": {label: round(c / n, 6) for label, c in sorted(mix.items())},
-        "confidence": [round(confidence.get(i, 0.0) / n, 6) for i in range(CONFIDENCE_BINS)],
+        "n": int(sum(mix.values())),
+        "mix": {label: round(share, 6) for label, share in zip(labels, shares(mix, labels), strict=True)},
+        "confidence": [round(share, 6) for share in shares(confidence, range(CONFIDENCE_BINS))],
     }
 
 
@@ -146,7 +147,7 @@ def window_report(
         reference = (pinned or {}).get((tenant, version)) or references.get(version)
         texts = int(sum(counts.values()))
         entry: dict[str, Any] = {"texts": texts, "judged": False}
-        if reference is not None and texts >= min_texts and texts > 0:
+        if reference is not None and texts >= min_texts:
             entry = {**compare(counts, confidence[(tenant, version)], reference), "judged": True}
             entry["reference"] = reference.get("split")
         out.setdefault(tenant, {})[version] = entry

@@ -192,7 +192,3 @@ class Tracing:
 
     def flush(self, timeout_s: float = 5.0) -> bool:
         return self._provider.force_flush(int(timeout_s * 1000)) if self._provider is not None else True
-
-    def shutdown(self) -> None:
-        if self._provider is not None:
-            self._provider.shutdown()

@@ -10,7 +10,6 @@ from samo_serve.ops.cli.common import DEFAULT_URL, WRONG_URL, add_api_key, get, 
 from samo_serve.ops.cli.errors import CliError
 
 if TYPE_CHECKING:
-
     from samo_serve.ops.cli.common import Subparsers
 
 __all__ = ["register"]

@@ -6,10 +6,10 @@ import asyncio
 import json
 import logging
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -31,6 +31,7 @@ from samo_serve.storage.request_log.writer import LogWriter
 __all__ = ["RequestLog", "parse_range"]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 DEFAULT_RANGE = timedelta(hours=24)
 _PING_TIMEOUT_S = 2.0
@@ -133,11 +134,16 @@ class RequestLog:
         self.l3_stats.misses += len(set(text_hashes)) - len(results)
         return results
 
-    async def _range(self, query: RangeQuery) -> list[tuple[Any, ...]]:
+    @staticmethod
+    async def _answered(work: Awaitable[T]) -> T:
+        """What the database answers to analytics; its failure as AnalyticsUnavailable (503)."""
         try:
-            return await self.store.range(query)
+            return await work
         except Exception as exc:
             raise AnalyticsUnavailable(f"request-log database unavailable: {type(exc).__name__}") from exc
+
+    async def _range(self, query: RangeQuery) -> list[tuple[Any, ...]]:
+        return await self._answered(self.store.range(query))
 
     async def emotion_counts(
         self, start: datetime, end: datetime, tenant_id: str | None = None, user_id: str | None = None
@@ -179,18 +185,12 @@ class RequestLog:
 
     async def pinned_references(self) -> list[tuple[str, str, str]]:
         """(tenant, model_version, reference JSON) of the drift references operators pinned."""
-        try:
-            return await self.store.pinned_references()
-        except Exception as exc:
-            raise AnalyticsUnavailable(f"request-log database unavailable: {type(exc).__name__}") from exc
+        return await self._answered(self.store.pinned_references())
 
     async def pin_references(self, tenant_id: str, references: dict[str, dict[str, Any]]) -> int:
         """Pin a tenant's drift references (model version -> reference); none: unpin them all."""
         encoded = {version: json.dumps(reference) for version, reference in references.items()}
-        try:
-            return await self.store.pin_references(tenant_id, encoded, datetime.now(UTC))
-        except Exception as exc:
-            raise AnalyticsUnavailable(f"request-log database unavailable: {type(exc).__name__}") from exc
+        return await self._answered(self.store.pin_references(tenant_id, encoded, datetime.now(UTC)))
 
     async def user_texts(
         self, tenant_id: str | None, user_id: str, entry_id: str | None = None
