@@ -130,19 +130,25 @@ class Tracing:
             return _NO_SPAN
         return self._tracer.start_as_current_span(name, attributes=attributes or None)
 
-    @contextlib.contextmanager
     def server_span(
         self, name: str, headers: Iterable[tuple[bytes, bytes]], request_id: str, tenant: str
-    ) -> Iterator[None]:
+    ) -> contextlib.AbstractContextManager[Any]:
         """A request's root in this process: the child of the caller's ``traceparent`` when it sent one.
-        A failure is recorded by its class alone (``error.type``): an exception's message is not a span's."""
+        A failure is recorded by its class alone (``error.type``): an exception's message is not a span's.
+        Tracing off: the shared no-op, so a request makes nothing here."""
         if self._tracer is None:
-            yield
-            return
+            return _NO_SPAN
+        return self._server_span(self._tracer, name, headers, request_id, tenant)
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _server_span(
+        tracer: trace.Tracer, name: str, headers: Iterable[tuple[bytes, bytes]], request_id: str, tenant: str
+    ) -> Iterator[None]:
         carrier = {k.decode("latin-1"): v.decode("latin-1") for k, v in headers if k in (b"traceparent", b"tracestate")}
         parent = _PROPAGATOR.extract(carrier) if carrier else None
         attributes = {"samo.request_id": request_id, "samo.tenant": tenant}
-        with self._tracer.start_as_current_span(
+        with tracer.start_as_current_span(
             name, context=parent, kind=SpanKind.SERVER, attributes=attributes,
             record_exception=False, set_status_on_exception=False,
         ) as span:  # fmt: skip
@@ -186,6 +192,8 @@ class Tracing:
 
     def set_attributes(self, **attributes: Any) -> None:
         """On the current span, if it records (the tenant, once the key is known; the response status)."""
+        if self._tracer is None:
+            return
         span = trace.get_current_span()
         if span.is_recording():
             span.set_attributes(attributes)
