@@ -51,10 +51,11 @@ _STORED = (
 _JSON = ("emotions", "cleared")
 
 
-def _upserts(source: str, sign: int = 1) -> str:
-    """The rollup upserts of the rows of CTE ``source``, as CTEs of one statement."""
+def _upserts(source: str, sign: int = 1, users: bool = True) -> str:
+    """The rollup upserts of the rows of CTE ``source`` (the tenant rollups alone without ``users``), as CTEs
+    of one statement."""
     statements = rollups.upsert_statements(rollups.POSTGRES, source, sign=sign)
-    return ", ".join(f"r{i} AS ({sql})" for i, sql in enumerate(statements))
+    return ", ".join(f"r{i} AS ({sql})" for i, sql in enumerate(statements if users else statements[:1]))
 
 
 _INSERT = (
@@ -244,12 +245,11 @@ class PostgresStore:
         """Delete the user's rows (one entry's, when given) and subtract exactly those rows from the tenant
         rollups (and, for one entry, from the user's), atomically; a whole person's user rollups go."""
         where = user_filter(tenant_id, entry_id)
-        subtract, *subtract_user = rollups.upsert_statements(rollups.POSTGRES, "del", sign=-1)
         params = {"user": user_id, "tenant": tenant_id, "entry": entry_id}
-        user = "".join(f", u{i} AS ({sql})" for i, sql in enumerate(subtract_user)) if entry_id is not None else ""
+        subtract = _upserts("del", sign=-1, users=entry_id is not None)
         erase, args = numbered(
             f"WITH del AS (DELETE FROM emotion_requests WHERE {where} RETURNING {_STORED}), "
-            f"t AS ({subtract}){user} SELECT count(*) FROM del",
+            f"{subtract} SELECT count(*) FROM del",
             params,
         )
         forget = [

@@ -30,7 +30,6 @@ __all__ = [
     "ANALYZE_AFTER_REBUILD",
     "DIMENSIONS",
     "EMPTY_ROLLUPS",
-    "ROLLUP_MIGRATIONS",
     "LATENCY_RATIO",
     "POSTGRES",
     "SQLITE",
@@ -211,10 +210,6 @@ def rebuild_steps(d: Dialect) -> tuple[tuple[str, str], ...]:
 
 def rebuild_statements(d: Dialect) -> tuple[str, ...]:
     return tuple(sql for _, sql in rebuild_steps(d))
-
-
-#: the migrations that add rollups: 3 the tables, 5 the label dimension (and its user table)
-ROLLUP_MIGRATIONS = (3, 5)
 
 
 def fill_after_migrations(d: Dialect, applied: set[int]) -> tuple[str, ...]:
